@@ -1,0 +1,69 @@
+/**
+ * autobuilder server configuration. Copy to `config.ts` (or point AUTOBUILDER_CONFIG at
+ * another file) and change what you need: every setting is optional, and the values shown
+ * are the defaults. Secrets are better kept in the environment: GITHUB_WEBHOOK_SECRET and
+ * GITHUB_TOKEN override `github.webhookSecret` and `github.token`.
+ */
+import type { ConfigInput } from './src/config/index.js';
+
+const config: ConfigInput = {
+  // Where the database, workspaces, artifacts and logs live. Put it on Btrfs for O(1)
+  // workspace snapshots (scripts/host-setup.sh does); elsewhere workspaces are copied.
+  dataDir: './data',
+
+  // Address and port the HTTP server listens on (webhooks, API, build pages).
+  listen: { host: '127.0.0.1', port: 8462 },
+
+  // Base URL GitHub and people reach this server at; used in commit status target URLs.
+  // Default: http://<listen.host>:<listen.port>
+  // publicUrl: 'https://ci.example.com',
+
+  // The config repository holding `<owner>/<repo>/<branch>.yaml` build definitions:
+  // a local directory (`path`), or a git repository (`url`, cloned into <dataDir>/config-repo).
+  configRepository: {
+    path: './projects-config-repo-example',
+    // url: 'https://github.com/acme/autobuilder-config.git',
+    branch: 'main',
+  },
+
+  github: {
+    // REST API base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
+    apiUrl: 'https://api.github.com',
+    // Token allowed to create commit statuses (repo:status). Without one, statuses are skipped.
+    // token: 'ghp_…',
+    // Secret of the webhook. Without one, a random secret is generated into
+    // <dataDir>/webhook-secret and its path printed at start; unsigned webhooks are never accepted.
+    // webhookSecret: '…',
+  },
+
+  docker: {
+    // Docker engine socket.
+    socketPath: '/var/run/docker.sock',
+    // Image for build scripts whose definition names no `baseimage`.
+    defaultImage: 'autobuilder/debian-build:bookworm',
+    // Network of build containers: 'bridge', 'none' or 'host'.
+    network: 'bridge',
+    // Limits of every build container: memory in bytes, process count, CPUs.
+    memoryBytes: 2 * 1024 ** 3,
+    pidsLimit: 1024,
+    cpus: 2,
+  },
+
+  // How many builds run at once. Default: the number of CPUs.
+  // jobConcurrency: 2,
+
+  // Clone-URL rewrites, first match wins: a clone URL from a payload starting with `from`
+  // gets that prefix replaced by `to` (mirrors, or local repositories in tests).
+  cloneUrlRewrites: [
+    // { from: 'https://github.com/', to: 'https://git-mirror.internal/' },
+  ],
+
+  // Workspace snapshots: 'auto' (Btrfs when the data dir is on Btrfs, else copies),
+  // 'btrfs' (refuse to start without it) or 'copy'.
+  snapshotDriver: 'auto',
+
+  // App log level: fatal, error, warn, info, debug, trace or silent.
+  logLevel: 'info',
+};
+
+export default config;

@@ -1,0 +1,44 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { ArtifactStore } from './artifacts/artifact-store.js';
+import type { BuildLogs } from './builds/build-log.js';
+import type { Coordinator } from './builds/coordinator.js';
+import { createBuildRoutes } from './http/build-routes.js';
+import { errorHandler } from './http/error-handler.js';
+import { createWebhookRoutes } from './http/webhook-routes.js';
+import type { Logger } from './logger.js';
+import type { BuildStore } from './store/build-store.js';
+import type { SignatureVerifier } from './webhooks/verify-signature.js';
+
+/** Everything the HTTP app needs, made by the composition root. */
+export interface AppDeps {
+  coordinator: Coordinator;
+  store: BuildStore;
+  logs: BuildLogs;
+  artifacts: ArtifactStore;
+  verify: SignatureVerifier;
+  /** absolute base URL of this server as clients and GitHub reach it */
+  publicUrl: string;
+  log: Logger;
+}
+
+/** Creates the koa app with every route mounted; it does not listen (tests run it on port 0). */
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa();
+  app.proxy = false;
+  app.silent = true;
+  app.use(errorHandler(deps.log.child({ component: 'http' })));
+  const health = new Router();
+  health.get('/healthz', (ctx) => {
+    ctx.body = { ok: true };
+  });
+  for (const router of [
+    health,
+    createWebhookRoutes({ verify: deps.verify, coordinator: deps.coordinator, store: deps.store, log: deps.log.child({ component: 'webhooks' }) }),
+    createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
+  ]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods());
+  }
+  return app;
+}

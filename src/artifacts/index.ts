@@ -1,0 +1,1 @@
+export { createArtifactStore, isDigest, type ArtifactStore, type StoredArtifact } from './artifact-store.js';

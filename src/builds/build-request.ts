@@ -1,0 +1,15 @@
+/** A request to build one commit of one repository, from a webhook or the API. */
+export interface BuildRequest {
+  owner: string;
+  repo: string;
+  /** full ref, `refs/heads/<branch>` or `refs/tags/<tag>` */
+  ref: string;
+  /** commit sha, 40 hex */
+  sha: string;
+  /** URL to fetch the commit from (before clone-URL rewrites) */
+  cloneUrl: string;
+  /** the repository's default branch, whose lineage a new branch starts from */
+  defaultBranch: string | null;
+  /** X-GitHub-Delivery of the webhook that asked for it, or null */
+  deliveryId: string | null;
+}

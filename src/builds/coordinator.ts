@@ -1,0 +1,216 @@
+import { randomBytes } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import PQueue from 'p-queue';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import type { BuildDefinition } from '../config-repo/definition.js';
+import type { ConfigRepository } from '../config-repo/config-repository.js';
+import { isAppError, toMessage } from '../errors.js';
+import type { CommitStatusPublisher } from '../github/commit-statuses.js';
+import type { Logger } from '../logger.js';
+import type { ContainerRunner } from '../runner/container-runner.js';
+import type { Workspaces } from '../snapshots/workspaces.js';
+import type { BuildStore } from '../store/build-store.js';
+import type { Build } from './build.js';
+import type { BuildLogs, BuildLogWriter } from './build-log.js';
+import type { BuildRequest } from './build-request.js';
+import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
+import { parseRef } from './refs.js';
+
+/** Where builds run inside their container. */
+export const CONTAINER_WORKDIR = '/workspace';
+
+/** What came of a build request: the builds it queued, or why none. */
+export interface SubmitResult {
+  builds: Build[];
+  /** why no build was queued; null when some were */
+  reason: string | null;
+}
+
+/** Turns build requests into builds and runs them. */
+export interface Coordinator {
+  /**
+   * Looks up the definitions for the request, stores one `queued` build per build script,
+   * posts their `pending` statuses, and queues them. Resolves once they are queued, not run.
+   * Never throws for a bad definition: it is logged and returned as `reason`.
+   */
+  submit(request: BuildRequest): Promise<SubmitResult>;
+  /** Resolves when every queued and running build has ended (tests, shutdown). */
+  idle(): Promise<void>;
+}
+
+/** A sortable build id: base-36 milliseconds, then 8 random hex digits. */
+export function createBuildId(now: () => number = Date.now): string {
+  return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * Creates the build coordinator: the one place a build's life is driven, from `queued` to
+ * a terminal state, with its log, workspace lineage, container, artifact and statuses.
+ */
+export function createCoordinator(options: {
+  store: BuildStore;
+  logs: BuildLogs;
+  configRepository: ConfigRepository;
+  checkout: Checkout;
+  workspaces: Workspaces;
+  runner: ContainerRunner;
+  artifacts: ArtifactStore;
+  statuses: CommitStatusPublisher;
+  log: Logger;
+  concurrency: number;
+  defaultImage: string;
+  cloneUrlRewrites: readonly CloneUrlRewrite[];
+  now?: () => Date;
+}): Coordinator {
+  const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, log } = options;
+  const now = options.now ?? (() => new Date());
+  const queue = new PQueue({ concurrency: options.concurrency });
+
+  function save(build: Build, changes: Partial<Build>): Build {
+    Object.assign(build, changes);
+    store.update(build);
+    return build;
+  }
+
+  async function finish(build: Build, buildLog: BuildLogWriter, changes: Pick<Build, 'state' | 'description'> & Partial<Build>): Promise<void> {
+    save(build, { ...changes, finishedAt: now().toISOString() });
+    buildLog.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
+    buildLog.close();
+    await statuses.publish(build);
+  }
+
+  async function execute(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+    const blog = log.child({ buildId: build.id, repo: build.repo, sha: build.sha });
+    const started = Date.now();
+    save(build, { state: 'running', startedAt: now().toISOString(), description: 'Running' });
+    const ref = parseRef(build.ref);
+    const scope = { owner: request.owner, repo: request.repo, definition: definition.name };
+    const branch = `${ref.kind}:${ref.name}`;
+    try {
+      const prepared = await workspaces.prepare({
+        scope,
+        branch,
+        fallbackBranch: request.defaultBranch === null ? null : `branch:${request.defaultBranch}`,
+        buildId: build.id,
+        incremental: definition.incremental,
+      });
+      save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
+      buildLog.line(prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`);
+
+      const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
+      const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, workspace: prepared.path });
+      buildLog.line(`[autobuilder] checked out ${build.sha}`);
+
+      const image = definition.baseimage ?? options.defaultImage;
+      const collectTo = await artifacts.tempPath();
+      buildLog.line(`[autobuilder] running ${definition.script} in ${image}`);
+      const result = await runner.run({
+        buildId: build.id,
+        image,
+        command: ['/bin/sh', definition.script],
+        workspace: dir,
+        workdir: CONTAINER_WORKDIR,
+        env: {
+          ...definition.env,
+          CI: 'true',
+          AUTOBUILDER: 'true',
+          AUTOBUILDER_BUILD_ID: build.id,
+          AUTOBUILDER_REPOSITORY: build.repo,
+          AUTOBUILDER_REF: build.ref,
+          AUTOBUILDER_REF_NAME: ref.name,
+          AUTOBUILDER_REF_TYPE: ref.kind,
+          AUTOBUILDER_SHA: build.sha,
+          AUTOBUILDER_ARCHIVES: definition.archives,
+          AUTOBUILDER_ARTIFACT: definition.artifact,
+        },
+        collect: posix.join(definition.archives, definition.artifact),
+        collectTo,
+        onLine: (_stream, line) => buildLog.line(line),
+      });
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      if (result.exitCode !== 0) {
+        await unlink(collectTo).catch(() => undefined);
+        await finish(build, buildLog, { state: 'failure', exitCode: result.exitCode, description: `${definition.script} exited with code ${result.exitCode} after ${seconds} s` });
+        return;
+      }
+      if (!result.collected) {
+        await finish(build, buildLog, {
+          state: 'failure',
+          exitCode: 0,
+          description: `artifact ${posix.join(definition.archives, definition.artifact)} was not produced`,
+        });
+        return;
+      }
+      const stored = await artifacts.put(collectTo);
+      buildLog.line(`[autobuilder] artifact ${definition.artifact}: sha256 ${stored.digest} (${stored.size} bytes)`);
+      await workspaces.promote({ scope, branch, buildId: build.id });
+      await finish(build, buildLog, {
+        state: 'success',
+        exitCode: 0,
+        artifacts: [{ name: definition.artifact, digest: stored.digest, size: stored.size }],
+        description: `Built in ${seconds} s`,
+      });
+    } catch (err) {
+      blog.error({ err: toMessage(err), code: isAppError(err) ? err.code : undefined }, 'build errored');
+      await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+    }
+  }
+
+  return {
+    async submit(request) {
+      const rlog = log.child({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha, deliveryId: request.deliveryId });
+      let lookup;
+      try {
+        lookup = await configRepository.lookup({ owner: request.owner, repo: request.repo, ref: request.ref });
+      } catch (err) {
+        const reason = isAppError(err) ? err.message : `internal error: ${toMessage(err)}`;
+        rlog.warn({ reason }, 'build request not matched');
+        if (!isAppError(err)) throw err;
+        return { builds: [], reason };
+      }
+      if (lookup.definitions.length === 0) {
+        rlog.info({ reason: lookup.reason }, 'no build definition matches');
+        return { builds: [], reason: lookup.reason };
+      }
+      const builds: Build[] = [];
+      for (const definition of lookup.definitions) {
+        const build: Build = {
+          id: createBuildId(),
+          repo: `${request.owner}/${request.repo}`,
+          ref: request.ref,
+          sha: request.sha,
+          definition: definition.name,
+          context: `autobuilder/${definition.name}`,
+          state: 'queued',
+          exitCode: null,
+          description: 'Queued',
+          cached: false,
+          coalesced: false,
+          incremental: false,
+          parentBuildId: null,
+          cacheKey: null,
+          configSha: lookup.configSha,
+          deliveryId: request.deliveryId,
+          queuedAt: now().toISOString(),
+          startedAt: null,
+          finishedAt: null,
+          artifacts: [],
+        };
+        const buildLog = logs.open(build.id);
+        buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
+        store.insert(build);
+        builds.push(build);
+        rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
+        await statuses.publish(build);
+        void queue.add(() => execute(build, definition, request, buildLog)).catch((err: unknown) => {
+          rlog.error({ buildId: build.id, err: toMessage(err) }, 'build job crashed');
+        });
+      }
+      return { builds, reason: null };
+    },
+    async idle() {
+      await queue.onIdle();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+
+const nonEmpty = z.string().trim().min(1);
+
+/** One clone-URL rewrite: a clone URL starting with `from` has that prefix replaced by `to`. */
+export const cloneUrlRewriteSchema = z
+  .object({ from: nonEmpty, to: nonEmpty })
+  .strict();
+
+/**
+ * The server settings, validated once at start. Every field has a default, so `{}` is a
+ * complete configuration (the embedded defaults the README's demo runs on). See
+ * config.sample.ts for the meaning of each setting.
+ */
+export const configSchema = z
+  .object({
+    dataDir: nonEmpty.default('./data'),
+    listen: z
+      .object({
+        host: nonEmpty.default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8462),
+      })
+      .strict()
+      .prefault({}),
+    publicUrl: z.url({ protocol: /^https?$/ }).optional(),
+    configRepository: z
+      .object({
+        path: nonEmpty.default('./projects-config-repo-example'),
+        url: nonEmpty.optional(),
+        branch: nonEmpty.default('main'),
+      })
+      .strict()
+      .prefault({}),
+    github: z
+      .object({
+        apiUrl: z.url({ protocol: /^https?$/ }).default('https://api.github.com'),
+        token: nonEmpty.optional(),
+        webhookSecret: nonEmpty.optional(),
+      })
+      .strict()
+      .prefault({}),
+    docker: z
+      .object({
+        socketPath: nonEmpty.default('/var/run/docker.sock'),
+        defaultImage: nonEmpty.default('autobuilder/debian-build:bookworm'),
+        network: z.enum(['bridge', 'none', 'host']).default('bridge'),
+        memoryBytes: z.number().int().positive().default(2 * 1024 ** 3),
+        pidsLimit: z.number().int().positive().default(1024),
+        cpus: z.number().positive().default(2),
+      })
+      .strict()
+      .prefault({}),
+    jobConcurrency: z.number().int().positive().default(availableParallelism()),
+    cloneUrlRewrites: z.array(cloneUrlRewriteSchema).default([]),
+    snapshotDriver: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+/** The validated, defaulted server settings (frozen by {@link loadConfig}). */
+export type Config = z.infer<typeof configSchema>;
+
+/** What a `config.ts` may export: any subset of {@link Config}, before defaults. */
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,19 @@
+import type { Build } from '../builds/build.js';
+
+/** A build as the HTTP API shows it (DESIGN §6): the stored record plus absolute URLs. */
+export interface BuildView extends Omit<Build, 'artifacts'> {
+  artifacts: { name: string; digest: string; size: number; url: string }[];
+  logUrl: string;
+  pageUrl: string;
+}
+
+/** Adds the artifact, log and page URLs (under `publicUrl`) to a stored build. */
+export function toBuildView(build: Build, publicUrl: string): BuildView {
+  const base = publicUrl.replace(/\/+$/, '');
+  return {
+    ...build,
+    artifacts: build.artifacts.map((a) => ({ ...a, url: `${base}/api/artifacts/${a.digest}` })),
+    logUrl: `${base}/api/builds/${build.id}/log`,
+    pageUrl: `${base}/builds/${build.id}`,
+  };
+}

@@ -1,0 +1,69 @@
+import Router from '@koa/router';
+import type { Coordinator } from '../builds/coordinator.js';
+import { AppError, toMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { BuildStore } from '../store/build-store.js';
+import { readBody } from '../webhooks/read-body.js';
+import { toBuildRequest } from '../webhooks/to-build-request.js';
+import type { SignatureVerifier } from '../webhooks/verify-signature.js';
+
+const header = (value: string | string[] | undefined): string | null => (typeof value === 'string' && value !== '' ? value : null);
+
+/**
+ * `POST /hooks/github`: GitHub webhook receiver. Order matters: the body is read raw
+ * (25 MB cap, 413), the signature checked over those bytes (401), then parsed (400).
+ * Answers `ping` and ignored events with 200 and the reason, build requests with 202 and
+ * the delivery id; the build lookup and queueing happen after the answer.
+ */
+export function createWebhookRoutes(deps: { verify: SignatureVerifier; coordinator: Coordinator; store: BuildStore; log: Logger }): Router {
+  const router = new Router();
+  router.post('/hooks/github', async (ctx) => {
+    const body = await readBody(ctx.req).catch((err: unknown) => {
+      ctx.set('Connection', 'close');
+      throw err;
+    });
+    await deps.verify(body, ctx.req.headers);
+    const deliveryId = header(ctx.req.headers['x-github-delivery']);
+    const event = header(ctx.req.headers['x-github-event']);
+    if (event === null) throw new AppError('BAD_REQUEST', 'missing X-GitHub-Event header', { status: 400 });
+    let payload: unknown;
+    try {
+      payload = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new AppError('BAD_REQUEST', 'the body is not JSON (set the webhook content type to application/json)', { status: 400 });
+    }
+    const log = deps.log.child({ deliveryId, event });
+    const outcome = toBuildRequest(event, payload, deliveryId);
+    const receivedAt = new Date().toISOString();
+    switch (outcome.kind) {
+      case 'ping':
+        if (deliveryId !== null) deps.store.recordDelivery({ id: deliveryId, event, receivedAt, outcome: 'ping' });
+        log.info('ping received');
+        ctx.status = 200;
+        ctx.body = { ok: true, event, deliveryId, zen: outcome.zen };
+        return;
+      case 'ignored':
+        if (deliveryId !== null) deps.store.recordDelivery({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
+        log.info({ reason: outcome.reason }, 'delivery ignored');
+        ctx.status = 200;
+        ctx.body = { ignored: true, event, deliveryId, reason: outcome.reason };
+        return;
+      case 'build': {
+        if (deliveryId !== null) deps.store.recordDelivery({ id: deliveryId, event, receivedAt, outcome: 'accepted' });
+        log.info({ repo: `${outcome.request.owner}/${outcome.request.repo}`, ref: outcome.request.ref, sha: outcome.request.sha }, 'delivery accepted');
+        ctx.status = 202;
+        ctx.body = { accepted: true, event, deliveryId };
+        const request = outcome.request;
+        setImmediate(() => {
+          deps.coordinator.submit(request).catch((err: unknown) => log.error({ err: toMessage(err) }, 'build request failed'));
+        });
+        return;
+      }
+      default: {
+        const unreachable: never = outcome;
+        return unreachable;
+      }
+    }
+  });
+  return router;
+}

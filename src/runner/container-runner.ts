@@ -1,0 +1,53 @@
+/** What to run: one build script in one container. */
+export interface ContainerSpec {
+  buildId: string;
+  /** Docker image reference, e.g. `autobuilder/debian-build:bookworm` */
+  image: string;
+  /** argv of the build process (no shell parses it), e.g. `['/bin/sh', 'autobuild/build.sh']` */
+  command: readonly string[];
+  /** host directory bind-mounted read-write at `workdir` */
+  workspace: string;
+  /** absolute directory in the container where the workspace is mounted and the command starts */
+  workdir: string;
+  /** environment of the build; payload data (refs, names) reaches builds only this way */
+  env: Readonly<Record<string, string>>;
+  /** absolute path in the container of the file to collect once the command has exited */
+  collect: string;
+  /** host file to write the collected file to */
+  collectTo: string;
+  /** called once per output line (without its newline), in order per stream */
+  onLine(stream: 'stdout' | 'stderr', line: string): void;
+}
+
+/** How a container run ended. */
+export interface ContainerResult {
+  /** the command's exit code */
+  exitCode: number;
+  /** true when `collect` existed and was copied to `collectTo` */
+  collected: boolean;
+}
+
+/**
+ * Runs build containers.
+ *
+ * Lifecycle of {@link ContainerRunner.run}: create the container (labelled
+ * `autobuilder.build-id=<buildId>`), attach to its output, start it, stream each output
+ * line to `onLine`, wait for the exit, copy `collect` out, remove the container, resolve.
+ * The container is removed on every path, including errors. A non-zero exit is a result,
+ * not an exception.
+ *
+ * Hardening (never relaxed by a definition): not privileged, every capability dropped
+ * except the configured few, `no-new-privileges`, pids/memory/CPU limits, and never the
+ * Docker socket.
+ *
+ * @throws AppError `CONTAINER_FAILED` when the image is missing or Docker fails: an `error`
+ *   of ours, not a `failure` of the build
+ */
+export interface ContainerRunner {
+  run(spec: ContainerSpec): Promise<ContainerResult>;
+  /** The image's id (`sha256:…`), or null when the engine does not have it. */
+  imageId(image: string): Promise<string | null>;
+}
+
+/** Label every build container carries, with its build id as value. */
+export const BUILD_ID_LABEL = 'autobuilder.build-id';

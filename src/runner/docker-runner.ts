@@ -1,0 +1,133 @@
+import { createWriteStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import Docker from 'dockerode';
+import { extract } from 'tar-stream';
+import { AppError, toMessage } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { BUILD_ID_LABEL, type ContainerRunner, type ContainerSpec } from './container-runner.js';
+
+/** Resource limits and network of build containers. */
+export interface DockerRunnerLimits {
+  /** bytes */
+  memoryBytes: number;
+  pidsLimit: number;
+  /** CPUs, fractional allowed */
+  cpus: number;
+  network: 'bridge' | 'none' | 'host';
+  /** capabilities added back after `CapDrop: ALL` */
+  capAdd?: readonly string[];
+}
+
+function statusCodeOf(err: unknown): number | undefined {
+  return typeof err === 'object' && err !== null && 'statusCode' in err ? Number((err as { statusCode: unknown }).statusCode) : undefined;
+}
+
+function forEachLine(stream: Readable, onLine: (line: string) => void): Promise<void> {
+  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  lines.on('line', onLine);
+  return new Promise((resolve) => lines.once('close', resolve));
+}
+
+/** Copies the single file at `path` of a stopped container to `to`; false when it does not exist. */
+async function copyOut(container: Docker.Container, path: string, to: string): Promise<boolean> {
+  let archive: NodeJS.ReadableStream;
+  try {
+    archive = await container.getArchive({ path });
+  } catch (err) {
+    if (statusCodeOf(err) === 404) return false;
+    throw err;
+  }
+  const tar = extract();
+  let found = false;
+  tar.on('entry', (header, stream, next) => {
+    if (!found && header.type === 'file') {
+      found = true;
+      pipeline(stream, createWriteStream(to)).then(() => next(), next);
+    } else {
+      stream.on('end', () => next());
+      stream.resume();
+    }
+  });
+  await pipeline(archive as Readable, tar);
+  return found;
+}
+
+/**
+ * {@link ContainerRunner} over dockerode and the local Docker engine (`socketPath`).
+ * Images are never pulled implicitly: a missing image is an `error` naming it.
+ */
+export function createDockerRunner(options: { socketPath: string; limits: DockerRunnerLimits; log: Logger }): ContainerRunner {
+  const docker = new Docker({ socketPath: options.socketPath });
+  const { limits, log } = options;
+
+  async function imageId(image: string): Promise<string | null> {
+    try {
+      const info = await docker.getImage(image).inspect();
+      return info.Id;
+    } catch (err) {
+      if (statusCodeOf(err) === 404) return null;
+      throw new AppError('CONTAINER_FAILED', `cannot reach Docker: ${toMessage(err)}`, { cause: err });
+    }
+  }
+
+  return {
+    imageId,
+    async run(spec: ContainerSpec) {
+      if ((await imageId(spec.image)) === null) {
+        throw new AppError('CONTAINER_FAILED', `image ${spec.image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
+      }
+      let container: Docker.Container;
+      try {
+        container = await docker.createContainer({
+          Image: spec.image,
+          Cmd: [...spec.command],
+          WorkingDir: spec.workdir,
+          Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+          Labels: { [BUILD_ID_LABEL]: spec.buildId },
+          Tty: false,
+          AttachStdout: true,
+          AttachStderr: true,
+          NetworkDisabled: limits.network === 'none',
+          HostConfig: {
+            Binds: [`${spec.workspace}:${spec.workdir}:rw`],
+            Privileged: false,
+            CapDrop: ['ALL'],
+            CapAdd: [...(limits.capAdd ?? [])],
+            SecurityOpt: ['no-new-privileges'],
+            PidsLimit: limits.pidsLimit,
+            Memory: limits.memoryBytes,
+            MemorySwap: limits.memoryBytes,
+            NanoCpus: Math.round(limits.cpus * 1e9),
+            NetworkMode: limits.network,
+            AutoRemove: false,
+          },
+        });
+      } catch (err) {
+        throw new AppError('CONTAINER_FAILED', `cannot create the build container: ${toMessage(err)}`, { cause: err });
+      }
+      try {
+        const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+        const stdout = new PassThrough();
+        const stderr = new PassThrough();
+        container.modem.demuxStream(stream, stdout, stderr);
+        stream.on('end', () => (stdout.end(), stderr.end()));
+        const drained = Promise.all([
+          forEachLine(stdout, (line) => spec.onLine('stdout', line)),
+          forEachLine(stderr, (line) => spec.onLine('stderr', line)),
+        ]);
+        const exited = container.wait({ condition: 'next-exit' });
+        await container.start();
+        const { StatusCode } = (await exited) as { StatusCode: number };
+        await drained;
+        const collected = await copyOut(container, spec.collect, spec.collectTo);
+        return { exitCode: StatusCode, collected };
+      } catch (err) {
+        throw new AppError('CONTAINER_FAILED', `the build container failed: ${toMessage(err)}`, { cause: err });
+      } finally {
+        await container.remove({ force: true, v: true }).catch((err: unknown) => log.warn({ err, buildId: spec.buildId }, 'could not remove build container'));
+      }
+    },
+  };
+}

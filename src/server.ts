@@ -1,0 +1,105 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { createApp } from './app.js';
+import { createArtifactStore } from './artifacts/artifact-store.js';
+import { createBuildLogs } from './builds/build-log.js';
+import { createCheckout } from './builds/checkout.js';
+import { createCoordinator, type Coordinator } from './builds/coordinator.js';
+import type { Config } from './config/schema.js';
+import { createConfigRepository } from './config-repo/config-repository.js';
+import { createCommitStatusPublisher } from './github/commit-statuses.js';
+import type { Logger } from './logger.js';
+import { createDockerRunner } from './runner/docker-runner.js';
+import { detectDriver } from './snapshots/detect-driver.js';
+import { createWorkspaces } from './snapshots/workspaces.js';
+import { createSqliteBuildStore } from './store/sqlite-build-store.js';
+import type { BuildStore } from './store/build-store.js';
+import { createSignatureVerifier } from './webhooks/verify-signature.js';
+
+/** A running autobuilder server. */
+export interface RunningServer {
+  /** base URL it listens on, e.g. `http://127.0.0.1:8462` */
+  url: string;
+  /** the URL put in commit statuses (config `publicUrl`, else `url`) */
+  publicUrl: string;
+  /** name of the snapshot driver in use */
+  snapshotDriver: 'btrfs' | 'copy';
+  coordinator: Coordinator;
+  store: BuildStore;
+  /** Stops listening, waits for running builds, closes the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * Wires every part from `config` and listens on `config.listen` (port 0 picks a free one).
+ * `webhookSecret` is the resolved secret (see `ensureWebhookSecret`); `fetch` is handed to
+ * Octokit (tests).
+ */
+export async function startServer(config: Readonly<Config>, options: { log: Logger; webhookSecret: string; fetch?: typeof globalThis.fetch }): Promise<RunningServer> {
+  const { log } = options;
+  const dataDir = resolve(config.dataDir);
+  const driver = await detectDriver(join(dataDir, 'workspaces'), config.snapshotDriver);
+  log.info({ dataDir, snapshotDriver: driver.name }, 'data directory ready');
+
+  const server: Server = createServer();
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(config.listen.port, config.listen.host, () => ok());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const url = `http://${host}:${port}`;
+  const publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
+
+  const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
+  const logs = await createBuildLogs({ dir: join(dataDir, 'logs') });
+  const artifacts = createArtifactStore({ root: join(dataDir, 'artifacts') });
+  const configRepository = createConfigRepository({
+    source:
+      config.configRepository.url === undefined
+        ? { kind: 'directory', path: config.configRepository.path }
+        : { kind: 'git', url: config.configRepository.url, branch: config.configRepository.branch, checkoutDir: join(dataDir, 'config-repo') },
+    log: log.child({ component: 'config-repo' }),
+  });
+  await configRepository.refresh();
+  const coordinator = createCoordinator({
+    store,
+    logs,
+    configRepository,
+    checkout: createCheckout({ mirrorsDir: join(dataDir, 'git') }),
+    workspaces: createWorkspaces({ root: join(dataDir, 'workspaces'), driver }),
+    runner: createDockerRunner({ socketPath: config.docker.socketPath, limits: config.docker, log: log.child({ component: 'runner' }) }),
+    artifacts,
+    statuses: createCommitStatusPublisher({
+      apiUrl: config.github.apiUrl,
+      token: config.github.token,
+      publicUrl,
+      log: log.child({ component: 'github' }),
+      ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+    }),
+    log: log.child({ component: 'builds' }),
+    concurrency: config.jobConcurrency,
+    defaultImage: config.docker.defaultImage,
+    cloneUrlRewrites: config.cloneUrlRewrites,
+  });
+  const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log });
+  server.on('request', app.callback());
+  log.info({ url, publicUrl }, 'listening');
+
+  return {
+    url,
+    publicUrl,
+    snapshotDriver: driver.name,
+    coordinator,
+    store,
+    async close() {
+      await new Promise<void>((ok) => {
+        server.close(() => ok());
+        server.closeAllConnections();
+      });
+      await coordinator.idle();
+      store.close();
+    },
+  };
+}

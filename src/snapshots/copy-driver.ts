@@ -1,0 +1,38 @@
+import { access, mkdir, rm } from 'node:fs/promises';
+import { AppError } from '../errors.js';
+import { run } from './exec.js';
+import type { SnapshotDriver } from './snapshot-driver.js';
+
+async function mustNotExist(path: string): Promise<void> {
+  try {
+    await access(path);
+  } catch {
+    return;
+  }
+  throw new AppError('SNAPSHOT_FAILED', `workspace ${path} already exists`);
+}
+
+/**
+ * Snapshot driver for any filesystem: a snapshot is a full `cp -a` (reflinks where the
+ * filesystem offers them), so it costs time and space in proportion to the tree.
+ */
+export function createCopyDriver(): SnapshotDriver {
+  return {
+    name: 'copy',
+    async create(path) {
+      await mustNotExist(path);
+      try {
+        await mkdir(path);
+      } catch (err) {
+        throw new AppError('SNAPSHOT_FAILED', `cannot create workspace ${path}: ${String(err)}`, { cause: err });
+      }
+    },
+    async snapshot(source, target) {
+      await mustNotExist(target);
+      await run('cp', ['-a', '--reflink=auto', '--', source, target]);
+    },
+    async remove(path) {
+      await rm(path, { recursive: true, force: true });
+    },
+  };
+}

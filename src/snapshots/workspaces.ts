@@ -1,0 +1,102 @@
+import { mkdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AppError } from '../errors.js';
+import type { SnapshotDriver } from './snapshot-driver.js';
+
+/**
+ * Encodes any string as one safe path segment: no `/`, no `.` or `..`, no NUL, reversible.
+ * @throws AppError `UNSAFE_INPUT` for an empty string
+ */
+export function toPathSegment(value: string): string {
+  if (value === '') throw new AppError('UNSAFE_INPUT', 'empty path segment', { status: 400 });
+  return encodeURIComponent(value).replace(/\./g, '%2E').replace(/\*/g, '%2A');
+}
+
+/** Which lineage a workspace belongs to: repository + build definition (the branch is apart). */
+export interface LineageScope {
+  owner: string;
+  repo: string;
+  definition: string;
+}
+
+/** A prepared workspace: where it is and what it was made from. */
+export interface PreparedWorkspace {
+  path: string;
+  /** the build whose workspace this is a snapshot of; null for a fresh workspace */
+  parentBuildId: string | null;
+}
+
+/** Workspaces grouped in lineages, with the last green workspace of each branch as its head. */
+export interface Workspaces {
+  /**
+   * Makes the workspace of build `buildId`: a snapshot of the head of `branch`, else of
+   * `fallbackBranch` (the default branch), else a fresh one; always fresh when `incremental`
+   * is false.
+   */
+  prepare(input: { scope: LineageScope; branch: string; fallbackBranch: string | null; buildId: string; incremental: boolean }): Promise<PreparedWorkspace>;
+  /**
+   * Makes build `buildId`'s workspace the head of `branch`, atomically: a new symlink is
+   * renamed over the old one (rename(2)), so a crash leaves either the old head or the new.
+   */
+  promote(input: { scope: LineageScope; branch: string; buildId: string }): Promise<void>;
+  /** The build id at the head of `branch`, or null when the branch has no green build yet. */
+  head(scope: LineageScope, branch: string): Promise<string | null>;
+  /** Removes build `buildId`'s workspace (idempotent). */
+  remove(scope: LineageScope, buildId: string): Promise<void>;
+}
+
+/**
+ * Creates the lineage manager over `root` (`<dataDir>/workspaces`). Layout:
+ * `<root>/<owner>/<repo>/<definition>/<build-id>` for workspaces and
+ * `<root>/<owner>/<repo>/<definition>/heads/<branch>` → `../<build-id>` for heads, every
+ * segment encoded by {@link toPathSegment}.
+ */
+export function createWorkspaces(options: { root: string; driver: SnapshotDriver }): Workspaces {
+  const { root, driver } = options;
+  const scopeDir = (s: LineageScope) => join(root, toPathSegment(s.owner), toPathSegment(s.repo), toPathSegment(s.definition));
+  const headLink = (s: LineageScope, branch: string) => join(scopeDir(s), 'heads', toPathSegment(branch));
+
+  async function head(scope: LineageScope, branch: string): Promise<string | null> {
+    try {
+      const target = await readlink(headLink(scope, branch));
+      return decodeURIComponent(target.replace(/^\.\.\//, ''));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  return {
+    head,
+    async prepare({ scope, branch, fallbackBranch, buildId, incremental }) {
+      const dir = scopeDir(scope);
+      await mkdir(dir, { recursive: true });
+      const path = join(dir, toPathSegment(buildId));
+      let parentBuildId: string | null = null;
+      if (incremental) {
+        parentBuildId = await head(scope, branch);
+        if (parentBuildId === null && fallbackBranch !== null && fallbackBranch !== branch) {
+          parentBuildId = await head(scope, fallbackBranch);
+        }
+      }
+      if (parentBuildId === null) await driver.create(path);
+      else await driver.snapshot(join(dir, toPathSegment(parentBuildId)), path);
+      return { path, parentBuildId };
+    },
+    async promote({ scope, branch, buildId }) {
+      const link = headLink(scope, branch);
+      await mkdir(join(scopeDir(scope), 'heads'), { recursive: true });
+      const temp = `${link}.${process.pid}.${Date.now()}.tmp`;
+      await symlink(`../${toPathSegment(buildId)}`, temp);
+      try {
+        await rename(temp, link);
+      } catch (err) {
+        await unlink(temp).catch(() => undefined);
+        throw err;
+      }
+    },
+    async remove(scope, buildId) {
+      await driver.remove(join(scopeDir(scope), toPathSegment(buildId)));
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { sign } from '@octokit/webhooks-methods';
+
+const require = createRequire(import.meta.url);
+
+interface WebhookExamples {
+  name: string;
+  examples: Record<string, unknown>[];
+}
+
+/** GitHub's own example payloads of `event` from @octokit/webhooks-examples (api.github.com). */
+export function examplePayloads(event: string): Record<string, unknown>[] {
+  const all = require('@octokit/webhooks-examples/api.github.com/index.json') as WebhookExamples[];
+  const found = all.find((e) => e.name === event);
+  if (found === undefined) throw new Error(`no example payloads for ${event}`);
+  return structuredClone(found.examples);
+}
+
+/**
+ * GitHub's example push of a branch (refs/heads/master, not deleted) rewritten to `owner/repo`,
+ * `ref` and `sha`, with `cloneUrl` as the repository's clone_url.
+ */
+export function pushPayload(input: { owner: string; repo: string; ref: string; sha: string; before?: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
+  const example = examplePayloads('push').find((p) => p['deleted'] === false && String(p['ref']).startsWith('refs/heads/'));
+  if (example === undefined) throw new Error('no branch push among the example payloads');
+  const repository = example['repository'] as Record<string, unknown>;
+  const owner = repository['owner'] as Record<string, unknown>;
+  const fullName = `${input.owner}/${input.repo}`;
+  Object.assign(owner, { login: input.owner, name: input.owner });
+  Object.assign(repository, {
+    name: input.repo,
+    full_name: fullName,
+    clone_url: input.cloneUrl ?? `https://github.com/${fullName}.git`,
+    html_url: `https://github.com/${fullName}`,
+    default_branch: input.defaultBranch ?? 'main',
+    master_branch: input.defaultBranch ?? 'main',
+  });
+  const headCommit = (example['head_commit'] ?? null) as Record<string, unknown> | null;
+  if (headCommit !== null) headCommit['id'] = input.sha;
+  return {
+    ...example,
+    ref: input.ref,
+    before: input.before ?? '0000000000000000000000000000000000000000',
+    after: input.sha,
+    created: false,
+    deleted: false,
+    repository,
+    head_commit: headCommit,
+    commits: headCommit === null ? [] : [headCommit],
+  };
+}
+
+/** What a delivery sent and what the server answered. */
+export interface DeliveryResponse {
+  status: number;
+  body: unknown;
+  deliveryId: string;
+}
+
+/**
+ * POSTs a webhook delivery like GitHub does: JSON body, `X-GitHub-Event`,
+ * `X-GitHub-Delivery` and `X-Hub-Signature-256` made with @octokit/webhooks-methods.
+ * `headers` override or add headers (e.g. to drop or break the signature).
+ */
+export async function deliver(
+  baseUrl: string,
+  input: { event: string; payload: unknown; secret: string; body?: string; deliveryId?: string; headers?: Record<string, string | null> },
+): Promise<DeliveryResponse> {
+  // The signature is always over the payload; `body` may differ from it (a tampered body).
+  const signed = JSON.stringify(input.payload);
+  const body = input.body ?? signed;
+  const deliveryId = input.deliveryId ?? randomUUID();
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': 'GitHub-Hookshot/autobuilder-test',
+    'x-github-event': input.event,
+    'x-github-delivery': deliveryId,
+    'x-hub-signature-256': await sign(input.secret, signed),
+  };
+  for (const [name, value] of Object.entries(input.headers ?? {})) {
+    if (value === null) delete headers[name];
+    else headers[name] = value;
+  }
+  const response = await fetch(`${baseUrl}/hooks/github`, { method: 'POST', headers, body });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed, deliveryId };
+}
