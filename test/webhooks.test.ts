@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { request } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { sign } from '@octokit/webhooks-methods';
+import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
+import { deliver, examplePayloads, pushPayload } from './support/webhook-delivery.js';
+
+describe('POST /hooks/github', () => {
+  let f: FixtureServer;
+  let sha: string;
+  let payload: Record<string, unknown>;
+
+  before(async () => {
+    f = await startFixtureServer('webhooks');
+    sha = f.repo.head as string;
+    payload = pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl });
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  /** Asserts the answer is 401 with a JSON error and that nothing was stored or queued. */
+  const assertRefused = async (response: Awaited<ReturnType<typeof deliver>>, code: string) => {
+    assert.equal(response.status, 401);
+    assert.equal((response.body as { error: { code: string } }).error.code, code);
+    assert.equal(f.server.store.getDelivery(response.deliveryId), null);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await f.builds(), []);
+  };
+
+  test('answers 401 and queues nothing when the body was tampered with', async () => {
+    const tampered = JSON.stringify({ ...payload, ref: 'refs/heads/evil' });
+    await assertRefused(await deliver(f.server.url, { event: 'push', payload, secret: f.secret, body: tampered }), 'SIGNATURE_INVALID');
+  });
+
+  test('answers 401 when the signature was made with another secret', async () => {
+    await assertRefused(await deliver(f.server.url, { event: 'push', payload, secret: 'wrong secret' }), 'SIGNATURE_INVALID');
+  });
+
+  test('answers 401 when X-Hub-Signature-256 is missing', async () => {
+    await assertRefused(await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': null } }), 'SIGNATURE_MISSING');
+  });
+
+  test('answers 401 to a delivery signed with SHA-1 only', async () => {
+    const { createHmac } = await import('node:crypto');
+    const sha1 = `sha1=${createHmac('sha1', f.secret).update(JSON.stringify(payload)).digest('hex')}`;
+    const response = await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': null, 'x-hub-signature': sha1 } });
+    await assertRefused(response, 'SIGNATURE_MISSING');
+    assert.match((response.body as { error: { message: string } }).error.message, /SHA-1/);
+  });
+
+  test('answers 401 to a malformed signature header', async () => {
+    await assertRefused(await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': 'sha256=zz' } }), 'SIGNATURE_INVALID');
+  });
+
+  test('answers 200 to every example ping', async () => {
+    for (const ping of examplePayloads('ping')) {
+      const response = await deliver(f.server.url, { event: 'ping', payload: ping, secret: f.secret });
+      assert.equal(response.status, 200);
+      assert.equal((response.body as { ok: boolean }).ok, true);
+      assert.equal(f.server.store.getDelivery(response.deliveryId)?.outcome, 'ping');
+    }
+  });
+
+  test('ignores a push that deleted its branch, with the reason, and builds nothing', async () => {
+    const deleted = { ...payload, deleted: true, after: '0000000000000000000000000000000000000000' };
+    const response = await deliver(f.server.url, { event: 'push', payload: deleted, secret: f.secret });
+    assert.equal(response.status, 200);
+    assert.match((response.body as { reason: string }).reason, /deleted/);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(await f.builds(), []);
+  });
+
+  test('answers 400 to a correctly signed body that is not JSON', async () => {
+    const body = 'not json {';
+    const response = await fetch(`${f.server.url}/hooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-hub-signature-256': await sign(f.secret, body) },
+      body,
+    });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'BAD_REQUEST');
+  });
+
+  test('answers 413 to a body over 25 MB, declared or streamed, without reading it all', async () => {
+    const declared = await new Promise<number>((resolve, reject) => {
+      const req = request(`${f.server.url}/hooks/github`, { method: 'POST', headers: { 'content-length': String(26 * 1024 * 1024), 'x-github-event': 'push' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.write(Buffer.alloc(1024));
+    });
+    assert.equal(declared, 413);
+    const streamed = await new Promise<number>((resolve, reject) => {
+      const req = request(`${f.server.url}/hooks/github`, { method: 'POST', headers: { 'transfer-encoding': 'chunked', 'x-github-event': 'push' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'EPIPE' || (err as NodeJS.ErrnoException).code === 'ECONNRESET' ? undefined : reject(err)));
+      const chunk = Buffer.alloc(1024 * 1024, 0x20);
+      let sent = 0;
+      const pump = () => {
+        while (sent < 30 && req.write(chunk)) sent++;
+        if (sent < 30) req.once('drain', pump);
+      };
+      pump();
+    });
+    assert.equal(streamed, 413);
+  });
+
+  test('handles every example push payload without a server error', async () => {
+    for (const example of examplePayloads('push')) {
+      const response = await deliver(f.server.url, { event: 'push', payload: example, secret: f.secret });
+      assert.ok(response.status === 200 || response.status === 202, `${response.status} ${JSON.stringify(response.body)}`);
+    }
+  });
+
+  test('ignores hostile refs and repository names instead of building them', async () => {
+    for (const [ref, fullName] of [
+      ['refs/heads/$(touch /tmp/pwn)', 'acme/widget'],
+      ['refs/heads/a..b', 'acme/widget'],
+      ['refs/heads/main', '../../etc/passwd'],
+      ['refs/heads/-x', 'acme/widget'],
+    ] as const) {
+      const hostile = structuredClone(payload);
+      hostile['ref'] = ref;
+      (hostile['repository'] as Record<string, unknown>)['full_name'] = fullName;
+      const response = await deliver(f.server.url, { event: 'push', payload: hostile, secret: f.secret });
+      assert.ok(response.status < 500, `${ref} ${fullName}: ${response.status}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(existsSync('/tmp/pwn'), false, 'a ref name ran a command');
+    assert.deepEqual(await f.builds(), []);
+  });
+
+  test('accepts a correctly signed push with 202 and queues its build', async () => {
+    const response = await deliver(f.server.url, { event: 'push', payload, secret: f.secret });
+    assert.equal(response.status, 202);
+    assert.equal(f.server.store.getDelivery(response.deliveryId)?.outcome, 'accepted');
+    const build = await f.waitForBuild((b) => b.sha === sha);
+    assert.equal(build.deliveryId, response.deliveryId);
+    assert.equal(build.state, 'success', build.description ?? '');
+  });
+});
