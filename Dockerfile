@@ -1,0 +1,32 @@
+# autobuilder server image.
+#
+# Builds run on the host's Docker engine, so mount its socket. Workspaces are bind-mounted
+# into build containers by host path, so mount the data directory at the SAME path inside
+# and outside, on Btrfs for O(1) snapshots; creating and deleting subvolumes needs
+# CAP_SYS_ADMIN. Example:
+#
+#   docker build -t autobuilder .
+#   docker run -d --name autobuilder \
+#     -v /var/run/docker.sock:/var/run/docker.sock \
+#     -v /srv/autobuilder/data:/srv/autobuilder/data \
+#     -v /srv/autobuilder/config.ts:/app/config.ts:ro \
+#     -e GITHUB_WEBHOOK_SECRET -e GITHUB_TOKEN \
+#     --cap-add SYS_ADMIN -p 8462:8462 autobuilder
+#
+# with config.ts setting dataDir: '/srv/autobuilder/data' and listen.host: '0.0.0.0'.
+FROM node:20-bookworm-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git btrfs-progs ca-certificates python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY tsconfig.json config.sample.ts ./
+COPY src ./src
+COPY projects-config-repo-example ./projects-config-repo-example
+
+ENV NODE_ENV=production
+EXPOSE 8462
+CMD ["npx", "tsx", "src/main.ts"]
