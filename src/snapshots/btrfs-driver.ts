@@ -1,5 +1,5 @@
 import { lstat, rm } from 'node:fs/promises';
-import { run } from './exec.js';
+import { mustNotExist, run } from './exec.js';
 import type { SnapshotDriver } from './snapshot-driver.js';
 
 /** Magic number of a Btrfs filesystem in statfs(2) `f_type` (linux/magic.h BTRFS_SUPER_MAGIC). */
@@ -15,9 +15,12 @@ export function createBtrfsDriver(options: { btrfs?: string } = {}): SnapshotDri
   return {
     name: 'btrfs',
     async create(path) {
+      await mustNotExist(path);
       await run(btrfs, ['subvolume', 'create', '--', path]);
     },
     async snapshot(source, target) {
+      // `btrfs subvolume snapshot` into an existing directory silently makes target/<name>
+      await mustNotExist(target);
       await run(btrfs, ['subvolume', 'snapshot', '--', source, target]);
     },
     async remove(path) {

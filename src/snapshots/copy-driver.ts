@@ -1,16 +1,7 @@
-import { access, mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { AppError } from '../errors.js';
-import { run } from './exec.js';
+import { mustNotExist, run } from './exec.js';
 import type { SnapshotDriver } from './snapshot-driver.js';
-
-async function mustNotExist(path: string): Promise<void> {
-  try {
-    await access(path);
-  } catch {
-    return;
-  }
-  throw new AppError('SNAPSHOT_FAILED', `workspace ${path} already exists`);
-}
 
 /**
  * Snapshot driver for any filesystem: a snapshot is a full `cp -a` (reflinks where the

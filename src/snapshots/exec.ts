@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { lstat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { AppError } from '../errors.js';
 
@@ -16,4 +17,18 @@ export async function run(file: string, args: readonly string[]): Promise<string
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new AppError('SNAPSHOT_FAILED', `${file} ${args.join(' ')} failed: ${stderr || String(err)}`, { cause: err });
   }
+}
+
+/**
+ * Resolves when nothing exists at `path` (not even a dangling symlink).
+ * @throws AppError `SNAPSHOT_FAILED` when something does
+ */
+export async function mustNotExist(path: string): Promise<void> {
+  try {
+    await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  throw new AppError('SNAPSHOT_FAILED', `workspace ${path} already exists`);
 }
