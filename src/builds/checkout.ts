@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { AppError, toMessage } from '../errors.js';
+import { createSerializeByKey } from '../serialize-by-key.js';
 import { toPathSegment } from '../snapshots/workspaces.js';
 import { isSha } from './refs.js';
 
@@ -44,14 +45,7 @@ export interface Checkout {
  * container never sees it. Fetches into one mirror are serialised.
  */
 export function createCheckout(options: { mirrorsDir: string }): Checkout {
-  const locks = new Map<string, Promise<unknown>>();
-  const serial = <T>(key: string, task: () => Promise<T>): Promise<T> => {
-    const previous = locks.get(key) ?? Promise.resolve();
-    const next = previous.then(task, task);
-    locks.set(key, next);
-    void next.finally(() => locks.get(key) === next && locks.delete(key)).catch(() => undefined);
-    return next;
-  };
+  const serial = createSerializeByKey();
   const git = (baseDir?: string, env?: Record<string, string>): SimpleGit => {
     // Hooks off and no fsmonitor, whatever a repository says: simple-git guards these keys
     // because they can run programs; here they are set to values that run nothing.

@@ -39,7 +39,10 @@ export interface Coordinator {
   idle(): Promise<void>;
 }
 
-/** A sortable build id: base-36 milliseconds, then 8 random hex digits. */
+/**
+ * A build id: base-36 milliseconds, then 8 random hex digits. Ids sort by creation time as
+ * plain strings (the time part stays 8 characters until 2059), which lineage heads rely on.
+ */
 export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }

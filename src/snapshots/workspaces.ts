@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
+import { createSerializeByKey } from '../serialize-by-key.js';
 import type { SnapshotDriver } from './snapshot-driver.js';
 
 /**
@@ -37,8 +39,10 @@ export interface Workspaces {
   /**
    * Makes build `buildId`'s workspace the head of `branch`, atomically: a new symlink is
    * renamed over the old one (rename(2)), so a crash leaves either the old head or the new.
+   * A head only moves forward: when the current head sorts after `buildId` (a newer build
+   * finished first) nothing changes and the result is false.
    */
-  promote(input: { scope: LineageScope; branch: string; buildId: string }): Promise<void>;
+  promote(input: { scope: LineageScope; branch: string; buildId: string }): Promise<boolean>;
   /** The build id at the head of `branch`, or null when the branch has no green build yet. */
   head(scope: LineageScope, branch: string): Promise<string | null>;
   /** Removes build `buildId`'s workspace (idempotent). */
@@ -49,10 +53,12 @@ export interface Workspaces {
  * Creates the lineage manager over `root` (`<dataDir>/workspaces`). Layout:
  * `<root>/<owner>/<repo>/<definition>/<build-id>` for workspaces and
  * `<root>/<owner>/<repo>/<definition>/heads/<branch>` → `../<build-id>` for heads, every
- * segment encoded by {@link toPathSegment}.
+ * segment encoded by {@link toPathSegment}. Build ids must sort by age as strings (see
+ * `createBuildId`). Promotions of one head are serialised within the process.
  */
 export function createWorkspaces(options: { root: string; driver: SnapshotDriver }): Workspaces {
   const { root, driver } = options;
+  const serial = createSerializeByKey();
   const scopeDir = (s: LineageScope) => join(root, toPathSegment(s.owner), toPathSegment(s.repo), toPathSegment(s.definition));
   const headLink = (s: LineageScope, branch: string) => join(scopeDir(s), 'heads', toPathSegment(branch));
 
@@ -83,17 +89,23 @@ export function createWorkspaces(options: { root: string; driver: SnapshotDriver
       else await driver.snapshot(join(dir, toPathSegment(parentBuildId)), path);
       return { path, parentBuildId };
     },
-    async promote({ scope, branch, buildId }) {
+    promote({ scope, branch, buildId }) {
       const link = headLink(scope, branch);
-      await mkdir(join(scopeDir(scope), 'heads'), { recursive: true });
-      const temp = `${link}.${process.pid}.${Date.now()}.tmp`;
-      await symlink(`../${toPathSegment(buildId)}`, temp);
-      try {
-        await rename(temp, link);
-      } catch (err) {
-        await unlink(temp).catch(() => undefined);
-        throw err;
-      }
+      const task = async (): Promise<boolean> => {
+        const current = await head(scope, branch);
+        if (current !== null && current > buildId) return false;
+        await mkdir(join(scopeDir(scope), 'heads'), { recursive: true });
+        const temp = `${link}.${randomBytes(6).toString('hex')}.tmp`;
+        await symlink(`../${toPathSegment(buildId)}`, temp);
+        try {
+          await rename(temp, link);
+        } catch (err) {
+          await unlink(temp).catch(() => undefined);
+          throw err;
+        }
+        return true;
+      };
+      return serial(link, task);
     },
     async remove(scope, buildId) {
       await driver.remove(join(scopeDir(scope), toPathSegment(buildId)));
