@@ -83,8 +83,9 @@ export function parseDefinitionFile(text: string, file: string): BuildDefinition
     }
     return null;
   };
-  for (const err of doc.errors) {
-    problems.push({ file, line: err.linePos?.[0].line ?? null, key: '', message: err.message.split('\n')[0] ?? err.code });
+  // Warnings count too: an unknown tag such as `!!js/function` is only a warning to the parser.
+  for (const err of [...doc.errors, ...doc.warnings]) {
+    problems.push({ file, line: lineCounter.linePos(err.pos[0]).line, key: '', message: err.message.split('\n')[0] ?? err.code });
   }
   if (problems.length > 0) throw new AppError('DEFINITION_INVALID', formatProblems(problems));
 
@@ -98,11 +99,17 @@ export function parseDefinitionFile(text: string, file: string): BuildDefinition
     throw new AppError('DEFINITION_INVALID', `${file}: a build definition is a mapping with a "buildscripts" list`);
   }
   const record = data as Record<string, unknown>;
-  const scripts = z.array(scriptPath).min(1).safeParse(record['buildscripts']);
+  const entry = (key: string): unknown => (Object.hasOwn(record, key) ? record[key] : undefined);
+  /** Key path of a zod issue under `prefix`; an unknown key points at the key itself. */
+  const issuePath = (prefix: string, issue: z.core.$ZodIssue): (string | number)[] => {
+    const path = [prefix, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
+    return issue.code === 'unrecognized_keys' && issue.keys.length === 1 && issue.keys[0] !== undefined ? [...path, issue.keys[0]] : path;
+  };
+  const scripts = z.array(scriptPath).min(1).safeParse(entry('buildscripts'));
   if (!scripts.success) {
     for (const issue of scripts.error.issues) {
-      const path = ['buildscripts', ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
-      problems.push({ file, line: lineOf(path), key: path.join('.'), message: record['buildscripts'] === undefined ? 'required: a list of build scripts' : issue.message });
+      const path = issuePath('buildscripts', issue);
+      problems.push({ file, line: lineOf(path), key: path.join('.'), message: entry('buildscripts') === undefined ? 'required: a list of build scripts' : issue.message });
     }
     throw new AppError('DEFINITION_INVALID', formatProblems(problems));
   }
@@ -110,12 +117,15 @@ export function parseDefinitionFile(text: string, file: string): BuildDefinition
   const definitions: BuildDefinition[] = [];
   const names = new Set<string>();
   for (const script of scripts.data) {
-    const options = scriptOptions.safeParse(record[script]);
+    const options = scriptOptions.safeParse(entry(script));
     if (!options.success) {
       for (const issue of options.error.issues) {
-        const path = [script, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
-        const message = record[script] === undefined ? 'required: the options of this build script (archives, artifact)' : issue.message;
-        problems.push({ file, line: lineOf(path), key: path.join('.'), message });
+        const path = issuePath(script, issue);
+        const missing = entry(script) === undefined;
+        const message = missing ? 'required: the options of this build script (archives, artifact)' : issue.message;
+        // a script listed without options is best pointed at where it is listed
+        const line = missing ? lineOf(['buildscripts', scripts.data.indexOf(script)]) : lineOf(path);
+        problems.push({ file, line, key: path.join('.'), message });
       }
       continue;
     }
