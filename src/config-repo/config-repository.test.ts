@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isAppError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { createConfigRepository, type ConfigRepository } from './config-repository.js';
+import { MAX_DEFINITION_BYTES } from './definition.js';
+
+const log = createLogger({ level: 'silent' });
+
+const definition = (artifact: string) => `buildscripts:\n  - autobuild/build.sh\nautobuild/build.sh:\n  archives: /tmp/out\n  artifact: ${artifact}\n`;
+
+async function put(root: string, file: string, content: string): Promise<void> {
+  await mkdir(dirname(join(root, file)), { recursive: true });
+  await writeFile(join(root, file), content);
+}
+
+describe('config repository in directory mode', () => {
+  let root: string;
+  let repo: ConfigRepository;
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'autobuilder-config-repo-'));
+    repo = createConfigRepository({ source: { kind: 'directory', path: root }, log });
+    await put(root, 'acme/widget/main.yaml', definition('main.txt'));
+    await put(root, 'acme/widget/x.yaml', definition('x.txt'));
+    await put(root, 'acme/widget/release/1.0.yaml', definition('release.txt'));
+    await put(root, 'acme/widget/broken.yaml', 'buildscripts:\n  - a.sh\n');
+    await put(root, 'acme/widget/huge.yaml', `${definition('h')}${'#'.repeat(MAX_DEFINITION_BYTES)}\n`);
+    await mkdir(join(root, 'acme/widget/dir.yaml'), { recursive: true });
+  });
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  test('refresh does nothing and resolves', async () => {
+    await repo.refresh();
+  });
+
+  test('finds the definitions of a branch in <owner>/<repo>/<branch>.yaml', async () => {
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.file, 'acme/widget/main.yaml');
+    assert.equal(found.reason, null);
+    assert.equal(found.configSha, null);
+    assert.deepEqual(
+      found.definitions.map((d) => [d.name, d.artifact, d.file]),
+      [['autobuild/build.sh', 'main.txt', 'acme/widget/main.yaml']],
+    );
+  });
+
+  test('reads refs/heads/feature/x from feature/x.yaml and never from x.yaml', async () => {
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/feature/x' });
+    assert.deepEqual(found.definitions, []);
+    assert.equal(found.file, null);
+    assert.match(found.reason ?? '', /acme\/widget\/feature\/x\.yaml/);
+  });
+
+  test('reads a branch with slashes and dots from its nested file', async () => {
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/release/1.0' });
+    assert.equal(found.file, 'acme/widget/release/1.0.yaml');
+    assert.equal(found.definitions[0]?.artifact, 'release.txt');
+  });
+
+  test('gives no definitions and a reason naming the file when it is missing', async () => {
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/nothing-here' });
+    assert.deepEqual(found.definitions, []);
+    assert.equal(found.file, null);
+    assert.match(found.reason ?? '', /acme\/widget\/nothing-here\.yaml/);
+  });
+
+  test('gives no definitions for an unknown repository', async () => {
+    const found = await repo.lookup({ owner: 'someone', repo: 'else', ref: 'refs/heads/main' });
+    assert.deepEqual(found.definitions, []);
+    assert.match(found.reason ?? '', /someone\/else\/main\.yaml/);
+  });
+
+  test('gives no definitions when the branch file is a directory', async () => {
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/dir' });
+    assert.deepEqual(found.definitions, []);
+    assert.match(found.reason ?? '', /acme\/widget\/dir\.yaml/);
+  });
+
+  test('throws DEFINITION_INVALID for an invalid file, naming it', async () => {
+    await assert.rejects(repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/broken' }), (err: unknown) => {
+      assert.ok(isAppError(err, 'DEFINITION_INVALID'));
+      assert.match(err.message, /acme\/widget\/broken\.yaml/);
+      return true;
+    });
+  });
+
+  test('throws DEFINITION_INVALID for a file over MAX_DEFINITION_BYTES', async () => {
+    await assert.rejects(repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/huge' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID'));
+  });
+
+  for (const [what, input] of [
+    ["owner '..'", { owner: '..', repo: 'widget', ref: 'refs/heads/main' }],
+    ["repository '..'", { owner: 'acme', repo: '..', ref: 'refs/heads/main' }],
+    ['an owner with a slash', { owner: 'acme/widget', repo: 'x', ref: 'refs/heads/main' }],
+    ["a branch with '..'", { owner: 'acme', repo: 'widget', ref: 'refs/heads/../../../etc/passwd' }],
+    ['a ref that is not a branch or tag', { owner: 'acme', repo: 'widget', ref: 'refs/pull/1/head' }],
+  ] as const) {
+    test(`throws UNSAFE_INPUT for ${what}`, async () => {
+      await assert.rejects(repo.lookup(input), (err: unknown) => isAppError(err, 'UNSAFE_INPUT'));
+    });
+  }
+
+  test('gives no definitions and a reason for a tag ref', async () => {
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/tags/main' });
+    assert.deepEqual(found.definitions, []);
+    assert.equal(found.file, null);
+    assert.match(found.reason ?? '', /tag/);
+  });
+});
+
+describe('config repository in git mode', () => {
+  const IDENTITY = ['-c', 'user.name=autobuilder test', '-c', 'user.email=test@autobuilder.invalid', '-c', 'commit.gpgsign=false'];
+  let tmp: string;
+  let bare: string;
+  let work: string;
+  let checkoutDir: string;
+  let repo: ConfigRepository;
+
+  const git = (cwd: string, ...args: string[]): string => execFileSync('git', [...IDENTITY, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  /** Writes `files`, commits them in the work clone, pushes to the bare repository and returns the sha. */
+  const commitAndPush = async (files: Record<string, string>, message: string, force = false): Promise<string> => {
+    for (const [file, content] of Object.entries(files)) await put(work, file, content);
+    git(work, 'add', '--all');
+    git(work, 'commit', '--quiet', '--no-verify', ...(force ? ['--amend'] : []), '-m', message);
+    git(work, 'push', '--quiet', ...(force ? ['--force'] : []), 'origin', 'main');
+    return git(work, 'rev-parse', 'HEAD');
+  };
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'autobuilder-config-git-'));
+    bare = join(tmp, 'config.git');
+    work = join(tmp, 'work');
+    checkoutDir = join(tmp, 'data', 'config-checkout');
+    git(tmp, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
+    git(tmp, 'clone', '--quiet', bare, work);
+    git(work, 'checkout', '--quiet', '-B', 'main');
+    repo = createConfigRepository({ source: { kind: 'git', url: `file://${bare}`, branch: 'main', checkoutDir }, log });
+  });
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  test('refresh clones the repository and lookup reads the pushed definition at its commit', async () => {
+    const sha = await commitAndPush({ 'acme/widget/main.yaml': definition('first.txt') }, 'first');
+    await repo.refresh();
+    assert.ok((await stat(join(checkoutDir, '.git'))).isDirectory());
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.configSha, sha);
+    assert.equal(found.file, 'acme/widget/main.yaml');
+    assert.equal(found.definitions[0]?.artifact, 'first.txt');
+  });
+
+  test('a lookup before the next refresh still sees the old commit', async () => {
+    const earlier = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    await commitAndPush({ 'acme/widget/main.yaml': definition('not-yet.txt') }, 'not yet');
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.configSha, earlier.configSha);
+    assert.equal(found.definitions[0]?.artifact, earlier.definitions[0]?.artifact);
+  });
+
+  test('refresh after another push brings the new commit and definition', async () => {
+    const sha = await commitAndPush({ 'acme/widget/main.yaml': definition('second.txt'), 'acme/widget/feature/x.yaml': definition('feature.txt') }, 'second');
+    await repo.refresh();
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.configSha, sha);
+    assert.equal(found.definitions[0]?.artifact, 'second.txt');
+    const feature = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/feature/x' });
+    assert.equal(feature.definitions[0]?.artifact, 'feature.txt');
+    assert.equal(feature.configSha, sha);
+  });
+
+  test('refresh follows a force-push and drops files the new commit removed', async () => {
+    git(work, 'rm', '--quiet', 'acme/widget/feature/x.yaml');
+    const sha = await commitAndPush({ 'acme/widget/main.yaml': definition('rewritten.txt') }, 'rewritten', true);
+    await repo.refresh();
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.configSha, sha);
+    assert.equal(found.definitions[0]?.artifact, 'rewritten.txt');
+    const feature = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/feature/x' });
+    assert.deepEqual(feature.definitions, []);
+    assert.equal(feature.configSha, sha);
+  });
+});

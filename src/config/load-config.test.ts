@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sample from '../../config.sample.js';
+import { isAppError } from '../errors.js';
+import { loadConfig } from './load-config.js';
+import { ensureWebhookSecret } from './webhook-secret.js';
+
+/** Asserts that every object in `value` is frozen. */
+function assertDeeplyFrozen(value: unknown, path = 'config'): void {
+  if (value === null || typeof value !== 'object') return;
+  assert.ok(Object.isFrozen(value), `${path} is frozen`);
+  for (const [key, child] of Object.entries(value)) assertDeeplyFrozen(child, `${path}.${key}`);
+}
+
+/** Runs `loadConfig` expecting CONFIG_INVALID and returns the message. */
+function invalid(input: unknown): string {
+  let message = '';
+  assert.throws(
+    () => loadConfig(input, {}),
+    (err: unknown) => {
+      assert.ok(isAppError(err, 'CONFIG_INVALID'), `expected CONFIG_INVALID, got ${String(err)}`);
+      message = err.message;
+      return true;
+    },
+  );
+  return message;
+}
+
+describe('loadConfig', () => {
+  test('gives the documented defaults for {}', () => {
+    const config = loadConfig({}, {});
+    assert.equal(config.dataDir, './data');
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8462 });
+    assert.deepEqual(config.configRepository, { path: './projects-config-repo-example', branch: 'main' });
+    assert.deepEqual(config.github, { apiUrl: 'https://api.github.com' });
+    assert.deepEqual(config.docker, {
+      socketPath: '/var/run/docker.sock',
+      defaultImage: 'autobuilder/debian-build:bookworm',
+      network: 'bridge',
+      memoryBytes: 2 * 1024 ** 3,
+      pidsLimit: 1024,
+      cpus: 2,
+    });
+    assert.equal(config.jobConcurrency, availableParallelism());
+    assert.deepEqual(config.cloneUrlRewrites, []);
+    assert.equal(config.snapshotDriver, 'auto');
+    assert.equal(config.logLevel, 'info');
+    assert.equal(config.publicUrl, undefined);
+  });
+
+  test('treats undefined and null input as {}', () => {
+    assert.deepEqual(loadConfig(undefined, {}), loadConfig({}, {}));
+    assert.deepEqual(loadConfig(null, {}), loadConfig({}, {}));
+  });
+
+  test('returns a deeply frozen object', () => {
+    const config = loadConfig({ cloneUrlRewrites: [{ from: 'https://github.com/', to: 'file:///srv/' }] }, {});
+    assertDeeplyFrozen(config);
+    assert.throws(() => {
+      (config.listen as { port: number }).port = 1;
+    }, TypeError);
+  });
+
+  test('config.sample.ts loads and shows the defaults', () => {
+    const config = loadConfig(sample, {});
+    assert.deepEqual(config, loadConfig({}, {}));
+  });
+
+  test('keeps given values and fills in the rest', () => {
+    const config = loadConfig({ listen: { port: 9000 }, docker: { network: 'none' }, publicUrl: 'https://ci.example.com' }, {});
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 9000 });
+    assert.equal(config.docker.network, 'none');
+    assert.equal(config.docker.pidsLimit, 1024);
+    assert.equal(config.publicUrl, 'https://ci.example.com');
+  });
+
+  test('names every problem in one CONFIG_INVALID error', () => {
+    const message = invalid({ listen: { port: 'x' }, docker: { network: 'weird' }, bogus: 1 });
+    assert.match(message, /listen\.port/);
+    assert.match(message, /docker\.network/);
+    assert.match(message, /bogus/);
+    assert.match(message, /3 problem/);
+  });
+
+  for (const [what, input, key] of [
+    ['a port out of range', { listen: { port: 70000 } }, 'listen.port'],
+    ['a fractional port', { listen: { port: 80.5 } }, 'listen.port'],
+    ['an empty data dir', { dataDir: '   ' }, 'dataDir'],
+    ['a non-http public URL', { publicUrl: 'javascript:alert(1)' }, 'publicUrl'],
+    ['an unknown key in a section', { github: { secret: 'x' } }, 'github'],
+    ['zero job concurrency', { jobConcurrency: 0 }, 'jobConcurrency'],
+    ['an unknown snapshot driver', { snapshotDriver: 'zfs' }, 'snapshotDriver'],
+    ['a clone-URL rewrite without "to"', { cloneUrlRewrites: [{ from: 'x' }] }, 'cloneUrlRewrites.0.to'],
+    ['a config that is not an object', 'dataDir=/x', '(root)'],
+  ] as const) {
+    test(`refuses ${what}, naming ${key}`, () => {
+      assert.ok(invalid(input).includes(key), key);
+    });
+  }
+
+  test('GITHUB_WEBHOOK_SECRET and GITHUB_TOKEN from the environment override the file', () => {
+    const config = loadConfig({ github: { webhookSecret: 'from-file', token: 'file-token' } }, { GITHUB_WEBHOOK_SECRET: 'from-env', GITHUB_TOKEN: 'env-token' });
+    assert.equal(config.github.webhookSecret, 'from-env');
+    assert.equal(config.github.token, 'env-token');
+    assertDeeplyFrozen(config);
+  });
+
+  test('the environment supplies secrets the file does not have', () => {
+    const config = loadConfig({}, { GITHUB_WEBHOOK_SECRET: 's', GITHUB_TOKEN: 't' });
+    assert.equal(config.github.webhookSecret, 's');
+    assert.equal(config.github.token, 't');
+  });
+
+  test('empty environment values do not override the file', () => {
+    const config = loadConfig({ github: { webhookSecret: 'from-file', token: 'file-token' } }, { GITHUB_WEBHOOK_SECRET: '', GITHUB_TOKEN: '' });
+    assert.equal(config.github.webhookSecret, 'from-file');
+    assert.equal(config.github.token, 'file-token');
+  });
+
+  test('reads secrets only from the environment it is given', () => {
+    const config = loadConfig({}, {});
+    assert.equal(config.github.webhookSecret, undefined);
+    assert.equal(config.github.token, undefined);
+  });
+
+  test('does not change its input', () => {
+    const input = { listen: { port: 1234 }, github: { token: 'file' } };
+    const copy = structuredClone(input);
+    loadConfig(input, { GITHUB_TOKEN: 'env' });
+    assert.deepEqual(input, copy);
+    assert.equal(Object.isFrozen(input), false);
+  });
+});
+
+describe('ensureWebhookSecret', () => {
+  let tmp: string;
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'autobuilder-webhook-secret-'));
+  });
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  test('generates a 64-hex secret into <dataDir>/webhook-secret with mode 0600', async () => {
+    const dataDir = join(tmp, 'generated', 'data');
+    const first = await ensureWebhookSecret(undefined, dataDir);
+    assert.match(first.secret, /^[0-9a-f]{64}$/);
+    assert.equal(first.file, join(dataDir, 'webhook-secret'));
+    assert.equal(first.generated, true);
+    assert.equal((await readFile(join(dataDir, 'webhook-secret'), 'utf8')).trim(), first.secret);
+    assert.equal((await stat(join(dataDir, 'webhook-secret'))).mode & 0o777, 0o600);
+  });
+
+  test('returns the same secret on a second call', async () => {
+    const dataDir = join(tmp, 'twice');
+    const first = await ensureWebhookSecret(undefined, dataDir);
+    const second = await ensureWebhookSecret(undefined, dataDir);
+    assert.equal(second.secret, first.secret);
+    assert.equal(second.file, first.file);
+    assert.equal(second.generated, false);
+  });
+
+  test('generates a new secret when the file is empty', async () => {
+    const dataDir = join(tmp, 'empty');
+    await ensureWebhookSecret(undefined, dataDir);
+    await writeFile(join(dataDir, 'webhook-secret'), '\n');
+    const again = await ensureWebhookSecret(undefined, dataDir);
+    assert.match(again.secret, /^[0-9a-f]{64}$/);
+    assert.equal(again.generated, true);
+  });
+
+  test('returns the configured secret and writes no file', async () => {
+    const dataDir = join(tmp, 'configured');
+    const result = await ensureWebhookSecret('configured secret', dataDir);
+    assert.deepEqual(result, { secret: 'configured secret', file: null, generated: false });
+    await assert.rejects(stat(join(dataDir, 'webhook-secret')), { code: 'ENOENT' });
+  });
+});

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Build, BuildState } from '../builds/build.js';
+import { createLogger } from '../logger.js';
+import { createCommitStatusPublisher, MAX_DESCRIPTION, toCommitStatusState, toDescription } from './commit-statuses.js';
+
+const log = createLogger({ level: 'silent' });
+
+function build(changes: Partial<Build> = {}): Build {
+  return {
+    id: 'mfx1k2p3-9f3a2c1d',
+    repo: 'acme/widget',
+    ref: 'refs/heads/main',
+    sha: '0123456789abcdef0123456789abcdef01234567',
+    definition: 'hello',
+    context: 'autobuilder/hello',
+    state: 'success',
+    exitCode: 0,
+    description: 'Built in 1.0 s',
+    cached: false,
+    coalesced: false,
+    incremental: false,
+    parentBuildId: null,
+    cacheKey: null,
+    configSha: null,
+    deliveryId: null,
+    queuedAt: '2024-01-01T00:00:00.000Z',
+    startedAt: null,
+    finishedAt: null,
+    artifacts: [],
+    ...changes,
+  };
+}
+
+describe('toCommitStatusState', () => {
+  test('maps every build state onto a commit status state', () => {
+    const expected: Record<BuildState, string> = {
+      queued: 'pending',
+      running: 'pending',
+      success: 'success',
+      failure: 'failure',
+      error: 'error',
+      cancelled: 'error',
+    };
+    for (const [state, status] of Object.entries(expected)) {
+      assert.equal(toCommitStatusState(state as BuildState), status, state);
+    }
+  });
+});
+
+describe('toDescription', () => {
+  test('cuts a 500-character text to exactly 140 characters ending in an ellipsis', () => {
+    const description = toDescription('x'.repeat(500));
+    assert.equal(MAX_DESCRIPTION, 140);
+    assert.equal(description.length, 140);
+    assert.ok(description.endsWith('…'));
+    assert.equal(description.slice(0, 139), 'x'.repeat(139));
+  });
+
+  test('keeps a short text as it is', () => {
+    assert.equal(toDescription('Built in 1.2 s'), 'Built in 1.2 s');
+  });
+
+  test('keeps a text of exactly 140 characters whole', () => {
+    const text = 'y'.repeat(140);
+    assert.equal(toDescription(text), text);
+  });
+
+  test('flattens newlines and runs of white space', () => {
+    assert.equal(toDescription('  exited\n\twith   code 1  '), 'exited with code 1');
+  });
+});
+
+describe('createCommitStatusPublisher', () => {
+  test('without a token, publish resolves and makes no request', async () => {
+    let calls = 0;
+    const fetch: typeof globalThis.fetch = async () => {
+      calls++;
+      assert.fail('fetch must not be called without a token');
+    };
+    const publisher = createCommitStatusPublisher({ apiUrl: 'https://api.github.com', token: undefined, publicUrl: 'http://ci.test', log, fetch });
+    await publisher.publish(build());
+    await publisher.publish(build({ state: 'failure' }));
+    assert.equal(calls, 0);
+  });
+
+  test('with a token, posts the state, context, description and target URL to the commit', async () => {
+    const requests: { url: string; method: string | undefined; body: unknown; auth: string | null }[] = [];
+    const fetch: typeof globalThis.fetch = async (input, init) => {
+      const headers = new Headers(init?.headers);
+      requests.push({ url: String(input), method: init?.method, body: JSON.parse(String(init?.body)) as unknown, auth: headers.get('authorization') });
+      return new Response(JSON.stringify({ id: 1, state: 'success' }), { status: 201, headers: { 'content-type': 'application/json' } });
+    };
+    const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test/api/v3/', token: 'secret-token', publicUrl: 'http://ci.test/', log, fetch });
+    await publisher.publish(build({ state: 'running', description: 'Running' }));
+    assert.deepEqual(requests, [
+      {
+        url: 'http://github.test/api/v3/repos/acme/widget/statuses/0123456789abcdef0123456789abcdef01234567',
+        method: 'POST',
+        body: { state: 'pending', context: 'autobuilder/hello', target_url: 'http://ci.test/builds/mfx1k2p3-9f3a2c1d', description: 'Running' },
+        auth: 'token secret-token',
+      },
+    ]);
+  });
+
+  test('resolves when GitHub answers with an error or the network fails', async () => {
+    const answers = [async () => new Response('{"message":"Bad credentials"}', { status: 401, headers: { 'content-type': 'application/json' } }), async () => Promise.reject(new TypeError('fetch failed'))];
+    for (const answer of answers) {
+      let calls = 0;
+      const fetch: typeof globalThis.fetch = async () => {
+        calls++;
+        return answer();
+      };
+      const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test', token: 't', publicUrl: 'http://ci.test', log, fetch });
+      await publisher.publish(build());
+      assert.ok(calls >= 1);
+    }
+  });
+});

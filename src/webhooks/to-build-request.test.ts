@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { examplePayloads } from '../../test/support/webhook-delivery.js';
+import { toBuildRequest } from './to-build-request.js';
+
+const SHA = '6113728f27ae82c7b1a177c8d03f9e96e0adf246';
+
+/** GitHub's example push of refs/heads/master (not deleted). */
+function branchPush(): Record<string, unknown> {
+  const found = examplePayloads('push').find((p) => p['ref'] === 'refs/heads/master' && p['deleted'] === false);
+  assert.ok(found, 'the examples hold a push of refs/heads/master');
+  return found;
+}
+
+/** `branchPush()` with its repository's fields replaced by `changes`. */
+function withRepository(changes: Record<string, unknown>): Record<string, unknown> {
+  const payload = branchPush();
+  return { ...payload, repository: { ...(payload['repository'] as Record<string, unknown>), ...changes } };
+}
+
+describe('toBuildRequest', () => {
+  test('maps every example push to a build request or ignores it with a reason', () => {
+    const pushes = examplePayloads('push');
+    assert.ok(pushes.length > 0);
+    for (const payload of pushes) {
+      const outcome = toBuildRequest('push', payload, 'delivery-1');
+      if (payload['deleted'] === true) {
+        assert.equal(outcome.kind, 'ignored', `${String(payload['ref'])} deleted`);
+        assert.match(outcome.kind === 'ignored' ? outcome.reason : '', /deleted/);
+      } else {
+        assert.equal(outcome.kind, 'build', `${String(payload['ref'])} pushed`);
+        assert.equal(outcome.kind === 'build' ? outcome.request.ref : null, payload['ref']);
+      }
+    }
+  });
+
+  test('maps the branch push example onto owner, repository, ref, sha and clone URL', () => {
+    const payload = branchPush();
+    assert.deepEqual(toBuildRequest('push', payload, 'delivery-1'), {
+      kind: 'build',
+      request: {
+        owner: 'Codertocat',
+        repo: 'Hello-World',
+        ref: 'refs/heads/master',
+        sha: SHA,
+        cloneUrl: 'https://github.com/Codertocat/Hello-World.git',
+        defaultBranch: 'master',
+        deliveryId: 'delivery-1',
+      },
+    });
+    assert.equal(payload['after'], SHA);
+  });
+
+  test('maps the tag push example onto a build request of the tag ref', () => {
+    const payload = examplePayloads('push').find((p) => p['ref'] === 'refs/tags/simple-tag' && p['deleted'] === false);
+    assert.ok(payload);
+    const outcome = toBuildRequest('push', payload, null);
+    assert.equal(outcome.kind, 'build');
+    assert.equal(outcome.kind === 'build' ? outcome.request.ref : null, 'refs/tags/simple-tag');
+    assert.equal(outcome.kind === 'build' ? outcome.request.deliveryId : undefined, null);
+  });
+
+  test('answers every example ping with kind ping and its zen', () => {
+    const pings = examplePayloads('ping');
+    assert.ok(pings.length > 0);
+    for (const payload of pings) {
+      assert.deepEqual(toBuildRequest('ping', payload, 'd'), { kind: 'ping', zen: payload['zen'] });
+    }
+  });
+
+  test('answers a ping without zen with zen null', () => {
+    assert.deepEqual(toBuildRequest('ping', { hook_id: 1 }, 'd'), { kind: 'ping', zen: null });
+  });
+
+  test('ignores an issues event with a reason', () => {
+    const [issue] = examplePayloads('issues');
+    assert.ok(issue);
+    const outcome = toBuildRequest('issues', issue, 'd');
+    assert.equal(outcome.kind, 'ignored');
+    assert.match(outcome.kind === 'ignored' ? outcome.reason : '', /issues/);
+  });
+
+  const hostile: [string, string, unknown][] = [
+    ["full_name '../x/y'", 'push', withRepository({ full_name: '../x/y' })],
+    ["full_name '../x'", 'push', withRepository({ full_name: '../x' })],
+    ["full_name 'a/..'", 'push', withRepository({ full_name: 'a/..' })],
+    ['full_name without a slash', 'push', withRepository({ full_name: 'Hello-World' })],
+    ['full_name that is not a string', 'push', withRepository({ full_name: ['a', 'b'] })],
+    ['no clone_url', 'push', withRepository({ clone_url: null })],
+    ['repository that is not an object', 'push', { ...branchPush(), repository: 'Codertocat/Hello-World' }],
+    ["ref 'refs/heads/a..b'", 'push', { ...branchPush(), ref: 'refs/heads/a..b' }],
+    ["ref 'refs/heads/-x'", 'push', { ...branchPush(), ref: 'refs/heads/-x' }],
+    ['a pull request ref', 'push', { ...branchPush(), ref: 'refs/pull/1/head' }],
+    ['ref that is not a string', 'push', { ...branchPush(), ref: 42 }],
+    ['no ref', 'push', { ...branchPush(), ref: undefined }],
+    ['after that is not hex', 'push', { ...branchPush(), after: 'not-a-sha; rm -rf /' }],
+    ['after in upper case', 'push', { ...branchPush(), after: SHA.toUpperCase() }],
+    ['after of all zeros', 'push', { ...branchPush(), after: '0'.repeat(40) }],
+    ['after that is not a string', 'push', { ...branchPush(), after: 1 }],
+    ['a payload that is null', 'push', null],
+    ['a payload that is an array', 'push', [branchPush()]],
+    ['a payload that is a string', 'push', 'push'],
+    ['a payload that is a number', 'ping', 1],
+    ['an event name of 10 kB', 'x'.repeat(10_000), branchPush()],
+  ];
+  for (const [what, event, payload] of hostile) {
+    test(`ignores a delivery with ${what}, with a reason, without throwing`, () => {
+      const outcome = toBuildRequest(event, payload, 'd');
+      assert.equal(outcome.kind, 'ignored');
+      assert.ok(outcome.kind === 'ignored' && outcome.reason.length > 0 && outcome.reason.length < 500, 'a short reason');
+    });
+  }
+
+  test('never throws on a push with prototype-looking keys', () => {
+    const payload = JSON.parse(`{"ref":"refs/heads/main","after":"${SHA}","__proto__":{"deleted":true},"repository":{"full_name":"a/b","clone_url":"https://x/a/b.git","__proto__":{"x":1}}}`) as unknown;
+    const outcome = toBuildRequest('push', payload, 'd');
+    assert.equal(outcome.kind, 'build');
+  });
+});
