@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createApp } from './app.js';
 import { createArtifactStore } from './artifacts/artifact-store.js';
+import { createBuildEvents, type BuildEvents } from './builds/build-events.js';
 import { createBuildLogs } from './builds/build-log.js';
 import { createCheckout } from './builds/checkout.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
@@ -27,6 +28,7 @@ export interface RunningServer {
   snapshotDriver: 'btrfs' | 'copy';
   coordinator: Coordinator;
   store: BuildStore;
+  events: BuildEvents;
   /** Stops listening, waits for running builds, closes the store. */
   close(): Promise<void>;
 }
@@ -63,7 +65,9 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     log: log.child({ component: 'config-repo' }),
   });
   await configRepository.refresh();
+  const events = createBuildEvents();
   const coordinator = createCoordinator({
+    events,
     store,
     logs,
     configRepository,
@@ -93,6 +97,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     snapshotDriver: driver.name,
     coordinator,
     store,
+    events,
     async close() {
       await new Promise<void>((ok) => {
         server.close(() => ok());

@@ -104,8 +104,13 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
 
   test('reports a failing script as failure with its exit code and a failure status', async () => {
     const sha = await f.repo.commitEmpty('trigger the failing definition');
+    const seen: string[] = [];
+    for (const name of ['build.queued', 'build.started', 'build.updated', 'build.finished'] as const) {
+      f.server.events.on(name, (b) => b.sha === sha && seen.push(`${name}:${b.state}`));
+    }
     await push('refs/heads/fails', sha);
     const failed = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/fails');
+    assert.deepEqual(seen, ['build.queued:queued', 'build.started:running', 'build.updated:running', 'build.finished:failure']);
     assert.equal(failed.state, 'failure');
     assert.equal(failed.exitCode, 3);
     assert.equal(failed.context, 'autobuilder/fails');

@@ -12,6 +12,7 @@ import type { ContainerRunner } from '../runner/container-runner.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
 import type { Build } from './build.js';
+import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import type { BuildRequest } from './build-request.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
@@ -60,19 +61,25 @@ export function createCoordinator(options: {
   runner: ContainerRunner;
   artifacts: ArtifactStore;
   statuses: CommitStatusPublisher;
+  events: BuildEvents;
   log: Logger;
   concurrency: number;
   defaultImage: string;
   cloneUrlRewrites: readonly CloneUrlRewrite[];
   now?: () => Date;
 }): Coordinator {
-  const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, log } = options;
+  const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log } = options;
   const now = options.now ?? (() => new Date());
   const queue = new PQueue({ concurrency: options.concurrency });
 
+  /** Applies `changes`, stores the build, and tells listeners (a copy, so they cannot mutate it). */
   function save(build: Build, changes: Partial<Build>): Build {
     Object.assign(build, changes);
     store.update(build);
+    const copy = structuredClone(build);
+    if (changes.state === 'running') events.emit('build.started', copy);
+    else if (changes.finishedAt !== undefined) events.emit('build.finished', copy);
+    else events.emit('build.updated', copy);
     return build;
   }
 
@@ -203,6 +210,7 @@ export function createCoordinator(options: {
         const buildLog = logs.open(build.id);
         buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
         store.insert(build);
+        events.emit('build.queued', structuredClone(build));
         builds.push(build);
         rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
         await statuses.publish(build);
