@@ -110,7 +110,14 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
     }
     await push('refs/heads/fails', sha);
     const failed = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/fails');
-    assert.deepEqual(seen, ['build.queued:queued', 'build.started:running', 'build.updated:running', 'build.finished:failure']);
+    assert.deepEqual(seen, [
+      'build.queued:queued',
+      'build.updated:queued', // cache key known
+      'build.updated:queued', // why it is not a cache hit
+      'build.started:running',
+      'build.updated:running', // workspace made
+      'build.finished:failure',
+    ]);
     assert.equal(failed.state, 'failure');
     assert.equal(failed.exitCode, 3);
     assert.equal(failed.context, 'autobuilder/fails');
@@ -127,7 +134,7 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
 
   test('a new branch with a slash matches its subdirectory definition and starts from the default branch', async () => {
     assert.ok(second, 'needs the second build');
-    const sha = await f.repo.commitEmpty('feature work');
+    const sha = await f.repo.commit({ 'feature.txt': 'feature work\n' }, 'feature work');
     await push('refs/heads/feature/incremental', sha);
     const build = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/feature/incremental');
     assert.equal(build.state, 'success', build.description ?? '');

@@ -12,4 +12,6 @@ export interface BuildRequest {
   defaultBranch: string | null;
   /** X-GitHub-Delivery of the webhook that asked for it, or null */
   deliveryId: string | null;
+  /** run even when an identical build succeeded before (no cache hit, no coalescing) */
+  force?: boolean;
 }

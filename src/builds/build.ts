@@ -23,6 +23,18 @@ export function isTerminal(state: BuildState): boolean {
   }
 }
 
+import type { CacheInputs } from './cache-key.js';
+
+/** Why a build was not a cache hit: the nearest earlier build of its definition, and what differed. */
+export interface CacheMiss {
+  /** id of the nearest earlier build of the same repository and definition; null when there is none */
+  comparedWith: string | null;
+  /** the inputs that differ from it (empty with `force`) */
+  differs: (keyof CacheInputs)[];
+  /** true when the build was forced, whatever its inputs */
+  forced: boolean;
+}
+
 /** An artifact a build produced: its file name and where the content-addressed store keeps it. */
 export interface BuildArtifact {
   name: string;
@@ -57,7 +69,13 @@ export interface Build {
   incremental: boolean;
   /** the build whose workspace this one started from */
   parentBuildId: string | null;
+  /** sha256 over the canonical JSON of `cacheInputs` (see cache-key.ts); null until known */
   cacheKey: string | null;
+  cacheInputs: CacheInputs | null;
+  /** for a cached or coalesced build: the build whose result it reuses */
+  sourceBuildId: string | null;
+  /** for a build that ran: why no earlier build could be reused */
+  cacheMiss: CacheMiss | null;
   /** config repository commit the definition was read at */
   configSha: string | null;
   /** the X-GitHub-Delivery that asked for it, if a webhook did */

@@ -29,12 +29,18 @@ export function toCloneUrl(url: string, rewrites: readonly CloneUrlRewrite[]): s
 /** Fetches commits into per-repository mirrors and checks trees out into workspaces. */
 export interface Checkout {
   /**
-   * Checks commit `sha` of `cloneUrl` out into `<workspace>/src`, keeping untracked files
-   * of an earlier build (incremental builds) and replacing tracked ones. Returns the
-   * commit's tree id.
-   * @throws AppError `GIT_FAILED` when the fetch or checkout fails
+   * Makes commit `sha` of `cloneUrl` present in the repository's mirror (no network when it
+   * already is) and returns its tree id and the blob ids of `paths` at that commit (null for
+   * a path that is not a file there).
+   * @throws AppError `GIT_FAILED` when the fetch fails or `sha` is not a commit there
    */
-  checkout(input: { owner: string; repo: string; cloneUrl: string; sha: string; workspace: string }): Promise<{ tree: string; dir: string }>;
+  fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[] }): Promise<{ tree: string; blobs: (string | null)[] }>;
+  /**
+   * Checks commit `sha` (fetched before) out into `<workspace>/src`, keeping untracked
+   * files of an earlier build (incremental builds) and replacing tracked ones.
+   * @throws AppError `GIT_FAILED`
+   */
+  checkout(input: { owner: string; repo: string; sha: string; workspace: string }): Promise<{ dir: string }>;
 }
 
 /**
@@ -70,8 +76,11 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
     return dir;
   }
 
+  const gitFailed = (what: string, err: unknown): AppError =>
+    err instanceof AppError ? err : new AppError('GIT_FAILED', `${what}: ${toMessage(err).trim().split('\n').slice(-3).join(' ')}`, { cause: err });
+
   return {
-    async checkout({ owner, repo, cloneUrl, sha, workspace }) {
+    async fetch({ owner, repo, cloneUrl, sha, paths }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
       try {
         const mirror = await ensureMirror(owner, repo);
@@ -79,15 +88,30 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
           const present = await git(mirror).raw(['cat-file', '-t', sha]).then((t) => t.trim() === 'commit', () => false);
           if (!present) await git(mirror).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
         });
-        const tree = (await git(mirror).raw(['rev-parse', `${sha}^{tree}`])).trim();
+        const tree = (await git(mirror).raw(['rev-parse', '--verify', `${sha}^{tree}`])).trim();
+        const blobs: (string | null)[] = [];
+        for (const path of paths) {
+          // ls-tree prints "<mode> blob <id>\t<path>" for a file and nothing for a missing path
+          const line = await git(mirror).raw(['ls-tree', sha, '--', path]);
+          const match = /^\d+ blob ([0-9a-f]{40,64})\t/.exec(line);
+          blobs.push(match?.[1] ?? null);
+        }
+        return { tree, blobs };
+      } catch (err) {
+        throw gitFailed(`cannot fetch ${sha} from ${cloneUrl}`, err);
+      }
+    },
+    async checkout({ owner, repo, sha, workspace }) {
+      if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
+      try {
+        const mirror = await ensureMirror(owner, repo);
         const dir = join(workspace, 'src');
         await mkdir(dir, { recursive: true });
         const env = { GIT_DIR: mirror, GIT_WORK_TREE: dir, GIT_INDEX_FILE: join(workspace, 'index') };
         await git(dir, env).raw(['read-tree', '--reset', '-u', sha]);
-        return { tree, dir };
+        return { dir };
       } catch (err) {
-        if (err instanceof AppError) throw err;
-        throw new AppError('GIT_FAILED', `cannot check out ${sha} from ${cloneUrl}: ${toMessage(err).trim().split('\n').slice(-3).join(' ')}`, { cause: err });
+        throw gitFailed(`cannot check out ${sha}`, err);
       }
     },
   };

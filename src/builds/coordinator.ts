@@ -5,7 +5,7 @@ import PQueue from 'p-queue';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { BuildDefinition } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
-import { isAppError, toMessage } from '../errors.js';
+import { AppError, isAppError, toMessage } from '../errors.js';
 import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
@@ -15,25 +15,28 @@ import type { Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import type { BuildRequest } from './build-request.js';
+import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 import { parseRef } from './refs.js';
 
 /** Where builds run inside their container. */
 export const CONTAINER_WORKDIR = '/workspace';
 
-/** What came of a build request: the builds it queued, or why none. */
+/** What came of a build request: the builds it made, or why none. */
 export interface SubmitResult {
   builds: Build[];
-  /** why no build was queued; null when some were */
+  /** why no build was made; null when some were */
   reason: string | null;
 }
 
 /** Turns build requests into builds and runs them. */
 export interface Coordinator {
   /**
-   * Looks up the definitions for the request, stores one `queued` build per build script,
-   * posts their `pending` statuses, and queues them. Resolves once they are queued, not run.
-   * Never throws for a bad definition: it is logged and returned as `reason`.
+   * Looks up the definitions for the request and makes one build per build script. Each is
+   * answered from the cache (`cached`, no container), joins an identical build in flight
+   * (`coalesced`), or is queued to run; statuses are posted for each. Resolves once every
+   * build is decided, not run. A bad definition is not thrown: it is logged and returned
+   * as `reason`.
    */
   submit(request: BuildRequest): Promise<SubmitResult>;
   /** Resolves when every queued and running build has ended (tests, shutdown). */
@@ -48,9 +51,16 @@ export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
+/** A build that runs, and the builds that joined it because their inputs are the same. */
+interface InFlight {
+  leader: Build;
+  followers: { build: Build; log: BuildLogWriter }[];
+}
+
 /**
  * Creates the build coordinator: the one place a build's life is driven, from `queued` to
- * a terminal state, with its log, workspace lineage, container, artifact and statuses.
+ * a terminal state, with its log, cache key, workspace lineage, container, artifact and
+ * statuses.
  */
 export function createCoordinator(options: {
   store: BuildStore;
@@ -71,6 +81,8 @@ export function createCoordinator(options: {
   const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log } = options;
   const now = options.now ?? (() => new Date());
   const queue = new PQueue({ concurrency: options.concurrency });
+  /** builds queued or running, by cache key */
+  const inFlight = new Map<string, InFlight>();
 
   /** Applies `changes`, stores the build, and tells listeners (a copy, so they cannot mutate it). */
   function save(build: Build, changes: Partial<Build>): Build {
@@ -88,6 +100,19 @@ export function createCoordinator(options: {
     buildLog.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
     buildLog.close();
     await statuses.publish(build);
+  }
+
+  /** Ends the followers of a finished leader with its result. */
+  async function settleFollowers(flight: InFlight): Promise<void> {
+    const { leader } = flight;
+    for (const { build, log: followerLog } of flight.followers) {
+      await finish(build, followerLog, {
+        state: leader.state,
+        exitCode: leader.exitCode,
+        artifacts: structuredClone(leader.artifacts),
+        description: `Same inputs as build ${leader.id}: ${leader.description ?? leader.state}`,
+      });
+    }
   }
 
   async function execute(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
@@ -108,8 +133,7 @@ export function createCoordinator(options: {
       save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
       buildLog.line(prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`);
 
-      const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
-      const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, workspace: prepared.path });
+      const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, sha: build.sha, workspace: prepared.path });
       buildLog.line(`[autobuilder] checked out ${build.sha}`);
 
       const image = definition.baseimage ?? options.defaultImage;
@@ -167,6 +191,77 @@ export function createCoordinator(options: {
     }
   }
 
+  /** Runs `build` as the leader of its cache key, then settles whoever joined it. */
+  async function lead(flight: InFlight, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+    try {
+      await execute(flight.leader, definition, request, buildLog);
+    } finally {
+      // the leader's result is stored before the key leaves the map: a request arriving in
+      // between finds it in the store, never neither
+      if (flight.leader.cacheKey !== null && inFlight.get(flight.leader.cacheKey) === flight) inFlight.delete(flight.leader.cacheKey);
+      await settleFollowers(flight);
+    }
+  }
+
+  /** Decides one build: cache hit, coalesced, or queued. */
+  async function decide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+    const image = definition.baseimage ?? options.defaultImage;
+    const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
+    const [fetched, imageId] = await Promise.all([
+      checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths: [definition.script] }),
+      runner.imageId(image),
+    ]);
+    if (imageId === null) {
+      throw new AppError('CONTAINER_FAILED', `image ${image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
+    }
+    const cacheInputs = toCacheInputs({
+      tree: fetched.tree,
+      definition: { script: definition.script, archives: definition.archives, artifact: definition.artifact, image, incremental: definition.incremental },
+      imageId,
+      scriptBlob: fetched.blobs[0] ?? null,
+      env: definition.env,
+    });
+    const cacheKey = toCacheKey(cacheInputs);
+    save(build, { cacheKey, cacheInputs });
+
+    if (request.force !== true) {
+      const hit = store.findSuccessByCacheKey(cacheKey);
+      if (hit !== null) {
+        buildLog.line(`[autobuilder] cache hit: build ${hit.id} had the same inputs (cache key ${cacheKey})`);
+        await finish(build, buildLog, {
+          state: 'success',
+          cached: true,
+          sourceBuildId: hit.id,
+          exitCode: hit.exitCode,
+          artifacts: structuredClone(hit.artifacts),
+          description: `Cached: same inputs as build ${hit.id}`,
+        });
+        return;
+      }
+      const flight = inFlight.get(cacheKey);
+      if (flight !== undefined) {
+        save(build, { coalesced: true, sourceBuildId: flight.leader.id, description: `Waiting for build ${flight.leader.id} (same inputs)` });
+        buildLog.line(`[autobuilder] coalesced with build ${flight.leader.id}, which has the same inputs (cache key ${cacheKey})`);
+        flight.followers.push({ build, log: buildLog });
+        await statuses.publish(build);
+        return;
+      }
+    }
+    const previous = store.findPrevious(build.repo, build.definition, build.id);
+    const cacheMiss = {
+      comparedWith: previous?.id ?? null,
+      differs: previous?.cacheInputs ? diffCacheInputs(previous.cacheInputs, cacheInputs) : [],
+      forced: request.force === true,
+    };
+    save(build, { cacheMiss });
+    const flight: InFlight = { leader: build, followers: [] };
+    if (!inFlight.has(cacheKey)) inFlight.set(cacheKey, flight);
+    await statuses.publish(build);
+    void queue.add(() => lead(flight, definition, request, buildLog)).catch((err: unknown) => {
+      log.error({ buildId: build.id, err: toMessage(err) }, 'build job crashed');
+    });
+  }
+
   return {
     async submit(request) {
       const rlog = log.child({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha, deliveryId: request.deliveryId });
@@ -200,6 +295,9 @@ export function createCoordinator(options: {
           incremental: false,
           parentBuildId: null,
           cacheKey: null,
+          cacheInputs: null,
+          sourceBuildId: null,
+          cacheMiss: null,
           configSha: lookup.configSha,
           deliveryId: request.deliveryId,
           queuedAt: now().toISOString(),
@@ -209,14 +307,16 @@ export function createCoordinator(options: {
         };
         const buildLog = logs.open(build.id);
         buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
-        store.insert(build);
+        store.insert(build, request);
         events.emit('build.queued', structuredClone(build));
         builds.push(build);
         rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
-        await statuses.publish(build);
-        void queue.add(() => execute(build, definition, request, buildLog)).catch((err: unknown) => {
-          rlog.error({ buildId: build.id, err: toMessage(err) }, 'build job crashed');
-        });
+        try {
+          await decide(build, definition, request, buildLog);
+        } catch (err) {
+          rlog.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
+          await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+        }
       }
       return { builds, reason: null };
     },

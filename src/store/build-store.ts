@@ -1,4 +1,5 @@
 import type { Build, BuildState } from '../builds/build.js';
+import type { BuildRequest } from '../builds/build-request.js';
 
 /** Filters of {@link BuildStore.list}; every field optional, `limit` defaults to 50 (max 500). */
 export interface BuildQuery {
@@ -23,9 +24,20 @@ export interface DeliveryRecord {
  * callers may not mutate what the store holds.
  */
 export interface BuildStore {
-  insert(build: Build): void;
+  /** Stores a new build; `request` is what asked for it (kept for rebuilds, never shown). */
+  insert(build: Build, request?: BuildRequest): void;
   update(build: Build): void;
   get(id: string): Build | null;
+  /** The request a build was made for, or null. */
+  getRequest(id: string): BuildRequest | null;
+  /** The earliest successful build that ran (was not itself cached) with this cache key. */
+  findSuccessByCacheKey(cacheKey: string): Build | null;
+  /** The newest build of `repo` + `definition` older than `beforeId` that has cache inputs. */
+  findPrevious(repo: string, definition: string, beforeId: string): Build | null;
+  /** Every build id with its repo, ref, definition and state, oldest first (retention). */
+  listKeys(): { id: string; repo: string; ref: string; definition: string; state: string }[];
+  /** Deletes a build record (retention). */
+  delete(id: string): void;
   /** newest first */
   list(query?: BuildQuery): Build[];
   recordDelivery(delivery: DeliveryRecord): void;

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Build } from '../builds/build.js';
+import type { BuildRequest } from '../builds/build-request.js';
 import { AppError } from '../errors.js';
 import type { BuildQuery, BuildStore, DeliveryRecord } from './build-store.js';
 
@@ -22,6 +23,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 `;
 
+/** Migrations by `PRAGMA user_version`: entry i brings the schema from version i to i + 1. */
+const MIGRATIONS: readonly string[] = [
+  `ALTER TABLE builds ADD COLUMN definition TEXT;
+   ALTER TABLE builds ADD COLUMN cache_key TEXT;
+   ALTER TABLE builds ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE builds ADD COLUMN request TEXT;
+   CREATE INDEX IF NOT EXISTS builds_cache_key ON builds (cache_key, state);
+   CREATE INDEX IF NOT EXISTS builds_definition ON builds (repo, definition, id);`,
+];
+
 /**
  * {@link BuildStore} over SQLite (better-sqlite3) in WAL mode with `synchronous=FULL`, so a
  * committed write survives a crash. `path` is a file, or `:memory:` for tests of callers.
@@ -32,24 +43,64 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  const version = Number(db.pragma('user_version', { simple: true }));
+  db.transaction(() => {
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.exec(MIGRATIONS[v] ?? '');
+      db.pragma(`user_version = ${v + 1}`);
+    }
+  })();
 
-  const insert = db.prepare('INSERT INTO builds (id, repo, ref, state, queued_at, doc) VALUES (@id, @repo, @ref, @state, @queuedAt, @doc)');
-  const update = db.prepare('UPDATE builds SET state = @state, doc = @doc WHERE id = @id');
+  const insert = db.prepare(
+    `INSERT INTO builds (id, repo, ref, state, queued_at, doc, definition, cache_key, cached, request)
+     VALUES (@id, @repo, @ref, @state, @queuedAt, @doc, @definition, @cacheKey, @cached, @request)`,
+  );
+  const update = db.prepare('UPDATE builds SET state = @state, doc = @doc, cache_key = @cacheKey, cached = @cached WHERE id = @id');
   const get = db.prepare<[string], { doc: string }>('SELECT doc FROM builds WHERE id = ?');
+  const getRequest = db.prepare<[string], { request: string | null }>('SELECT request FROM builds WHERE id = ?');
+  const bySuccessKey = db.prepare<[string], { doc: string }>(
+    "SELECT doc FROM builds WHERE cache_key = ? AND state = 'success' AND cached = 0 ORDER BY id LIMIT 1",
+  );
+  const previous = db.prepare<[string, string, string], { doc: string }>(
+    'SELECT doc FROM builds WHERE repo = ? AND definition = ? AND id < ? AND cache_key IS NOT NULL ORDER BY id DESC LIMIT 1',
+  );
+  const keys = db.prepare<[], { id: string; repo: string; ref: string; definition: string; state: string }>(
+    'SELECT id, repo, ref, definition, state FROM builds ORDER BY id',
+  );
+  const remove = db.prepare<[string]>('DELETE FROM builds WHERE id = ?');
+  const parse = (row: { doc: string } | undefined): Build | null => (row === undefined ? null : (JSON.parse(row.doc) as Build));
   const insertDelivery = db.prepare('INSERT OR REPLACE INTO deliveries (id, event, received_at, outcome) VALUES (@id, @event, @receivedAt, @outcome)');
   const getDelivery = db.prepare<[string], { id: string; event: string; received_at: string; outcome: string }>('SELECT * FROM deliveries WHERE id = ?');
 
   return {
-    insert(build) {
-      insert.run({ id: build.id, repo: build.repo, ref: build.ref, state: build.state, queuedAt: build.queuedAt, doc: JSON.stringify(build) });
+    insert(build, request) {
+      insert.run({
+        id: build.id,
+        repo: build.repo,
+        ref: build.ref,
+        state: build.state,
+        queuedAt: build.queuedAt,
+        doc: JSON.stringify(build),
+        definition: build.definition,
+        cacheKey: build.cacheKey,
+        cached: build.cached ? 1 : 0,
+        request: request === undefined ? null : JSON.stringify(request),
+      });
     },
     update(build) {
-      const { changes } = update.run({ id: build.id, state: build.state, doc: JSON.stringify(build) });
+      const { changes } = update.run({ id: build.id, state: build.state, doc: JSON.stringify(build), cacheKey: build.cacheKey, cached: build.cached ? 1 : 0 });
       if (changes !== 1) throw new AppError('NOT_FOUND', `build ${build.id} is not stored`, { status: 404 });
     },
-    get(id) {
-      const row = get.get(id);
-      return row === undefined ? null : (JSON.parse(row.doc) as Build);
+    get: (id) => parse(get.get(id)),
+    getRequest(id) {
+      const row = getRequest.get(id);
+      return row?.request == null ? null : (JSON.parse(row.request) as BuildRequest);
+    },
+    findSuccessByCacheKey: (cacheKey) => parse(bySuccessKey.get(cacheKey)),
+    findPrevious: (repo, definition, beforeId) => parse(previous.get(repo, definition, beforeId)),
+    listKeys: () => keys.all(),
+    delete(id) {
+      remove.run(id);
     },
     list(query: BuildQuery = {}) {
       const where: string[] = [];

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { CACHE_INPUT_NAMES, diffCacheInputs, toCacheInputs, toCacheKey, toCanonicalJson } from './cache-key.js';
+
+const base = {
+  tree: 'a'.repeat(40),
+  definition: { script: 'autobuild/build.sh', archives: '/tmp/out', artifact: 'result.txt', image: 'autobuilder/busybox:latest', incremental: true },
+  imageId: `sha256:${'b'.repeat(64)}`,
+  scriptBlob: 'c'.repeat(40),
+  env: { A: '1', B: '2' },
+};
+
+describe('cache key', () => {
+  test('is a sha256 of the inputs and stable', () => {
+    const key = toCacheKey(toCacheInputs(base));
+    assert.match(key, /^[0-9a-f]{64}$/);
+    assert.equal(toCacheKey(toCacheInputs(structuredClone(base))), key);
+  });
+
+  test('changes when any single input changes', () => {
+    const key = toCacheKey(toCacheInputs(base));
+    const variants = {
+      tree: { ...base, tree: 'd'.repeat(40) },
+      definition: { ...base, definition: { ...base.definition, artifact: 'other.txt' } },
+      image: { ...base, imageId: `sha256:${'e'.repeat(64)}` },
+      script: { ...base, scriptBlob: 'f'.repeat(40) },
+      env: { ...base, env: { A: '1', B: '3' } },
+    };
+    for (const name of CACHE_INPUT_NAMES) {
+      const inputs = toCacheInputs(variants[name]);
+      assert.notEqual(toCacheKey(inputs), key, `${name} must change the key`);
+      assert.deepEqual(diffCacheInputs(toCacheInputs(base), inputs), [name]);
+    }
+  });
+
+  test('does not depend on the order of env keys', () => {
+    assert.equal(toCacheKey(toCacheInputs({ ...base, env: { B: '2', A: '1' } })), toCacheKey(toCacheInputs(base)));
+  });
+
+  test('is not fooled by values that concatenate alike', () => {
+    const ab = toCacheKey(toCacheInputs({ ...base, env: { AB: 'C' } }));
+    const a = toCacheKey(toCacheInputs({ ...base, env: { A: 'BC' } }));
+    assert.notEqual(ab, a);
+    assert.notEqual(
+      toCacheKey(toCacheInputs({ ...base, definition: { ...base.definition, archives: '/tmp/ou', artifact: 'tresult.txt' } })),
+      toCacheKey(toCacheInputs(base)),
+    );
+  });
+
+  test('a missing script is an input of its own', () => {
+    assert.equal(toCacheInputs({ ...base, scriptBlob: null }).script, 'missing');
+  });
+
+  test('canonical JSON sorts keys (RFC 8785)', () => {
+    assert.equal(toCanonicalJson({ b: 1, a: [true, null, 'x'] }), '{"a":[true,null,"x"],"b":1}');
+  });
+});

@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+
+/**
+ * The inputs a build's result depends on, each as a digest, so two builds can be compared
+ * input by input. A build's cache key is the hash of these.
+ */
+export interface CacheInputs {
+  /** git tree id of the commit (the commit message, author and parents do not count) */
+  tree: string;
+  /** sha256 of the normalised build definition */
+  definition: string;
+  /** id of the image the script runs in (`sha256:…`), not its tag */
+  image: string;
+  /** git blob id of the build script at the commit, or `missing` */
+  script: string;
+  /** sha256 of the build's environment */
+  env: string;
+}
+
+/** The names of {@link CacheInputs}, in a fixed order. */
+export const CACHE_INPUT_NAMES = ['tree', 'definition', 'image', 'script', 'env'] as const satisfies readonly (keyof CacheInputs)[];
+
+/** Version of the key's encoding: changing what goes into a key must change this. */
+const KEY_VERSION = 1;
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Canonical JSON (RFC 8785, JSON Canonicalization Scheme): sorted keys, fixed number and
+ * string forms, so equal values always give equal bytes. Never plain concatenation, which
+ * is ambiguous (`"ab" + "c"` = `"a" + "bc"`).
+ */
+export function toCanonicalJson(value: unknown): string {
+  const text = canonicalize(value);
+  if (text === undefined) throw new TypeError('value has no JSON form');
+  return text;
+}
+
+/**
+ * Builds the cache inputs of a build from its raw inputs.
+ * @param input.definition - the normalised definition: what the script is and where its
+ *   artifact is, without names that do not change the result (tag, file)
+ * @param input.env - the build's own environment (from the definition); ids and refs that
+ *   differ between identical builds are left out on purpose, so a tag of an already built
+ *   commit is a cache hit
+ */
+export function toCacheInputs(input: {
+  tree: string;
+  definition: { script: string; archives: string; artifact: string; image: string; incremental: boolean };
+  imageId: string;
+  scriptBlob: string | null;
+  env: Readonly<Record<string, string>>;
+}): CacheInputs {
+  return {
+    tree: input.tree,
+    definition: sha256(toCanonicalJson(input.definition)),
+    image: input.imageId,
+    script: input.scriptBlob ?? 'missing',
+    env: sha256(toCanonicalJson(input.env)),
+  };
+}
+
+/** The cache key of a build: sha256 (64 hex) of the canonical JSON of its inputs. */
+export function toCacheKey(inputs: CacheInputs): string {
+  return sha256(toCanonicalJson({ v: KEY_VERSION, ...inputs }));
+}
+
+/** The inputs that differ between two builds, in {@link CACHE_INPUT_NAMES} order. */
+export function diffCacheInputs(a: CacheInputs, b: CacheInputs): (keyof CacheInputs)[] {
+  return CACHE_INPUT_NAMES.filter((name) => a[name] !== b[name]);
+}
