@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
 import type { BuildLogs } from './builds/build-log.js';
 import type { Coordinator } from './builds/coordinator.js';
+import { createArtifactRoutes } from './http/artifact-routes.js';
 import { createBuildRoutes } from './http/build-routes.js';
 import { errorHandler } from './http/error-handler.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
@@ -35,6 +36,8 @@ export function createApp(deps: AppDeps): Koa {
   for (const router of [
     health,
     createWebhookRoutes({ verify: deps.verify, coordinator: deps.coordinator, store: deps.store, log: deps.log.child({ component: 'webhooks' }) }),
+    // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
+    createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
   ]) {
     app.use(router.routes());
