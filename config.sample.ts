@@ -52,6 +52,12 @@ const config: ConfigInput = {
   // How many builds run at once. Default: the number of CPUs.
   // jobConcurrency: 2,
 
+  // What is kept: the newest `keepPerBranch` builds of every repository + ref + build (with
+  // their logs, workspaces and artifacts), every lineage head, and anything a kept build
+  // references. A pass runs at start and every `intervalSeconds`; an unreferenced artifact
+  // younger than `artifactGraceSeconds` is kept.
+  retention: { keepPerBranch: 20, intervalSeconds: 3600, artifactGraceSeconds: 3600 },
+
   // Clone-URL rewrites, first match wins: a clone URL from a payload starting with `from`
   // gets that prefix replaced by `to` (mirrors, or local repositories in tests).
   cloneUrlRewrites: [

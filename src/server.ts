@@ -7,6 +7,7 @@ import { createBuildEvents, type BuildEvents } from './builds/build-events.js';
 import { createBuildLogs } from './builds/build-log.js';
 import { createCheckout } from './builds/checkout.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
+import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
 import { createConfigRepository } from './config-repo/config-repository.js';
 import { createCommitStatusPublisher } from './github/commit-statuses.js';
@@ -29,6 +30,7 @@ export interface RunningServer {
   coordinator: Coordinator;
   store: BuildStore;
   events: BuildEvents;
+  retention: Retention;
   /** Stops listening, waits for running builds, closes the store. */
   close(): Promise<void>;
 }
@@ -66,22 +68,35 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   });
   await configRepository.refresh();
   const events = createBuildEvents();
+  const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
+  const statuses = createCommitStatusPublisher({
+    apiUrl: config.github.apiUrl,
+    token: config.github.token,
+    publicUrl,
+    log: log.child({ component: 'github' }),
+    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+  });
+  const retention = createRetention({
+    store,
+    logs,
+    workspaces,
+    artifacts,
+    statuses,
+    keepPerBranch: config.retention.keepPerBranch,
+    artifactGraceMs: config.retention.artifactGraceSeconds * 1000,
+    log: log.child({ component: 'retention' }),
+  });
+  await retention.recover();
   const coordinator = createCoordinator({
     events,
     store,
     logs,
     configRepository,
     checkout: createCheckout({ mirrorsDir: join(dataDir, 'git') }),
-    workspaces: createWorkspaces({ root: join(dataDir, 'workspaces'), driver }),
+    workspaces,
     runner: createDockerRunner({ socketPath: config.docker.socketPath, limits: config.docker, log: log.child({ component: 'runner' }) }),
     artifacts,
-    statuses: createCommitStatusPublisher({
-      apiUrl: config.github.apiUrl,
-      token: config.github.token,
-      publicUrl,
-      log: log.child({ component: 'github' }),
-      ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
-    }),
+    statuses,
     log: log.child({ component: 'builds' }),
     concurrency: config.jobConcurrency,
     defaultImage: config.docker.defaultImage,
@@ -90,6 +105,9 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log });
   server.on('request', app.callback());
   log.info({ url, publicUrl }, 'listening');
+  const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
+  const retentionTimer = setInterval(retentionPass, config.retention.intervalSeconds * 1000).unref();
+  setImmediate(retentionPass);
 
   return {
     url,
@@ -98,7 +116,9 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     coordinator,
     store,
     events,
+    retention,
     async close() {
+      clearInterval(retentionTimer);
       await new Promise<void>((ok) => {
         server.close(() => ok());
         server.closeAllConnections();

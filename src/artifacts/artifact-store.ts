@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { AppError } from '../errors.js';
@@ -26,6 +26,12 @@ export interface ArtifactStore {
   stat(digest: string): Promise<StoredArtifact | null>;
   /** Absolute path of a stored artifact. @throws AppError `BAD_REQUEST` for a malformed digest */
   pathOf(digest: string): string;
+  /** Every stored artifact with its size and modification time (ms since the epoch). */
+  list(): AsyncGenerator<StoredArtifact & { mtimeMs: number }>;
+  /** Deletes a stored artifact (idempotent). Only garbage collection calls this. */
+  remove(digest: string): Promise<void>;
+  /** Deletes temp files older than `olderThanMs` (ms since the epoch) left by interrupted builds. */
+  removeStaleTemp(olderThanMs: number): Promise<number>;
 }
 
 /** True when `value` is a sha256 digest as the store writes them (64 lowercase hex). */
@@ -64,6 +70,34 @@ export function createArtifactStore(options: { root: string }): ArtifactStore {
         await rename(tempPath, target);
       }
       return { digest, size };
+    },
+    async *list() {
+      const top = join(root, 'sha256');
+      const names = async (dir: string) => readdir(dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+      for (const a of await names(top)) {
+        for (const b of await names(join(top, a))) {
+          for (const digest of await names(join(top, a, b))) {
+            if (!isDigest(digest)) continue;
+            const s = await stat(join(top, a, b, digest));
+            yield { digest, size: s.size, mtimeMs: s.mtimeMs };
+          }
+        }
+      }
+    },
+    async remove(digest) {
+      await unlink(pathOf(digest)).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+    },
+    async removeStaleTemp(olderThanMs) {
+      const dir = join(root, 'tmp');
+      let removed = 0;
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        const s = await stat(join(dir, name)).catch(() => null);
+        if (s !== null && s.mtimeMs < olderThanMs) {
+          await unlink(join(dir, name)).catch(() => undefined);
+          removed++;
+        }
+      }
+      return removed;
     },
     async stat(digest) {
       try {

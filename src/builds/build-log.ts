@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 
@@ -23,6 +23,8 @@ export interface BuildLogs {
    * once, when no writer is open in this process). No byte is skipped or repeated.
    */
   follow(buildId: string, from?: number): AsyncGenerator<Buffer>;
+  /** Deletes the log of a build that is not being written (retention). Idempotent. */
+  remove(buildId: string): Promise<void>;
 }
 
 interface LiveLog {
@@ -68,6 +70,10 @@ export async function createBuildLogs(options: { dir: string }): Promise<BuildLo
           state.events.emit('change');
         },
       };
+    },
+    async remove(buildId) {
+      if (live.has(buildId)) return;
+      await rm(pathOf(buildId), { force: true });
     },
     async read(buildId) {
       try {

@@ -17,7 +17,7 @@ import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import type { BuildRequest } from './build-request.js';
 import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
-import { parseRef } from './refs.js';
+import { parseRef, toLineageBranch } from './refs.js';
 
 /** Where builds run inside their container. */
 export const CONTAINER_WORKDIR = '/workspace';
@@ -121,12 +121,12 @@ export function createCoordinator(options: {
     save(build, { state: 'running', startedAt: now().toISOString(), description: 'Running' });
     const ref = parseRef(build.ref);
     const scope = { owner: request.owner, repo: request.repo, definition: definition.name };
-    const branch = `${ref.kind}:${ref.name}`;
+    const branch = toLineageBranch(build.ref);
     try {
       const prepared = await workspaces.prepare({
         scope,
         branch,
-        fallbackBranch: request.defaultBranch === null ? null : `branch:${request.defaultBranch}`,
+        fallbackBranch: request.defaultBranch === null ? null : toLineageBranch(`refs/heads/${request.defaultBranch}`),
         buildId: build.id,
         incremental: definition.incremental,
       });

@@ -47,3 +47,13 @@ export function assertRepoName(value: string, what: string): string {
 export function isSha(value: string): boolean {
   return /^[0-9a-f]{40}$/.test(value);
 }
+
+/**
+ * The lineage branch key of a ref: `branch:<name>` or `tag:<name>`, so a branch and a tag of
+ * the same name never share a lineage head.
+ * @throws AppError `UNSAFE_INPUT` as {@link parseRef}
+ */
+export function toLineageBranch(ref: string): string {
+  const parsed = parseRef(ref);
+  return `${parsed.kind}:${parsed.name}`;
+}

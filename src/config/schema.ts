@@ -52,6 +52,14 @@ export const configSchema = z
       .strict()
       .prefault({}),
     jobConcurrency: z.number().int().positive().default(availableParallelism()),
+    retention: z
+      .object({
+        keepPerBranch: z.number().int().positive().default(20),
+        intervalSeconds: z.number().int().positive().default(3600),
+        artifactGraceSeconds: z.number().int().min(0).default(3600),
+      })
+      .strict()
+      .prefault({}),
     cloneUrlRewrites: z.array(cloneUrlRewriteSchema).default([]),
     snapshotDriver: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import { createSerializeByKey } from '../serialize-by-key.js';
@@ -47,6 +47,8 @@ export interface Workspaces {
   head(scope: LineageScope, branch: string): Promise<string | null>;
   /** Removes build `buildId`'s workspace (idempotent). */
   remove(scope: LineageScope, buildId: string): Promise<void>;
+  /** Every workspace on disk, with its lineage scope and build id. */
+  list(): AsyncGenerator<{ scope: LineageScope; buildId: string }>;
 }
 
 /**
@@ -109,6 +111,20 @@ export function createWorkspaces(options: { root: string; driver: SnapshotDriver
     },
     async remove(scope, buildId) {
       await driver.remove(join(scopeDir(scope), toPathSegment(buildId)));
+    },
+    async *list() {
+      const entries = async (dir: string) =>
+        (await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)))).filter((e) => e.isDirectory());
+      for (const owner of await entries(root)) {
+        for (const repo of await entries(join(root, owner.name))) {
+          for (const definition of await entries(join(root, owner.name, repo.name))) {
+            const scope = { owner: decodeURIComponent(owner.name), repo: decodeURIComponent(repo.name), definition: decodeURIComponent(definition.name) };
+            for (const workspace of await entries(join(root, owner.name, repo.name, definition.name))) {
+              if (workspace.name !== 'heads') yield { scope, buildId: decodeURIComponent(workspace.name) };
+            }
+          }
+        }
+      }
     },
   };
 }

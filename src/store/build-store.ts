@@ -36,6 +36,8 @@ export interface BuildStore {
   findPrevious(repo: string, definition: string, beforeId: string): Build | null;
   /** Every build id with its repo, ref, definition and state, oldest first (retention). */
   listKeys(): { id: string; repo: string; ref: string; definition: string; state: string }[];
+  /** Every artifact digest any stored build references (garbage collection). */
+  referencedDigests(): Set<string>;
   /** Deletes a build record (retention). */
   delete(id: string): void;
   /** newest first */

@@ -99,6 +99,12 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
     findSuccessByCacheKey: (cacheKey) => parse(bySuccessKey.get(cacheKey)),
     findPrevious: (repo, definition, beforeId) => parse(previous.get(repo, definition, beforeId)),
     listKeys: () => keys.all(),
+    referencedDigests() {
+      const digests = new Set<string>();
+      const rows = db.prepare<[], { digest: string }>("SELECT DISTINCT json_extract(a.value, '$.digest') AS digest FROM builds, json_each(builds.doc, '$.artifacts') AS a").all();
+      for (const row of rows) digests.add(row.digest);
+      return digests;
+    },
     delete(id) {
       remove.run(id);
     },

@@ -26,6 +26,8 @@ export interface FixtureServer {
   waitForBuild(match: (b: BuildView) => boolean, timeoutMs?: number): Promise<BuildView>;
   /** All builds the API lists for `acme/widget`. */
   builds(): Promise<BuildView[]>;
+  /** Stops the server and starts a new one on the same data directory (a restart). */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,31 +54,35 @@ export async function startFixtureServer(name: string, overrides: ConfigInput = 
     },
     {},
   );
-  const server = await startServer(config, { log: createLogger({ level: 'silent' }), webhookSecret: secret });
-  const builds = async (): Promise<BuildView[]> => {
-    const response = await fetch(`${server.url}/api/builds?repo=acme/widget&limit=500`);
-    return ((await response.json()) as { builds: BuildView[] }).builds;
-  };
-  return {
-    server,
+  const start = () => startServer(config, { log: createLogger({ level: 'silent' }), webhookSecret: secret });
+  const fixture: FixtureServer = {
+    server: await start(),
     github,
     repo,
     secret,
     cloneUrl,
     dir,
-    builds,
+    async builds() {
+      const response = await fetch(`${fixture.server.url}/api/builds?repo=acme/widget&limit=500`);
+      return ((await response.json()) as { builds: BuildView[] }).builds;
+    },
     async waitForBuild(match, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const found = (await builds()).find(match);
+        const found = (await fixture.builds()).find(match);
         if (found !== undefined && !['queued', 'running'].includes(found.state)) return found;
         if (Date.now() > deadline) throw new Error(`no finished build matched within ${timeoutMs} ms; last seen: ${JSON.stringify(found ?? null)}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     },
+    async restart() {
+      await fixture.server.close();
+      fixture.server = await start();
+    },
     async close() {
-      await server.close();
+      await fixture.server.close();
       await github.close();
     },
   };
+  return fixture;
 }

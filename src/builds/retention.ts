@@ -1,0 +1,127 @@
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import type { CommitStatusPublisher } from '../github/commit-statuses.js';
+import type { Logger } from '../logger.js';
+import type { Workspaces } from '../snapshots/workspaces.js';
+import type { BuildStore } from '../store/build-store.js';
+import { isTerminal, type Build, type BuildState } from './build.js';
+import type { BuildLogs } from './build-log.js';
+import { toLineageBranch } from './refs.js';
+
+/** What one retention pass removed. */
+export interface RetentionReport {
+  buildsDeleted: number;
+  workspacesDeleted: number;
+  artifactsDeleted: number;
+  /** bytes of artifacts deleted */
+  bytesFreed: number;
+}
+
+/** Retention, garbage collection and start-up clean-up of builds, workspaces and artifacts. */
+export interface Retention {
+  /**
+   * Keeps the newest `keepPerBranch` builds of every repository + ref + definition, every
+   * build that has not ended, and every lineage head; deletes the other builds with their
+   * logs and workspaces (`btrfs subvolume delete` through the snapshot driver), then every
+   * artifact no remaining build references and older than the grace period.
+   */
+  run(): Promise<RetentionReport>;
+  /**
+   * At start, before any build runs: ends builds a previous process left queued or running
+   * as `error` (posting their status), and removes workspaces of builds that did not
+   * succeed or fail — what a crash left half-made — plus stale artifact temp files.
+   * Lineage heads are never touched, so a crash between a build's end and its promotion
+   * leaves the previous head in place.
+   */
+  recover(): Promise<{ interrupted: number; workspacesRemoved: number }>;
+}
+
+const scopeOf = (build: Pick<Build, 'repo' | 'definition'>) => {
+  const [owner = '', repo = ''] = build.repo.split('/');
+  return { owner, repo, definition: build.definition };
+};
+
+/**
+ * Creates the retention service. `artifactGraceMs`: an unreferenced artifact younger than
+ * this is kept (a build may have stored it and not yet recorded it).
+ */
+export function createRetention(options: {
+  store: BuildStore;
+  logs: BuildLogs;
+  workspaces: Workspaces;
+  artifacts: ArtifactStore;
+  statuses: CommitStatusPublisher;
+  keepPerBranch: number;
+  artifactGraceMs: number;
+  log: Logger;
+  now?: () => number;
+}): Retention {
+  const { store, logs, workspaces, artifacts, statuses, log } = options;
+  const now = options.now ?? Date.now;
+
+  async function isHead(build: { id: string; repo: string; ref: string; definition: string }): Promise<boolean> {
+    try {
+      return (await workspaces.head(scopeOf(build), toLineageBranch(build.ref))) === build.id;
+    } catch {
+      return false;
+    }
+  }
+
+  return {
+    async run() {
+      const report: RetentionReport = { buildsDeleted: 0, workspacesDeleted: 0, artifactsDeleted: 0, bytesFreed: 0 };
+      const groups = new Map<string, { id: string; repo: string; ref: string; definition: string; state: string }[]>();
+      for (const key of store.listKeys()) {
+        const group = `${key.repo}\n${key.ref}\n${key.definition}`;
+        const list = groups.get(group) ?? [];
+        list.push(key);
+        groups.set(group, list);
+      }
+      for (const list of groups.values()) {
+        // listKeys is oldest first: everything before the last N is a candidate
+        for (const candidate of list.slice(0, Math.max(0, list.length - options.keepPerBranch))) {
+          if (!isTerminal(candidate.state as BuildState) || (await isHead(candidate))) continue;
+          await workspaces.remove(scopeOf(candidate), candidate.id);
+          await logs.remove(candidate.id);
+          store.delete(candidate.id);
+          report.buildsDeleted++;
+          report.workspacesDeleted++;
+        }
+      }
+      const referenced = store.referencedDigests();
+      const cutoff = now() - options.artifactGraceMs;
+      for await (const artifact of artifacts.list()) {
+        if (referenced.has(artifact.digest) || artifact.mtimeMs > cutoff) continue;
+        await artifacts.remove(artifact.digest);
+        report.artifactsDeleted++;
+        report.bytesFreed += artifact.size;
+      }
+      await artifacts.removeStaleTemp(cutoff);
+      log.info(report, 'retention pass done');
+      return report;
+    },
+
+    async recover() {
+      let interrupted = 0;
+      for (const state of ['queued', 'running'] as const) {
+        for (const build of store.list({ state, limit: 500 })) {
+          Object.assign(build, { state: 'error', finishedAt: new Date(now()).toISOString(), description: `autobuilder restarted while the build was ${state}` });
+          store.update(build);
+          await statuses.publish(build);
+          interrupted++;
+        }
+      }
+      let workspacesRemoved = 0;
+      for await (const { scope, buildId } of workspaces.list()) {
+        const build = store.get(buildId);
+        const keep = build !== null && (build.state === 'success' || build.state === 'failure');
+        if (keep) continue;
+        if (build !== null && (await isHead(build))) continue;
+        await workspaces.remove(scope, buildId);
+        workspacesRemoved++;
+      }
+      await artifacts.removeStaleTemp(now() - options.artifactGraceMs);
+      if (interrupted + workspacesRemoved > 0) log.warn({ interrupted, workspacesRemoved }, 'cleaned up after an earlier process');
+      return { interrupted, workspacesRemoved };
+    },
+  };
+}
