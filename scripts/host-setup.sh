@@ -27,7 +27,7 @@ DEBIAN_IMAGE=autobuilder/debian-build:bookworm
 # Bump when the way an image is made changes: an image with another recipe label is remade.
 BUSYBOX_RECIPE=1
 DEBIAN_RECIPE=1
-PACKAGES=(docker.io btrfs-progs busybox-static debootstrap git iptables)
+PACKAGES=(docker.io btrfs-progs busybox-static debootstrap git iptables chromium)
 STATE_DIR=/var/lib/autobuilder
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKERD_TIMEOUT=${AUTOBUILDER_DOCKERD_TIMEOUT:-60}
