@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { isAppError } from '../errors.js';
-import { assertBuildId, createBuildLogs, type BuildLogs } from './build-log.js';
+import { assertBuildId, createBuildLogs, MAX_LINE_BYTES, type BuildLogs } from './build-log.js';
 
 /** Reads a follow generator to its end and returns everything it yielded, as text. */
 async function drain(chunks: AsyncGenerator<Buffer>): Promise<string> {
@@ -162,6 +163,129 @@ describe('build logs', () => {
     assert.throws(() => logs.open('../x'), isNotFound);
     await assert.rejects(logs.read('../x'), isNotFound);
     await assert.rejects(drain(logs.follow('../x')), isNotFound);
+  });
+});
+
+describe('build log line index', () => {
+  let tmp: string;
+  let logs: BuildLogs;
+  let n = 0;
+  const freshId = (): string => `lines-${++n}`;
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'autobuilder-build-lines-'));
+    logs = await createBuildLogs({ dir: join(tmp, 'logs') });
+  });
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  const numbered = (count: number): string[] => Array.from({ length: count }, (_, i) => `line ${i + 1} ${'é'.repeat(i % 5)}`);
+
+  for (const live of [true, false]) {
+    test(`reads any window by line number with its byte offsets (${live ? 'while written' : 'finished, scanned once'})`, async () => {
+      const id = freshId();
+      const writer = logs.open(id);
+      const lines = numbered(5000);
+      for (const line of lines) writer.line(line);
+      if (!live) writer.close();
+      const text = lines.map((l) => `${l}\n`).join('');
+      for (const [start, count] of [
+        [1, 3],
+        [1023, 4],
+        [1024, 1],
+        [1025, 2],
+        [4090, 100],
+        [2049, 1024],
+      ] as const) {
+        const got = await logs.readLines(id, { start, count });
+        assert.ok(got);
+        const expected = lines.slice(start - 1, start - 1 + count);
+        assert.deepEqual(got.lines, expected, `start ${start}`);
+        assert.equal(got.start, start);
+        assert.equal(got.total, 5000);
+        assert.equal(got.complete, !live);
+        const before = Buffer.byteLength(lines.slice(0, start - 1).map((l) => `${l}\n`).join(''));
+        assert.equal(got.startOffset, before);
+        assert.equal(got.endOffset, before + Buffer.byteLength(expected.map((l) => `${l}\n`).join('')));
+      }
+      const tail = await logs.readLines(id, { tail: 10 });
+      assert.deepEqual(tail?.lines, lines.slice(-10));
+      assert.equal(tail?.start, 4991);
+      assert.equal(tail?.endOffset, Buffer.byteLength(text));
+      const beyond = await logs.readLines(id, { start: 5001, count: 10 });
+      assert.deepEqual(beyond?.lines, []);
+      assert.equal(beyond?.startOffset, Buffer.byteLength(text));
+      assert.deepEqual(await logs.stat(id), { size: Buffer.byteLength(text), lines: 5000, live });
+      writer.close();
+    });
+  }
+
+  test('a log that grows after a read is re-indexed from where it was', async () => {
+    const id = freshId();
+    const other = await createBuildLogs({ dir: join(tmp, 'logs') });
+    const writer = other.open(id);
+    writer.line('one');
+    assert.equal((await logs.stat(id))?.lines, 1);
+    writer.line('two');
+    writer.line('three');
+    assert.deepEqual((await logs.readLines(id, { tail: 2 }))?.lines, ['two', 'three']);
+    writer.close();
+  });
+
+  test('cuts a line over 64 KiB in line answers and counts a last line without a newline', async () => {
+    const id = freshId();
+    const long = 'x'.repeat(MAX_LINE_BYTES + 10);
+    await writeFile(logs.pathOf(id), `short\n${long}\nunfinished`);
+    const got = await logs.readLines(id, { start: 1, count: 10 });
+    assert.equal(got?.total, 3);
+    assert.equal(got?.lines[0], 'short');
+    assert.equal(got?.lines[1], `${'x'.repeat(MAX_LINE_BYTES)} … [10 more bytes in the raw log]`);
+    assert.equal(got?.lines[2], 'unfinished');
+    assert.equal(got?.endOffset, got?.size);
+  });
+
+  test('readLines and stat of a build without a log are null', async () => {
+    assert.equal(await logs.readLines('nothing-here', { tail: 5 }), null);
+    assert.equal(await logs.stat('nothing-here'), null);
+  });
+
+  test('tells append listeners of each line after it is on disk, with its byte range', async () => {
+    const id = freshId();
+    const heard: { start: number; end: number; text: string; onDisk: string }[] = [];
+    const writer = logs.open(id);
+    const stop = logs.onAppend((a) => {
+      if (a.buildId === id) heard.push({ start: a.start, end: a.end, text: a.text, onDisk: readFileSync(logs.pathOf(id), 'utf8').slice(0) });
+    });
+    const closed: string[] = [];
+    const stopClose = logs.onClose((buildId) => closed.push(buildId));
+    writer.line('héllo');
+    writer.line('world');
+    writer.close();
+    stop();
+    stopClose();
+    assert.deepEqual(
+      heard.map(({ start, end, text }) => ({ start, end, text })),
+      [
+        { start: 0, end: 7, text: 'héllo' },
+        { start: 7, end: 13, text: 'world' },
+      ],
+    );
+    assert.equal(heard[0]?.onDisk, 'héllo\n');
+    assert.equal(heard[1]?.onDisk, 'héllo\nworld\n');
+    assert.deepEqual(closed, [id]);
+  });
+
+  test('a follower ends when its signal aborts, without waiting for more lines', async () => {
+    const id = freshId();
+    const writer = logs.open(id);
+    writer.line('one');
+    const controller = new AbortController();
+    const followed = drain(logs.follow(id, 0, controller.signal));
+    await new Promise((r) => setTimeout(r, 20));
+    controller.abort();
+    assert.equal(await within(followed, 1000), 'one\n');
+    writer.close();
   });
 });
 

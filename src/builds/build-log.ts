@@ -1,6 +1,6 @@
 import { EventEmitter, once } from 'node:events';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 
@@ -12,6 +12,49 @@ export interface BuildLogWriter {
   close(): void;
 }
 
+/** One line appended to a live log, as {@link BuildLogs.onAppend} listeners hear of it. */
+export interface LogAppend {
+  buildId: string;
+  /** byte offset where the line starts in the log file */
+  start: number;
+  /** byte offset after the line and its newline */
+  end: number;
+  /** the line, without its newline */
+  text: string;
+  /** when it was written to the file, in epoch milliseconds (fractional) */
+  at: number;
+}
+
+/** A run of whole lines read from a log by line number (see {@link BuildLogs.readLines}). */
+export interface LogLines {
+  /** 1-based number of the first line in `lines` */
+  start: number;
+  /** the lines without their newlines; a line over 64 KiB is cut and ends in a marker */
+  lines: string[];
+  /** how many lines the log had when it was read */
+  total: number;
+  /** byte offset where `lines` start, and where they end (after the last newline) */
+  startOffset: number;
+  endOffset: number;
+  /** bytes in the log when it was read */
+  size: number;
+  /** false while a writer in this process still appends to the log */
+  complete: boolean;
+}
+
+/** Size and line count of a log. */
+export interface LogStat {
+  /** bytes */
+  size: number;
+  /** lines, counting a last line without a newline */
+  lines: number;
+  /** true while a writer in this process appends to it */
+  live: boolean;
+}
+
+/** Which lines {@link BuildLogs.readLines} returns: from line `start` (1-based) on, or the last `tail`. */
+export type LineQuery = { start: number; count: number } | { tail: number };
+
 /** The build logs: one append-only file per build at `<dir>/<build-id>.log`. */
 export interface BuildLogs {
   /** Creates (or truncates) the log of `buildId` and returns its writer. */
@@ -20,17 +63,52 @@ export interface BuildLogs {
   read(buildId: string): Promise<Buffer | null>;
   /**
    * Yields the log from byte `from` on, chunk by chunk, until the writer closes it (or at
-   * once, when no writer is open in this process). No byte is skipped or repeated.
+   * once, when no writer is open in this process), or until `signal` aborts. No byte is
+   * skipped or repeated. Chunks are at most 64 KiB and may end inside a line.
    */
-  follow(buildId: string, from?: number): AsyncGenerator<Buffer>;
+  follow(buildId: string, from?: number, signal?: AbortSignal): AsyncGenerator<Buffer>;
   /** Deletes the log of a build that is not being written (retention). Idempotent. */
   remove(buildId: string): Promise<void>;
+  /** Size and line count of a log, or null when there is none. */
+  stat(buildId: string): Promise<LogStat | null>;
+  /**
+   * Whole lines by line number, through a sparse line index (kept while writing, built by one
+   * scan for a finished log), so a window anywhere in a 100 MB log costs a few reads. At
+   * most `count` (≤ 10,000) lines and about 4 MiB; null when there is no log.
+   */
+  readLines(buildId: string, query: LineQuery): Promise<LogLines | null>;
+  /** The log's file, for ranged reads. @throws AppError `NOT_FOUND` for an unsafe id */
+  pathOf(buildId: string): string;
+  /** Calls `listener` after each line is on disk, synchronously; returns the unsubscribe. */
+  onAppend(listener: (append: LogAppend) => void): () => void;
+  /** Calls `listener` when a writer of this process closes a log; returns the unsubscribe. */
+  onClose(listener: (buildId: string) => void): () => void;
+}
+
+/** Every STRIDE lines the index remembers where a line starts. */
+const STRIDE = 1024;
+/** Lines longer than this are cut in {@link BuildLogs.readLines} answers (the raw log has them whole). */
+export const MAX_LINE_BYTES = 64 * 1024;
+const MAX_COUNT = 10_000;
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+const CHUNK = 256 * 1024;
+const NEWLINE = 0x0a;
+
+/** Sparse line index: `marks[k]` is the byte offset where line `k * STRIDE + 1` starts. */
+interface LineIndex {
+  /** bytes covered */
+  size: number;
+  /** newline-terminated lines in those bytes */
+  lines: number;
+  /** offset after the last newline */
+  lastEnd: number;
+  marks: number[];
 }
 
 interface LiveLog {
   fd: number;
-  size: number;
   closed: boolean;
+  index: LineIndex;
   events: EventEmitter;
 }
 
@@ -42,58 +120,124 @@ export function assertBuildId(id: string): string {
   return id;
 }
 
+/** Extends `index` over `bytes`, which sit at `index.size` in the log. */
+function indexBytes(index: LineIndex, bytes: Buffer): void {
+  let at = bytes.indexOf(NEWLINE);
+  while (at !== -1) {
+    index.lines += 1;
+    index.lastEnd = index.size + at + 1;
+    if (index.lines % STRIDE === 0) index.marks.push(index.lastEnd);
+    at = bytes.indexOf(NEWLINE, at + 1);
+  }
+  index.size += bytes.length;
+}
+
+const totalLines = (index: LineIndex): number => index.lines + (index.size > index.lastEnd ? 1 : 0);
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
 /** Creates the build log store over `dir` (`<dataDir>/logs`), created if missing. */
 export async function createBuildLogs(options: { dir: string }): Promise<BuildLogs> {
   const { dir } = options;
   await mkdir(dir, { recursive: true });
   const live = new Map<string, LiveLog>();
+  /** indexes of logs no writer of this process holds, newest use last (a small LRU) */
+  const finished = new Map<string, LineIndex>();
+  const bus = new EventEmitter<{ append: [LogAppend]; close: [string] }>();
+  bus.setMaxListeners(0);
   const pathOf = (id: string) => join(dir, `${assertBuildId(id)}.log`);
+
+  /** The index of a log as it is now: the writer's, else one scan (extended if the file grew). */
+  async function indexOf(buildId: string): Promise<{ index: LineIndex; live: boolean } | null> {
+    const writing = live.get(buildId);
+    if (writing !== undefined) return { index: { ...writing.index, marks: writing.index.marks }, live: true };
+    const path = pathOf(buildId);
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+    let index = finished.get(buildId);
+    finished.delete(buildId);
+    if (index === undefined || index.size > size) index = { size: 0, lines: 0, lastEnd: 0, marks: [0] };
+    if (index.size < size) {
+      const handle = await open(path, 'r');
+      try {
+        const buffer = Buffer.alloc(1024 * 1024);
+        while (index.size < size) {
+          const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - index.size), index.size);
+          if (bytesRead === 0) break;
+          indexBytes(index, buffer.subarray(0, bytesRead));
+        }
+      } finally {
+        await handle.close();
+      }
+    }
+    finished.set(buildId, index);
+    if (finished.size > 64) finished.delete(finished.keys().next().value as string);
+    return { index, live: false };
+  }
 
   return {
     open(buildId) {
-      const state: LiveLog = { fd: openSync(pathOf(buildId), 'w'), size: 0, closed: false, events: new EventEmitter() };
+      const state: LiveLog = {
+        fd: openSync(pathOf(buildId), 'w'),
+        closed: false,
+        index: { size: 0, lines: 0, lastEnd: 0, marks: [0] },
+        events: new EventEmitter(),
+      };
       state.events.setMaxListeners(0);
+      finished.delete(buildId);
       live.set(buildId, state);
       return {
         line(text) {
           if (state.closed) return;
           const bytes = Buffer.from(`${text}\n`);
           writeSync(state.fd, bytes);
-          state.size += bytes.length;
+          const start = state.index.size;
+          indexBytes(state.index, bytes);
           state.events.emit('change');
+          bus.emit('append', { buildId, start, end: state.index.size, text, at: performance.timeOrigin + performance.now() });
         },
         close() {
           if (state.closed) return;
           state.closed = true;
           closeSync(state.fd);
           live.delete(buildId);
+          finished.set(buildId, state.index);
           state.events.emit('change');
+          bus.emit('close', buildId);
         },
       };
     },
     async remove(buildId) {
       if (live.has(buildId)) return;
+      finished.delete(buildId);
       await rm(pathOf(buildId), { force: true });
     },
     async read(buildId) {
       try {
         return await readFile(pathOf(buildId));
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        if (isMissing(err)) return null;
         throw err;
       }
     },
-    async *follow(buildId, from = 0) {
+    async *follow(buildId, from = 0, signal) {
       const path = pathOf(buildId);
       let offset = from;
       const state = live.get(buildId);
-      for (;;) {
-        const changed = state && !state.closed ? once(state.events, 'change') : null;
+      while (signal?.aborted !== true) {
+        const changed = state && !state.closed ? once(state.events, 'change', signal === undefined ? {} : { signal }).catch(() => null) : null;
         let handle;
         try {
           handle = await open(path, 'r');
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+          if (isMissing(err)) return;
           throw err;
         }
         try {
@@ -111,6 +255,90 @@ export async function createBuildLogs(options: { dir: string }): Promise<BuildLo
         if (changed === null) return;
         await changed;
       }
+    },
+    async stat(buildId) {
+      const found = await indexOf(buildId);
+      return found === null ? null : { size: found.index.size, lines: totalLines(found.index), live: found.live };
+    },
+    async readLines(buildId, query) {
+      const found = await indexOf(buildId);
+      if (found === null) return null;
+      // a copy of the numbers: a live writer may append while we read, and we answer as of now
+      const { size, marks } = found.index;
+      const total = totalLines(found.index);
+      const count = Math.max(0, Math.min(MAX_COUNT, 'tail' in query ? query.tail : query.count));
+      const start = 'tail' in query ? Math.max(1, total - count + 1) : Math.max(1, Math.floor(query.start));
+      const answer: LogLines = { start, lines: [], total, startOffset: size, endOffset: size, size, complete: !found.live };
+      if (start > total || count === 0) return answer;
+      const k = Math.min(Math.floor((start - 1) / STRIDE), marks.length - 1);
+      let line = k * STRIDE + 1;
+      let pos = marks[k] ?? 0;
+      let lineStart = pos;
+      // the current line: its length, and the part of it that will be shown
+      let parts: Buffer[] = [];
+      let kept = 0;
+      let length = 0;
+      let bytes = 0;
+      let full = false;
+      const addPiece = (piece: Buffer): void => {
+        length += piece.length;
+        if (line >= start && kept < MAX_LINE_BYTES && piece.length > 0) {
+          const shown = Buffer.from(piece.subarray(0, MAX_LINE_BYTES - kept));
+          parts.push(shown);
+          kept += shown.length;
+        }
+      };
+      /** Ends the current line at `end` (the offset after its newline); true when the answer is full. */
+      const endLine = (end: number): boolean => {
+        if (line >= start) {
+          if (answer.lines.length === 0) answer.startOffset = lineStart;
+          const text = Buffer.concat(parts, kept).toString('utf8');
+          answer.lines.push(length > MAX_LINE_BYTES ? `${text} … [${length - MAX_LINE_BYTES} more bytes in the raw log]` : text);
+          answer.endOffset = end;
+          bytes += kept;
+        }
+        parts = [];
+        kept = 0;
+        length = 0;
+        line += 1;
+        lineStart = end;
+        return answer.lines.length >= count || bytes >= MAX_ANSWER_BYTES;
+      };
+      const handle = await open(pathOf(buildId), 'r');
+      try {
+        const buffer = Buffer.alloc(CHUNK);
+        while (pos < size && !full) {
+          const { bytesRead } = await handle.read(buffer, 0, Math.min(CHUNK, size - pos), pos);
+          if (bytesRead === 0) break;
+          const view = buffer.subarray(0, bytesRead);
+          let from = 0;
+          for (let nl = view.indexOf(NEWLINE); nl !== -1; nl = view.indexOf(NEWLINE, from)) {
+            addPiece(view.subarray(from, nl));
+            from = nl + 1;
+            if (endLine(pos + from)) {
+              full = true;
+              break;
+            }
+          }
+          if (!full) addPiece(view.subarray(from));
+          pos += bytesRead;
+        }
+        // a last line without a newline (a log some other writer left unfinished)
+        if (!full && pos >= size && length > 0) endLine(size);
+      } finally {
+        await handle.close();
+      }
+      if (answer.lines.length === 0) answer.startOffset = answer.endOffset = size;
+      return answer;
+    },
+    pathOf,
+    onAppend(listener) {
+      bus.on('append', listener);
+      return () => bus.off('append', listener);
+    },
+    onClose(listener) {
+      bus.on('close', listener);
+      return () => bus.off('close', listener);
     },
   };
 }
