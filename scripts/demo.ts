@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const server = await startServer(config, { log: createLogger({ level: 'warn' }), webhookSecret: secret.secret });
   say(`autobuilder listening on ${server.url} (snapshot driver: ${server.snapshotDriver})`);
   try {
-    const payload = pushPayload({ owner: 'octocat', repo: 'hello-make', ref: 'refs/heads/main', sha, cloneUrl });
+    const payload = pushPayload({ owner: 'octocat', repo: 'hello-make', ref: 'refs/heads/main', sha, tree: await repo.treeOf(sha), cloneUrl });
     const delivery = await deliver(server.url, { event: 'push', payload, secret: secret.secret });
     say(`POST /hooks/github (push, delivery ${delivery.deliveryId}) → ${delivery.status} ${JSON.stringify(delivery.body)}`);
     if (delivery.status !== 202) throw new Error('the webhook was not accepted');

@@ -18,7 +18,7 @@ describe('content-hash build cache and coalescing', () => {
   });
 
   const push = async (ref: string, sha: string) => {
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, tree: await f.repo.treeOf(sha), cloneUrl: f.cloneUrl }) });
     assert.equal(response.status, 202);
   };
 
@@ -101,5 +101,15 @@ describe('content-hash build cache and coalescing', () => {
     assert.equal(retried.cacheKey, failed.cacheKey);
     assert.equal(retried.state, 'failure');
     assert.equal(retried.exitCode, 3);
+  });
+  test('a build whose payload states another tree than its commit has ends in error', async () => {
+    const failing = (await f.builds()).find((b) => b.state === 'failure');
+    assert.ok(failing?.cacheInputs, 'needs a build whose tree is in the mirror but never succeeded');
+    const sha = await f.repo.commit({ 'message.txt': 'the real tree\n' }, 'real tree');
+    const payload = pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/fails', sha, tree: failing.cacheInputs.tree, cloneUrl: f.cloneUrl });
+    assert.equal((await deliver(f.server.url, { event: 'push', secret: f.secret, payload })).status, 202);
+    const build = await f.waitForBuild((b) => b.sha === sha);
+    assert.equal(build.state, 'error');
+    assert.match(build.description ?? '', /as its push payload said/);
   });
 });

@@ -6,6 +6,12 @@ export interface BuildRequest {
   ref: string;
   /** commit sha, 40 hex */
   sha: string;
+  /**
+   * the commit's tree id as the push payload states it (`head_commit.tree_id`), or null;
+   * lets a cache hit be decided without fetching, and is checked against the fetched
+   * commit whenever the build runs
+   */
+  tree?: string | null;
   /** URL to fetch the commit from (before clone-URL rewrites) */
   cloneUrl: string;
   /** the repository's default branch, whose lineage a new branch starts from */

@@ -36,6 +36,12 @@ export interface Checkout {
    */
   fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[] }): Promise<{ tree: string; blobs: (string | null)[] }>;
   /**
+   * When tree `tree` is in the repository's mirror already, the blob ids of `paths` in it
+   * (null for a path that is not a file there); null when the tree is not there. Never
+   * touches the network: this is how a cache hit is decided without fetching.
+   */
+  inspectTree(input: { owner: string; repo: string; tree: string; paths: readonly string[] }): Promise<(string | null)[] | null>;
+  /**
    * Checks commit `sha` (fetched before) out into `<workspace>/src`, keeping untracked
    * files of an earlier build (incremental builds) and replacing tracked ones.
    * @throws AppError `GIT_FAILED`
@@ -76,6 +82,17 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
     return dir;
   }
 
+  /** Blob ids of `paths` in tree-ish `treeish` of `mirror` (null for a path that is not a file). */
+  async function blobsIn(mirror: string, treeish: string, paths: readonly string[]): Promise<(string | null)[]> {
+    const blobs: (string | null)[] = [];
+    for (const path of paths) {
+      // ls-tree prints "<mode> blob <id>\t<path>" for a file and nothing for a missing path
+      const line = await git(mirror).raw(['ls-tree', treeish, '--', path]);
+      blobs.push(/^\d+ blob ([0-9a-f]{40,64})\t/.exec(line)?.[1] ?? null);
+    }
+    return blobs;
+  }
+
   const gitFailed = (what: string, err: unknown): AppError =>
     err instanceof AppError ? err : new AppError('GIT_FAILED', `${what}: ${toMessage(err).trim().split('\n').slice(-3).join(' ')}`, { cause: err });
 
@@ -89,16 +106,20 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
           if (!present) await git(mirror).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
         });
         const tree = (await git(mirror).raw(['rev-parse', '--verify', `${sha}^{tree}`])).trim();
-        const blobs: (string | null)[] = [];
-        for (const path of paths) {
-          // ls-tree prints "<mode> blob <id>\t<path>" for a file and nothing for a missing path
-          const line = await git(mirror).raw(['ls-tree', sha, '--', path]);
-          const match = /^\d+ blob ([0-9a-f]{40,64})\t/.exec(line);
-          blobs.push(match?.[1] ?? null);
-        }
-        return { tree, blobs };
+        return { tree, blobs: await blobsIn(mirror, tree, paths) };
       } catch (err) {
         throw gitFailed(`cannot fetch ${sha} from ${cloneUrl}`, err);
+      }
+    },
+    async inspectTree({ owner, repo, tree, paths }) {
+      if (!isSha(tree)) return null;
+      const mirror = await ensureMirror(owner, repo);
+      const present = await git(mirror).raw(['cat-file', '-t', tree]).then((t) => t.trim() === 'tree', () => false);
+      if (!present) return null;
+      try {
+        return await blobsIn(mirror, tree, paths);
+      } catch (err) {
+        throw gitFailed(`cannot read tree ${tree}`, err);
       }
     },
     async checkout({ owner, repo, sha, workspace }) {

@@ -133,6 +133,10 @@ export function createCoordinator(options: {
       save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
       buildLog.line(prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`);
 
+      const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), sha: build.sha, paths: [] });
+      if (fetched.tree !== build.cacheInputs?.tree) {
+        throw new AppError('GIT_FAILED', `commit ${build.sha} has tree ${fetched.tree}, not ${build.cacheInputs?.tree ?? '?'} as its push payload said`);
+      }
       const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, sha: build.sha, workspace: prepared.path });
       buildLog.line(`[autobuilder] checked out ${build.sha}`);
 
@@ -207,10 +211,13 @@ export function createCoordinator(options: {
   async function decide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
     const image = definition.baseimage ?? options.defaultImage;
     const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
-    const [fetched, imageId] = await Promise.all([
-      checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths: [definition.script] }),
-      runner.imageId(image),
-    ]);
+    const inputsOf = async (): Promise<{ tree: string; blobs: (string | null)[] }> => {
+      const paths = [definition.script];
+      // A tree we already hold needs no fetch: a cache hit is decided without the network.
+      const known = request.tree ? await checkout.inspectTree({ owner: request.owner, repo: request.repo, tree: request.tree, paths }) : null;
+      return known !== null && request.tree ? { tree: request.tree, blobs: known } : checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths });
+    };
+    const [fetched, imageId] = await Promise.all([inputsOf(), runner.imageId(image)]);
     if (imageId === null) {
       throw new AppError('CONTAINER_FAILED', `image ${image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
     }

@@ -43,6 +43,7 @@ describe('toBuildRequest', () => {
         repo: 'Hello-World',
         ref: 'refs/heads/master',
         sha: SHA,
+        tree: (payload['head_commit'] as { tree_id: string }).tree_id,
         cloneUrl: 'https://github.com/Codertocat/Hello-World.git',
         defaultBranch: 'master',
         deliveryId: 'delivery-1',
@@ -115,5 +116,31 @@ describe('toBuildRequest', () => {
     const payload = JSON.parse(`{"ref":"refs/heads/main","after":"${SHA}","__proto__":{"deleted":true},"repository":{"full_name":"a/b","clone_url":"https://x/a/b.git","__proto__":{"x":1}}}`) as unknown;
     const outcome = toBuildRequest('push', payload, 'd');
     assert.equal(outcome.kind, 'build');
+  });
+});
+
+describe('the tree id of a push', () => {
+  const base = () => {
+    const push = examplePayloads('push').find((p) => p['deleted'] === false && String(p['ref']).startsWith('refs/heads/')) as Record<string, unknown>;
+    return structuredClone(push);
+  };
+
+  test('is taken from head_commit when it is the pushed commit', () => {
+    const payload = base();
+    const outcome = toBuildRequest('push', payload, 'd');
+    assert.equal(outcome.kind, 'build');
+    const headCommit = payload['head_commit'] as { tree_id: string };
+    assert.equal(outcome.kind === 'build' ? outcome.request.tree : undefined, headCommit.tree_id);
+  });
+
+  test('is not taken from a head_commit that is not the pushed commit, nor when malformed', () => {
+    const other = base();
+    (other['head_commit'] as Record<string, unknown>)['id'] = 'f'.repeat(40);
+    const a = toBuildRequest('push', other, 'd');
+    assert.equal(a.kind === 'build' ? a.request.tree : 'x', null);
+    const malformed = base();
+    (malformed['head_commit'] as Record<string, unknown>)['tree_id'] = '../../x';
+    const b = toBuildRequest('push', malformed, 'd');
+    assert.equal(b.kind === 'build' ? b.request.tree : 'x', null);
   });
 });

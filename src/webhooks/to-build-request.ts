@@ -54,8 +54,19 @@ export function toBuildRequest(event: string, payload: unknown, deliveryId: stri
     if (isAppError(err)) return { kind: 'ignored', reason: err.message };
     throw err;
   }
+  const headCommit = payload['head_commit'];
+  const treeId = isRecord(headCommit) && headCommit['id'] === sha ? str(headCommit['tree_id']) : null;
   return {
     kind: 'build',
-    request: { owner, repo: name, ref, sha, cloneUrl, defaultBranch: str(repository['default_branch']), deliveryId },
+    request: {
+      owner,
+      repo: name,
+      ref,
+      sha,
+      tree: treeId !== null && isSha(treeId) ? treeId : null,
+      cloneUrl,
+      defaultBranch: str(repository['default_branch']),
+      deliveryId,
+    },
   };
 }

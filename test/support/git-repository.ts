@@ -13,6 +13,8 @@ export interface GitRepository {
   commit(files: Record<string, string>, message?: string): Promise<string>;
   /** Commits with no tree change (a new sha with the same tree). */
   commitEmpty(message: string): Promise<string>;
+  /** The tree id of commit `sha`. */
+  treeOf(sha: string): Promise<string>;
   /** Creates and switches to `branch`. */
   branch(name: string): Promise<void>;
 }
@@ -47,6 +49,9 @@ export async function createGitRepository(dir: string, template?: string): Promi
       return commitAll(message);
     },
     commitEmpty: (message) => commitAll(message, true),
+    async treeOf(sha) {
+      return (await git.revparse([`${sha}^{tree}`])).trim();
+    },
     async branch(name) {
       await git.raw(['checkout', '--quiet', '-b', name]);
     },

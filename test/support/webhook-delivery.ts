@@ -19,9 +19,10 @@ export function examplePayloads(event: string): Record<string, unknown>[] {
 
 /**
  * GitHub's example push of a branch (refs/heads/master, not deleted) rewritten to `owner/repo`,
- * `ref` and `sha`, with `cloneUrl` as the repository's clone_url.
+ * `ref` and `sha`, with `cloneUrl` as the repository's clone_url and `tree` as
+ * `head_commit.tree_id` (left out when not given).
  */
-export function pushPayload(input: { owner: string; repo: string; ref: string; sha: string; before?: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
+export function pushPayload(input: { owner: string; repo: string; ref: string; sha: string; tree?: string; before?: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
   const example = examplePayloads('push').find((p) => p['deleted'] === false && String(p['ref']).startsWith('refs/heads/'));
   if (example === undefined) throw new Error('no branch push among the example payloads');
   const repository = example['repository'] as Record<string, unknown>;
@@ -37,7 +38,12 @@ export function pushPayload(input: { owner: string; repo: string; ref: string; s
     master_branch: input.defaultBranch ?? 'main',
   });
   const headCommit = (example['head_commit'] ?? null) as Record<string, unknown> | null;
-  if (headCommit !== null) headCommit['id'] = input.sha;
+  if (headCommit !== null) {
+    headCommit['id'] = input.sha;
+    // the example's tree_id belongs to another commit: state the real one, or none
+    if (input.tree === undefined) delete headCommit['tree_id'];
+    else headCommit['tree_id'] = input.tree;
+  }
   return {
     ...example,
     ref: input.ref,
