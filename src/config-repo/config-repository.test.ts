@@ -188,3 +188,59 @@ describe('config repository in git mode', () => {
     assert.equal(feature.configSha, sha);
   });
 });
+
+describe('matching by on: globs', () => {
+  const log = createLogger({ level: 'silent' });
+  const definition = (on: string, artifact: string) => `${on}buildscripts:\n  - build.sh\nbuild.sh:\n  archives: /out\n  artifact: ${artifact}\n`;
+
+  const setUp = async (files: Record<string, string>) => {
+    const dir = await mkdtemp(join(tmpdir(), 'autobuilder-on-'));
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), text);
+    }
+    return createConfigRepository({ source: { kind: 'directory', path: dir }, log });
+  };
+
+  test('a tag matches files by their tag globs, never by branch globs', async () => {
+    const repo = await setUp({
+      'o/r/releases.yaml': definition("on:\n  tags: ['v*']\n", 'release.tgz'),
+      'o/r/branches.yaml': definition("on:\n  branches: ['v*']\n", 'branch.tgz'),
+    });
+    const tag = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/tags/v1.2' });
+    assert.deepEqual(tag.definitions.map((d) => d.artifact), ['release.tgz']);
+    const branch = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/v1.2' });
+    assert.deepEqual(branch.definitions.map((d) => d.artifact), ['branch.tgz']);
+    const none = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/tags/other' });
+    assert.deepEqual(none.definitions, []);
+    assert.match(none.reason ?? '', /on\.tags/);
+  });
+
+  test('an exact <branch>.yaml takes precedence over glob files', async () => {
+    const repo = await setUp({
+      'o/r/main.yaml': definition('', 'exact.tgz'),
+      'o/r/all.yaml': definition("on:\n  branches: ['**']\n", 'glob.tgz'),
+    });
+    assert.deepEqual((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' })).definitions.map((d) => d.artifact), ['exact.tgz']);
+    assert.deepEqual((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/feature/x' })).definitions.map((d) => d.artifact), ['glob.tgz']);
+  });
+
+  test('a single * does not cross a slash in a branch name; ** does', async () => {
+    const repo = await setUp({ 'o/r/release.yaml': definition("on:\n  branches: ['release/*']\n", 'r.tgz') });
+    assert.equal((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/release/1.0' })).definitions.length, 1);
+    assert.equal((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/release/1.0/hotfix' })).definitions.length, 0);
+  });
+
+  test('two matching files defining the same build are refused', async () => {
+    const repo = await setUp({
+      'o/r/a.yaml': definition("on:\n  branches: ['*']\n", 'a.tgz'),
+      'o/r/b.yaml': definition("on:\n  branches: ['*']\n", 'b.tgz'),
+    });
+    await assert.rejects(repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID') && /also defined by/.test(err.message));
+  });
+
+  test('an on: key without branches or tags is a definition error naming the key', async () => {
+    const repo = await setUp({ 'o/r/bad.yaml': definition('on: {}\n', 'x.tgz') });
+    await assert.rejects(repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID') && /bad\.yaml:1: on/.test(err.message));
+  });
+});

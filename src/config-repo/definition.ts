@@ -48,6 +48,28 @@ const scriptOptions = z
   })
   .strict();
 
+/**
+ * When a definition file applies by globs instead of by its path: its top-level
+ * `on: { branches: [globs], tags: [globs] }`. Branch globs match branch names only, tag
+ * globs tag names only (picomatch syntax: `*` stops at `/`, `**` does not).
+ */
+export interface Trigger {
+  branches: string[];
+  tags: string[];
+}
+
+/** A parsed definition file: its trigger (null for a file matched by its path) and builds. */
+export interface DefinitionDocument {
+  on: Trigger | null;
+  definitions: BuildDefinition[];
+}
+
+const globList = z.array(z.string().min(1).max(200)).max(100);
+const triggerSchema = z
+  .object({ branches: globList.optional(), tags: globList.optional() })
+  .strict()
+  .refine((t) => (t.branches?.length ?? 0) + (t.tags?.length ?? 0) > 0, 'needs at least one of "branches" or "tags"');
+
 /** One problem found in a definition file, located by line and key path. */
 export interface DefinitionProblem {
   file: string;
@@ -70,6 +92,14 @@ function formatProblems(problems: readonly DefinitionProblem[]): string {
  * @throws AppError `DEFINITION_INVALID` listing every problem with file, line and key
  */
 export function parseDefinitionFile(text: string, file: string): BuildDefinition[] {
+  return parseDefinitionDocument(text, file).definitions;
+}
+
+/**
+ * Parses a definition file like {@link parseDefinitionFile}, with its `on:` trigger.
+ * @throws AppError `DEFINITION_INVALID` listing every problem with file, line and key
+ */
+export function parseDefinitionDocument(text: string, file: string): DefinitionDocument {
   if (Buffer.byteLength(text) > MAX_DEFINITION_BYTES) {
     throw new AppError('DEFINITION_INVALID', `${file}: larger than ${MAX_DEFINITION_BYTES} bytes`);
   }
@@ -114,6 +144,18 @@ export function parseDefinitionFile(text: string, file: string): BuildDefinition
     throw new AppError('DEFINITION_INVALID', formatProblems(problems));
   }
 
+  let on: Trigger | null = null;
+  if (Object.hasOwn(record, 'on')) {
+    const trigger = triggerSchema.safeParse(record['on']);
+    if (trigger.success) on = { branches: trigger.data.branches ?? [], tags: trigger.data.tags ?? [] };
+    else {
+      for (const issue of trigger.error.issues) {
+        const path = issuePath('on', issue);
+        problems.push({ file, line: lineOf(path), key: path.join('.'), message: issue.message });
+      }
+    }
+  }
+
   const definitions: BuildDefinition[] = [];
   const names = new Set<string>();
   for (const script of scripts.data) {
@@ -149,10 +191,10 @@ export function parseDefinitionFile(text: string, file: string): BuildDefinition
     });
   }
   for (const key of Object.keys(record)) {
-    if (key !== 'buildscripts' && !scripts.data.includes(key)) {
+    if (key !== 'buildscripts' && key !== 'on' && !scripts.data.includes(key)) {
       problems.push({ file, line: lineOf([key]), key, message: 'not listed in "buildscripts"' });
     }
   }
   if (problems.length > 0) throw new AppError('DEFINITION_INVALID', formatProblems(problems));
-  return definitions;
+  return { on, definitions };
 }
