@@ -1,0 +1,19 @@
+/**
+ * `npm run bench`: every benchmark, one after another, each printing its figures and the
+ * ratios it measures side by side. Needs what the tests need (scripts/host-setup.sh).
+ * Pass names to run a subset: `npm run bench -- snapshots cache`.
+ */
+import { benchCacheHit, benchIncrementalC } from './cache.js';
+import { benchSnapshots } from './snapshots.js';
+
+const benches: Record<string, () => Promise<void>> = {
+  snapshots: benchSnapshots,
+  cache: benchCacheHit,
+  'incremental-c': benchIncrementalC,
+};
+
+const wanted = process.argv.slice(2);
+for (const [name, run] of Object.entries(benches)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  await run();
+}
