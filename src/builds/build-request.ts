@@ -4,6 +4,13 @@ export interface BuildRequest {
   repo: string;
   /** full ref, `refs/heads/<branch>` or `refs/tags/<tag>` */
   ref: string;
+  /**
+   * the ref whose build definitions apply, when not `ref` itself: a pull request's head is
+   * built with the definitions of its base branch
+   */
+  definitionsRef?: string;
+  /** pull request number, when the build is for one (its statuses go on `sha`, the head) */
+  pullRequest?: number;
   /** commit sha, 40 hex */
   sha: string;
   /**

@@ -274,7 +274,7 @@ export function createCoordinator(options: {
       const rlog = log.child({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha, deliveryId: request.deliveryId });
       let lookup;
       try {
-        lookup = await configRepository.lookup({ owner: request.owner, repo: request.repo, ref: request.ref });
+        lookup = await configRepository.lookup({ owner: request.owner, repo: request.repo, ref: request.definitionsRef ?? request.ref });
       } catch (err) {
         const reason = isAppError(err) ? err.message : `internal error: ${toMessage(err)}`;
         rlog.warn({ reason }, 'build request not matched');
