@@ -1,11 +1,13 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
+import type { BuildEvents } from './builds/build-events.js';
 import type { BuildLogs } from './builds/build-log.js';
 import type { Coordinator } from './builds/coordinator.js';
 import { createArtifactRoutes } from './http/artifact-routes.js';
 import { createBuildRoutes } from './http/build-routes.js';
 import { errorHandler } from './http/error-handler.js';
+import { createLogRoutes } from './http/log-routes.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
 import type { Logger } from './logger.js';
 import type { BuildStore } from './store/build-store.js';
@@ -21,6 +23,8 @@ export interface AppDeps {
   /** absolute base URL of this server as clients and GitHub reach it */
   publicUrl: string;
   log: Logger;
+  /** build events, for the live log stream's build updates */
+  events: BuildEvents;
 }
 
 /** Creates the koa app with every route mounted; it does not listen (tests run it on port 0). */
@@ -39,6 +43,7 @@ export function createApp(deps: AppDeps): Koa {
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
+    createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

@@ -102,7 +102,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     defaultImage: config.docker.defaultImage,
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
-  const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log });
+  const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events });
   server.on('request', app.callback());
   log.info({ url, publicUrl }, 'listening');
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));

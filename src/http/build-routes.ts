@@ -1,5 +1,4 @@
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
 import Router from '@koa/router';
 import { z } from 'zod';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
@@ -22,7 +21,7 @@ const listQuery = z
 
 /**
  * The read side of the HTTP contract (DESIGN §6): `GET /api/builds`, `/api/builds/:id`,
- * `/api/builds/:id/log` (`?follow=1` streams until the build ends), `/api/artifacts/:digest`
+ * `/api/artifacts/:digest`
  * (ETag, immutable caching) and the HTML page `/builds/:id`.
  */
 export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; artifacts: ArtifactStore; publicUrl: string }): Router {
@@ -51,18 +50,6 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
 
   router.get('/api/builds/:id', (ctx) => {
     ctx.body = toBuildView(find(ctx.params['id'] ?? ''), publicUrl);
-  });
-
-  router.get('/api/builds/:id/log', async (ctx) => {
-    const build = find(ctx.params['id'] ?? '');
-    ctx.type = 'text/plain; charset=utf-8';
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    if (ctx.query['follow'] === '1' || ctx.query['follow'] === 'true') {
-      ctx.set('Cache-Control', 'no-cache');
-      ctx.body = Readable.from(logs.follow(build.id));
-      return;
-    }
-    ctx.body = (await logs.read(build.id)) ?? Buffer.alloc(0);
   });
 
   router.get('/api/artifacts/:digest', async (ctx) => {
