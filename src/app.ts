@@ -5,6 +5,7 @@ import type { BuildEvents } from './builds/build-events.js';
 import type { BuildLogs } from './builds/build-log.js';
 import type { Coordinator } from './builds/coordinator.js';
 import { createArtifactRoutes } from './http/artifact-routes.js';
+import { createBadgeRoutes } from './http/badge-routes.js';
 import { createBuildRoutes } from './http/build-routes.js';
 import { errorHandler } from './http/error-handler.js';
 import { createLogRoutes } from './http/log-routes.js';
@@ -44,6 +45,7 @@ export function createApp(deps: AppDeps): Koa {
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
     createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
+    createBadgeRoutes({ store: deps.store }),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

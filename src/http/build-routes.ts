@@ -6,7 +6,7 @@ import { isDigest } from '../artifacts/artifact-store.js';
 import type { Build } from '../builds/build.js';
 import { assertBuildId, type BuildLogs } from '../builds/build-log.js';
 import { AppError } from '../errors.js';
-import type { BuildStore } from '../store/build-store.js';
+import type { BuildQuery, BuildStore } from '../store/build-store.js';
 import { renderBuildPage } from './build-page.js';
 import { toBuildView } from './build-view.js';
 
@@ -14,15 +14,54 @@ const listQuery = z
   .object({
     repo: z.string().max(201).optional(),
     ref: z.string().max(300).optional(),
+    branch: z.string().min(1).max(255).optional(),
     state: z.enum(['queued', 'running', 'success', 'failure', 'error', 'cancelled']).optional(),
     limit: z.coerce.number().int().min(1).max(500).optional(),
+    cursor: z.string().regex(/^[a-z0-9-]{1,64}$/, 'a cursor is the nextCursor of an earlier page').optional(),
   })
-  .strict();
+  .strict()
+  .refine((q) => q.ref === undefined || q.branch === undefined, { message: 'give ref or branch, not both', path: ['branch'] });
+
+/** How many builds `GET /build/history` shows, as the seed 0-autobuilder did. */
+export const HISTORY_LENGTH = 25;
+
+/** One page of history, newest first, and the cursor of the next page (null on the last). */
+export interface BuildPage {
+  builds: Build[];
+  nextCursor: string | null;
+}
 
 /**
- * The read side of the HTTP contract (DESIGN §6): `GET /api/builds`, `/api/builds/:id`,
- * `/api/artifacts/:digest`
- * (ETag, immutable caching) and the HTML page `/builds/:id`.
+ * Lists builds newest first, one page at a time: without `cursor` the newest `limit` (default
+ * 50) builds matching the filters, with it the `limit` builds just older than that build id
+ * (ids sort by creation time).
+ */
+export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: string }): BuildPage {
+  const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
+  const { cursor, ...filters } = query;
+  let builds: Build[];
+  if (cursor === undefined) {
+    builds = store.list({ ...filters, limit });
+  } else {
+    // listKeys reads every key: fine for thousands of builds; a `before` filter in the
+    // store query would make it one indexed query
+    const keys = store
+      .listKeys()
+      .filter((k) => k.id < cursor && (filters.repo === undefined || k.repo === filters.repo) && (filters.ref === undefined || k.ref === filters.ref) && (filters.state === undefined || k.state === filters.state));
+    builds = keys
+      .slice(-limit)
+      .reverse()
+      .map((k) => store.get(k.id))
+      .filter((b): b is Build => b !== null);
+  }
+  return { builds, nextCursor: builds.length === limit ? (builds.at(-1)?.id ?? null) : null };
+}
+
+/**
+ * The read side of the HTTP contract (DESIGN §6): `GET /api/builds` (filters `repo`, `ref` or
+ * `branch`, `state`; pages of `limit` with `cursor`), `/api/builds/:id`, the seed's
+ * `/build/status` (running builds) and `/build/history` (the last 25), `/api/artifacts/:digest`
+ * and the HTML page `/builds/:id`.
  */
 export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; artifacts: ArtifactStore; publicUrl: string }): Router {
   const { store, logs, artifacts, publicUrl } = deps;
@@ -32,6 +71,7 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
     if (build === null) throw new AppError('NOT_FOUND', `no build ${id}`, { status: 404 });
     return build;
   };
+  const views = (builds: Build[]) => builds.map((b) => toBuildView(b, publicUrl));
 
   router.get('/api/builds', (ctx) => {
     const parsed = listQuery.safeParse(ctx.query);
@@ -39,17 +79,33 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
       throw new AppError('BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), { status: 400 });
     }
     const q = parsed.data;
-    const builds = store.list({
+    const ref = q.branch === undefined ? q.ref : `refs/heads/${q.branch}`;
+    const page = listBuildPage(store, {
       ...(q.repo === undefined ? {} : { repo: q.repo }),
-      ...(q.ref === undefined ? {} : { ref: q.ref }),
+      ...(ref === undefined ? {} : { ref }),
       ...(q.state === undefined ? {} : { state: q.state }),
       ...(q.limit === undefined ? {} : { limit: q.limit }),
+      ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
     });
-    ctx.body = { builds: builds.map((b) => toBuildView(b, publicUrl)) };
+    if (page.nextCursor !== null) {
+      const next = new URLSearchParams();
+      for (const [key, value] of Object.entries(q)) if (value !== undefined && key !== 'cursor') next.set(key, String(value));
+      next.set('cursor', page.nextCursor);
+      ctx.set('Link', `<${publicUrl}/api/builds?${next.toString()}>; rel="next"`);
+    }
+    ctx.body = { builds: views(page.builds), nextCursor: page.nextCursor };
   });
 
   router.get('/api/builds/:id', (ctx) => {
     ctx.body = toBuildView(find(ctx.params['id'] ?? ''), publicUrl);
+  });
+
+  router.get('/build/status', (ctx) => {
+    ctx.body = { builds: views(store.list({ state: 'running', limit: 500 })) };
+  });
+
+  router.get('/build/history', (ctx) => {
+    ctx.body = { builds: views(store.list({ limit: HISTORY_LENGTH })) };
   });
 
   router.get('/api/artifacts/:digest', async (ctx) => {
