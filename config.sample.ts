@@ -58,6 +58,17 @@ const config: ConfigInput = {
   // younger than `artifactGraceSeconds` is kept.
   retention: { keepPerBranch: 20, intervalSeconds: 3600, artifactGraceSeconds: 3600 },
 
+  // Who may see the build pages: with `credentials`, /monitor, /builds/…, /api/builds… and
+  // /build/… need HTTP Basic authentication (and so does the monitor's socket); webhooks
+  // (signed), /healthz, /metrics, badges and artifacts by digest stay open. The monitor's
+  // socket only accepts browsers from this server's own origin (publicUrl and the listen
+  // address) and from `allowedOrigins`. Keep the password out of this file: read it from
+  // the environment, e.g. `password: process.env.AUTOBUILDER_PAGES_PASSWORD ?? ''`.
+  pages: {
+    // credentials: { username: 'ops', password: '…' },
+    allowedOrigins: [],
+  },
+
   // Clone-URL rewrites, first match wins: a clone URL from a payload starting with `from`
   // gets that prefix replaced by `to` (mirrors, or local repositories in tests).
   cloneUrlRewrites: [

@@ -5,10 +5,13 @@ import type { BuildEvents } from './builds/build-events.js';
 import type { BuildLogs } from './builds/build-log.js';
 import type { Coordinator } from './builds/coordinator.js';
 import { createArtifactRoutes } from './http/artifact-routes.js';
+import { createAssetRoutes } from './http/asset-routes.js';
 import { createBadgeRoutes } from './http/badge-routes.js';
 import { createBuildRoutes } from './http/build-routes.js';
 import { errorHandler } from './http/error-handler.js';
 import { createLogRoutes } from './http/log-routes.js';
+import { createMonitorRoutes } from './http/monitor-routes.js';
+import type { PageAuth } from './http/page-auth.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
 import type { Logger } from './logger.js';
 import type { BuildStore } from './store/build-store.js';
@@ -26,6 +29,8 @@ export interface AppDeps {
   log: Logger;
   /** build events, for the live log stream's build updates */
   events: BuildEvents;
+  /** who may see the pages (see config `pages.credentials`) */
+  pageAuth: PageAuth;
 }
 
 /** Creates the koa app with every route mounted; it does not listen (tests run it on port 0). */
@@ -34,6 +39,7 @@ export function createApp(deps: AppDeps): Koa {
   app.proxy = false;
   app.silent = true;
   app.use(errorHandler(deps.log.child({ component: 'http' })));
+  app.use(deps.pageAuth.middleware);
   const health = new Router();
   health.get('/healthz', (ctx) => {
     ctx.body = { ok: true };
@@ -45,7 +51,9 @@ export function createApp(deps: AppDeps): Koa {
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
     createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
+    createMonitorRoutes({ socketToken: deps.pageAuth.socketToken }),
     createBadgeRoutes({ store: deps.store }),
+    createAssetRoutes(),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

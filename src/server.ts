@@ -18,6 +18,8 @@ import { createWorkspaces } from './snapshots/workspaces.js';
 import { createSqliteBuildStore } from './store/sqlite-build-store.js';
 import type { BuildStore } from './store/build-store.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
+import { createPageAuth } from './http/page-auth.js';
+import { createMonitorHub, toConfigSource } from './monitor/monitor-hub.js';
 
 /** A running autobuilder server. */
 export interface RunningServer {
@@ -102,8 +104,22 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     defaultImage: config.docker.defaultImage,
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
-  const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events });
+  const pageAuth = createPageAuth({ credentials: config.pages.credentials });
+  const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, pageAuth });
   server.on('request', app.callback());
+  // after the app's listener: socket.io passes on every request that is not its own
+  const monitor = createMonitorHub({
+    server,
+    events,
+    store,
+    logs,
+    auth: pageAuth,
+    publicUrl,
+    allowedOrigins: [url, publicUrl, ...config.pages.allowedOrigins],
+    concurrency: config.jobConcurrency,
+    configSource: toConfigSource(config.configRepository),
+    log: log.child({ component: 'monitor' }),
+  });
   log.info({ url, publicUrl }, 'listening');
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
   const retentionTimer = setInterval(retentionPass, config.retention.intervalSeconds * 1000).unref();
@@ -119,6 +135,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     retention,
     async close() {
       clearInterval(retentionTimer);
+      monitor.close();
       await new Promise<void>((ok) => {
         server.close(() => ok());
         server.closeAllConnections();

@@ -60,6 +60,13 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    pages: z
+      .object({
+        credentials: z.object({ username: nonEmpty, password: nonEmpty }).strict().optional(),
+        allowedOrigins: z.array(z.url({ protocol: /^https?$/ })).default([]),
+      })
+      .strict()
+      .prefault({}),
     cloneUrlRewrites: z.array(cloneUrlRewriteSchema).default([]),
     snapshotDriver: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

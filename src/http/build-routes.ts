@@ -7,7 +7,7 @@ import type { Build } from '../builds/build.js';
 import { assertBuildId, type BuildLogs } from '../builds/build-log.js';
 import { AppError } from '../errors.js';
 import type { BuildQuery, BuildStore } from '../store/build-store.js';
-import { renderBuildPage } from './build-page.js';
+import { renderBuildPage, sendPage } from './build-page.js';
 import { toBuildView } from './build-view.js';
 
 const listQuery = z
@@ -21,6 +21,9 @@ const listQuery = z
   })
   .strict()
   .refine((q) => q.ref === undefined || q.branch === undefined, { message: 'give ref or branch, not both', path: ['branch'] });
+
+/** How many log lines the build page carries for browsers without JavaScript. */
+const NOSCRIPT_LINES = 200;
 
 /** How many builds `GET /build/history` shows, as the seed 0-autobuilder did. */
 export const HISTORY_LENGTH = 25;
@@ -126,10 +129,8 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
 
   router.get('/builds/:id', async (ctx) => {
     const build = find(ctx.params['id'] ?? '');
-    const log = ((await logs.read(build.id)) ?? Buffer.alloc(0)).toString('utf8');
-    ctx.set('Content-Security-Policy', "default-src 'self'; style-src 'self' 'unsafe-inline'");
-    ctx.type = 'text/html; charset=utf-8';
-    ctx.body = renderBuildPage(build, log, (digest) => `/api/artifacts/${digest}`);
+    const tail = (await logs.readLines(build.id, { tail: NOSCRIPT_LINES })) ?? { start: 1, lines: [] };
+    sendPage(ctx, renderBuildPage(toBuildView(build, publicUrl), tail));
   });
 
   return router;

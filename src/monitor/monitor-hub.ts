@@ -1,0 +1,254 @@
+import type { Server as HttpServer } from 'node:http';
+import { Server as SocketServer } from 'socket.io';
+import type { Build } from '../builds/build.js';
+import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
+import type { BuildLogs, LogAppend } from '../builds/build-log.js';
+import type { PageAuth } from '../http/page-auth.js';
+import { toBuildView } from '../http/build-view.js';
+import type { Logger } from '../logger.js';
+import type { BuildStore } from '../store/build-store.js';
+import { watchRequestSchema, type LogTail, type MonitorBuildDelta, type MonitorClientEvents, type MonitorServerEvents, type MonitorSnapshot, type WatchRequest } from './protocol.js';
+import { toWaitingReasons } from './waiting-reasons.js';
+
+/** The socket.io side of /monitor. */
+export interface MonitorHub {
+  /** Disconnects every client and stops listening to builds and logs; the HTTP server stays up. */
+  close(): void;
+}
+
+/** A build's log as the monitor follows it: what was sent, and what waits for the next flush. */
+interface Tail {
+  /** byte offset after the last line sent */
+  flushed: number;
+  /** the last lines sent, at most `tailLines` */
+  ring: string[];
+  pending: { start: number; end: number; lines: string[]; at: number[]; skipped: number } | null;
+  closed: boolean;
+}
+
+const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started', 'build.updated', 'build.finished'];
+const roomsOf = (repo: string) => ['all', `repo:${repo}`];
+
+/**
+ * Where the build definitions come from, for people to read: `directory <path>` or
+ * `git <url>#<branch>`, with any user name or password removed from the URL.
+ */
+export function toConfigSource(repository: { path: string; url?: string | undefined; branch: string }): string {
+  if (repository.url === undefined) return `directory ${repository.path}`;
+  let url = repository.url;
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    url = parsed.href;
+  } catch {
+    // scp-like `user@host:path`: keep only what follows the user
+    url = url.replace(/^[^@/]*@/, '');
+  }
+  return `git ${url}#${repository.branch}`;
+}
+
+/** `http://127.0.0.1:8462` also answers as `http://localhost:8462`, and the other way round. */
+function withLoopbackAliases(origins: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const origin of origins) {
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      continue;
+    }
+    out.add(url.origin);
+    for (const [a, b] of [
+      ['127.0.0.1', 'localhost'],
+      ['localhost', '127.0.0.1'],
+    ] as const) {
+      if (url.hostname === a) {
+        url.hostname = b;
+        out.add(url.origin);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Attaches socket.io (path `/socket.io`, which also serves the browser client at
+ * `/socket.io/socket.io.esm.min.js`) to `server` and runs the monitor: a snapshot on `watch`,
+ * then build, log and queue deltas to the rooms `all` and `repo:<owner/name>`.
+ *
+ * Log lines are on disk before they get here (see BuildLogs.onAppend); they are batched for
+ * `flushMs` (default 15 ms), at most `maxBatchLines` per build per batch. A build's pending
+ * lines are always sent before a change of that build, so a client sees them in order.
+ *
+ * Security: a handshake from a browser whose `Origin` is not one of `allowedOrigins` (and
+ * their localhost / 127.0.0.1 aliases) is refused; with page credentials set, the handshake
+ * needs them too (`auth.allowsSocket`). Attach it after the HTTP app's request listener:
+ * socket.io takes over the listeners there and passes on what is not its own.
+ */
+export function createMonitorHub(options: {
+  server: HttpServer;
+  events: BuildEvents;
+  store: BuildStore;
+  logs: BuildLogs;
+  auth: PageAuth;
+  publicUrl: string;
+  allowedOrigins: readonly string[];
+  concurrency: number;
+  configSource: string;
+  log: Logger;
+  observeLogLag?: (seconds: number) => void;
+  flushMs?: number;
+  tailLines?: number;
+  maxBatchLines?: number;
+}): MonitorHub {
+  const { events, store, logs, auth, publicUrl, log } = options;
+  const flushMs = options.flushMs ?? 15;
+  const tailLines = options.tailLines ?? 20;
+  const maxBatchLines = options.maxBatchLines ?? 500;
+  const origins = withLoopbackAliases(options.allowedOrigins);
+
+  const io = new SocketServer<MonitorClientEvents, MonitorServerEvents>(options.server, {
+    path: '/socket.io',
+    serveClient: true,
+    maxHttpBufferSize: 64 * 1024,
+    allowRequest(req, callback) {
+      const origin = req.headers.origin;
+      // non-browser clients send no Origin; browsers always do on cross-origin handshakes
+      if (origin === undefined || origins.has(origin)) return callback(null, true);
+      log.warn({ origin, allowed: [...origins] }, 'monitor socket refused: origin not allowed (set publicUrl or pages.allowedOrigins)');
+      callback('origin not allowed', false);
+    },
+  });
+  io.use((socket, next) => {
+    if (auth.allowsSocket(socket.request.headers, socket.handshake.auth)) next();
+    else next(new Error('unauthorized: these pages need the configured credentials'));
+  });
+
+  let seq = 0;
+  /** queued and running builds by id, as the events told since start (start-up recovery ends a previous process's) */
+  const active = new Map<string, Build>();
+  const tails = new Map<string, Tail>();
+  /** repository of each build with a tail (known by the first flush: a log's first line comes just before its build is stored) */
+  const repoOf = (buildId: string): string | null => active.get(buildId)?.repo ?? store.get(buildId)?.repo ?? null;
+  let timer: NodeJS.Timeout | null = null;
+
+  function flushTail(buildId: string, tail: Tail): void {
+    const batch = tail.pending;
+    tail.pending = null;
+    if (batch !== null) {
+      const repo = repoOf(buildId);
+      tail.ring.push(...batch.lines);
+      if (tail.ring.length > tailLines) tail.ring.splice(0, tail.ring.length - tailLines);
+      tail.flushed = batch.end;
+      if (repo !== null) io.to(roomsOf(repo)).emit('log', { seq: ++seq, buildId, start: batch.start, end: batch.end, lines: batch.lines, skipped: batch.skipped });
+      if (options.observeLogLag !== undefined) {
+        const sent = performance.timeOrigin + performance.now();
+        for (const at of batch.at) options.observeLogLag((sent - at) / 1000);
+      }
+    }
+    if (tail.closed) tails.delete(buildId);
+  }
+
+  function flushAll(): void {
+    timer = null;
+    for (const [buildId, tail] of tails) flushTail(buildId, tail);
+  }
+
+  const onAppend = (append: LogAppend) => {
+    let tail = tails.get(append.buildId);
+    if (tail === undefined) {
+      tail = { flushed: append.start, ring: [], pending: null, closed: false };
+      tails.set(append.buildId, tail);
+    }
+    tail.pending ??= { start: append.start, end: append.start, lines: [], at: [], skipped: 0 };
+    const batch = tail.pending;
+    batch.lines.push(append.text);
+    batch.at.push(append.at);
+    batch.end = append.end;
+    if (batch.lines.length > maxBatchLines) {
+      batch.lines.shift();
+      batch.at.shift();
+      batch.skipped += 1;
+    }
+    timer ??= setTimeout(flushAll, flushMs);
+  };
+  const onClose = (buildId: string) => {
+    const tail = tails.get(buildId);
+    if (tail === undefined) return;
+    tail.closed = true;
+    if (tail.pending === null) tails.delete(buildId);
+  };
+
+  const waiting = () => toWaitingReasons([...active.values()], options.concurrency);
+  const view = (build: Build) => toBuildView(build, publicUrl);
+
+  const onBuild = (name: BuildEventName) => (build: Build) => {
+    if (build.state === 'queued' || build.state === 'running') active.set(build.id, build);
+    else active.delete(build.id);
+    const tail = tails.get(build.id);
+    // lines written before this change go out before it
+    if (tail !== undefined) flushTail(build.id, tail);
+    const event = name.slice('build.'.length) as MonitorBuildDelta['event'];
+    io.to(roomsOf(build.repo)).emit('build', { seq: ++seq, event, build: view(build) });
+    io.to('watchers').emit('queue', { seq: ++seq, waiting: waiting() });
+  };
+  const listeners = BUILD_EVENTS.map((name) => [name, onBuild(name)] as const);
+  for (const [name, listener] of listeners) events.on(name, listener);
+  const stopAppend = logs.onAppend(onAppend);
+  const stopClose = logs.onClose(onClose);
+
+  function snapshot(watch: WatchRequest): MonitorSnapshot {
+    const inScope = (b: Build) => watch.repo === undefined || b.repo === watch.repo;
+    const all = [...active.values()];
+    const running = all.filter((b) => b.state === 'running' && inScope(b)).sort((a, b) => (a.startedAt ?? '').localeCompare(b.startedAt ?? ''));
+    const queued = all.filter((b) => b.state === 'queued' && inScope(b)).sort((a, b) => a.queuedAt.localeCompare(b.queuedAt));
+    const tailsOut: Record<string, LogTail> = {};
+    for (const build of running) {
+      const tail = tails.get(build.id);
+      tailsOut[build.id] = tail === undefined ? { lines: [], end: 0 } : { lines: [...tail.ring], end: tail.flushed };
+    }
+    const recent = store.list({
+      ...(watch.repo === undefined ? {} : { repo: watch.repo }),
+      ...(watch.ref === undefined ? {} : { ref: watch.ref }),
+      ...(watch.state === undefined ? {} : { state: watch.state }),
+      limit: 50,
+    });
+    return {
+      seq: ++seq,
+      at: new Date().toISOString(),
+      watch,
+      running: running.map(view),
+      queued: queued.map(view),
+      waiting: waiting(),
+      recent: recent.map(view),
+      tails: tailsOut,
+      config: { sha: store.list({ limit: 1 })[0]?.configSha ?? null, source: options.configSource, concurrency: options.concurrency },
+    };
+  }
+
+  io.on('connection', (socket) => {
+    socket.on('watch', (request) => {
+      const parsed = watchRequestSchema.safeParse(request ?? {});
+      if (!parsed.success) {
+        socket.disconnect(true);
+        return;
+      }
+      // synchronous from the snapshot to joining the rooms: no delta can fall in between
+      for (const room of socket.rooms) if (room !== socket.id) void socket.leave(room);
+      socket.emit('snapshot', snapshot(parsed.data));
+      void socket.join(['watchers', parsed.data.repo === undefined ? 'all' : `repo:${parsed.data.repo}`]);
+    });
+  });
+
+  return {
+    close() {
+      if (timer !== null) clearTimeout(timer);
+      for (const [name, listener] of listeners) events.off(name, listener);
+      stopAppend();
+      stopClose();
+      io.disconnectSockets(true);
+      io.engine.close();
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import type { BuildEventName } from '../builds/build-events.js';
+import type { BuildView } from '../http/build-view.js';
+
+/**
+ * The monitor's socket.io protocol. The client sends `watch` (on every connect, and when its
+ * filters change); the server answers with one `snapshot`, then sends deltas in the order
+ * things happened: `build`, `log` and `queue`. Every server message carries `seq`, which only
+ * grows (a client watching one repository sees gaps, never a step back).
+ */
+export const watchRequestSchema = z
+  .object({
+    /** `owner/name`: only this repository's builds and logs */
+    repo: z.string().trim().min(1).max(201).optional(),
+    /** the snapshot's history only: this ref (`refs/heads/main`) */
+    ref: z.string().trim().min(1).max(300).optional(),
+    /** the snapshot's history only: this state */
+    state: z.enum(['queued', 'running', 'success', 'failure', 'error', 'cancelled']).optional(),
+  })
+  .strict();
+
+/** What a client asks to watch. */
+export type WatchRequest = z.infer<typeof watchRequestSchema>;
+
+/** The last lines of a build's log as the monitor shows them, and the byte offset after them. */
+export interface LogTail {
+  lines: string[];
+  end: number;
+}
+
+/** Everything a monitor shows, at one moment (`seq`). */
+export interface MonitorSnapshot {
+  seq: number;
+  /** server time, ISO 8601 */
+  at: string;
+  watch: WatchRequest;
+  /** oldest started first */
+  running: BuildView[];
+  /** first queued first */
+  queued: BuildView[];
+  /** why each queued build waits, by build id */
+  waiting: Record<string, string>;
+  /** newest first, filtered by the watch request */
+  recent: BuildView[];
+  /** log tails of the running builds, by build id */
+  tails: Record<string, LogTail>;
+  config: {
+    /** config repository commit of the newest build; null in plain-directory mode or before any build */
+    sha: string | null;
+    /** where the definitions come from, e.g. `git https://…#main` or `directory ./projects` */
+    source: string;
+    /** builds that run at once */
+    concurrency: number;
+  };
+}
+
+/** A build changed: `event` is the build event's name without `build.` (`queued`, `started`, `updated`, `finished`). */
+export interface MonitorBuildDelta {
+  seq: number;
+  event: BuildEventName extends `build.${infer E}` ? E : never;
+  build: BuildView;
+}
+
+/**
+ * Lines appended to a build's log. `start` and `end` are byte offsets in the log file; a
+ * batch follows the previous one of its build (`start` = previous `end`). When more lines
+ * arrived in one batch than the monitor shows, the oldest are left out and counted in `skipped`.
+ */
+export interface MonitorLogDelta {
+  seq: number;
+  buildId: string;
+  start: number;
+  end: number;
+  lines: string[];
+  skipped: number;
+}
+
+/** Why each queued build waits now, by build id (every queued build, whatever the scope). */
+export interface MonitorQueueDelta {
+  seq: number;
+  waiting: Record<string, string>;
+}
+
+/** Messages the server sends, by event name. */
+export interface MonitorServerEvents {
+  snapshot: (snapshot: MonitorSnapshot) => void;
+  build: (delta: MonitorBuildDelta) => void;
+  log: (delta: MonitorLogDelta) => void;
+  queue: (delta: MonitorQueueDelta) => void;
+}
+
+/** Messages a client sends, by event name. */
+export interface MonitorClientEvents {
+  watch: (request: WatchRequest) => void;
+}
