@@ -157,7 +157,7 @@ describe('page credentials', () => {
     assert.equal(monitor.status, 200);
     assert.match(await monitor.text(), /<meta name="autobuilder-socket-token" content="[A-Za-z0-9_-]{40,}">/);
     assert.equal((await fetch(`${f.server.url}/api/builds`, { headers: { authorization: basic(credentials.username, credentials.password) } })).status, 200);
-    for (const path of ['/healthz', '/badge/acme/widget/main.svg', '/assets/app.css']) {
+    for (const path of ['/healthz', '/metrics', '/badge/acme/widget/main.svg', '/assets/app.css']) {
       assert.equal((await fetch(`${f.server.url}${path}`)).status, 200, path);
     }
     // writes are not the pages' business: a signed webhook still gets through
