@@ -4,12 +4,14 @@
  * Pass names to run a subset: `npm run bench -- snapshots cache`.
  */
 import { benchCacheHit, benchIncrementalC } from './cache.js';
+import { benchLogs } from './logs.js';
 import { benchSnapshots } from './snapshots.js';
 
 const benches: Record<string, () => Promise<void>> = {
   snapshots: benchSnapshots,
   cache: benchCacheHit,
   'incremental-c': benchIncrementalC,
+  logs: benchLogs,
 };
 
 const wanted = process.argv.slice(2);
