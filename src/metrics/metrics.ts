@@ -34,8 +34,8 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'autobuilder_' });
 
-  /** queued and running builds, by id, as the events told since start (start-up recovery ends a previous process's) */
-  const active = new Map<string, Build>();
+  /** queued and running builds, from the store (the truth, written before any build event) */
+  const active = (): { id: string; state: string }[] => store.listKeys().filter((k) => k.state === 'queued' || k.state === 'running');
   /** when each running build started, until its workspace is ready */
   const preparing = new Map<string, string>();
 
@@ -52,7 +52,8 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     registers: [registry],
     collect() {
       this.reset();
-      for (const state of ['queued', 'running'] as const) this.set({ state }, [...active.values()].filter((b) => b.state === state).length);
+      const current = active();
+      for (const state of ['queued', 'running'] as const) this.set({ state }, current.filter((b) => b.state === state).length);
     },
   });
   new Gauge({
@@ -60,7 +61,7 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     help: 'Builds waiting to run (queued, including those waiting for an identical build).',
     registers: [registry],
     collect() {
-      this.set([...active.values()].filter((b) => b.state === 'queued').length);
+      this.set(active().filter((b) => b.state === 'queued').length);
     },
   });
   new Gauge({
@@ -68,8 +69,10 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     help: 'How long the oldest queued build has waited; 0 when nothing waits.',
     registers: [registry],
     collect() {
-      const oldest = Math.min(...[...active.values()].filter((b) => b.state === 'queued').map((b) => Date.parse(b.queuedAt)));
-      this.set(Number.isFinite(oldest) ? Math.max(0, (now() - oldest) / 1000) : 0);
+      // keys come oldest first: the first queued one waited longest
+      const first = active().find((b) => b.state === 'queued');
+      const oldest = first === undefined ? null : store.get(first.id);
+      this.set(oldest === null ? 0 : Math.max(0, (now() - Date.parse(oldest.queuedAt)) / 1000));
     },
   });
   const webhookToQueued = new Histogram({
@@ -118,19 +121,16 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
   statusFailures.inc(0);
 
   const onQueued = (build: Build) => {
-    active.set(build.id, build);
     const delivery = build.deliveryId === null ? null : store.getDelivery(build.deliveryId);
     const s = seconds(delivery?.receivedAt ?? null, build.queuedAt);
     if (s !== null) webhookToQueued.observe(s);
   };
   const onStarted = (build: Build) => {
-    active.set(build.id, build);
     const s = seconds(build.queuedAt, build.startedAt);
     if (s !== null) queuedToStarted.observe(s);
     if (build.startedAt !== null) preparing.set(build.id, build.startedAt);
   };
   const onUpdated = (build: Build) => {
-    if (active.has(build.id)) active.set(build.id, build);
     const started = preparing.get(build.id);
     // the coordinator's first change after `started` is the workspace being ready
     if (build.state === 'running' && started !== undefined) {
@@ -140,7 +140,6 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     }
   };
   const onFinished = (build: Build) => {
-    active.delete(build.id);
     preparing.delete(build.id);
     finished.inc({ state: build.state satisfies BuildState });
     const ran = seconds(build.startedAt, build.finishedAt);

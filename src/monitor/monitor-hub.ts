@@ -126,11 +126,12 @@ export function createMonitorHub(options: {
   });
 
   let seq = 0;
-  /** queued and running builds by id, as the events told since start (start-up recovery ends a previous process's) */
-  const active = new Map<string, Build>();
+  /** queued and running builds, from the store: it is written before any build event is emitted */
+  const active = (): Build[] => [...store.list({ state: 'running', limit: 500 }), ...store.list({ state: 'queued', limit: 500 })];
   const tails = new Map<string, Tail>();
   /** repository of each build with a tail (known by the first flush: a log's first line comes just before its build is stored) */
-  const repoOf = (buildId: string): string | null => active.get(buildId)?.repo ?? store.get(buildId)?.repo ?? null;
+  const repos = new Map<string, string>();
+  const repoOf = (buildId: string): string | null => repos.get(buildId) ?? store.get(buildId)?.repo ?? null;
   let timer: NodeJS.Timeout | null = null;
 
   function flushTail(buildId: string, tail: Tail): void {
@@ -180,12 +181,12 @@ export function createMonitorHub(options: {
     if (tail.pending === null) tails.delete(buildId);
   };
 
-  const waiting = () => toWaitingReasons([...active.values()], options.concurrency);
+  const waiting = () => toWaitingReasons(active(), options.concurrency);
   const view = (build: Build) => toBuildView(build, publicUrl);
 
   const onBuild = (name: BuildEventName) => (build: Build) => {
-    if (build.state === 'queued' || build.state === 'running') active.set(build.id, build);
-    else active.delete(build.id);
+    if (build.state === 'queued' || build.state === 'running') repos.set(build.id, build.repo);
+    else repos.delete(build.id);
     const tail = tails.get(build.id);
     // lines written before this change go out before it
     if (tail !== undefined) flushTail(build.id, tail);
@@ -200,7 +201,7 @@ export function createMonitorHub(options: {
 
   function snapshot(watch: WatchRequest): MonitorSnapshot {
     const inScope = (b: Build) => watch.repo === undefined || b.repo === watch.repo;
-    const all = [...active.values()];
+    const all = active();
     const running = all.filter((b) => b.state === 'running' && inScope(b)).sort((a, b) => (a.startedAt ?? '').localeCompare(b.startedAt ?? ''));
     const queued = all.filter((b) => b.state === 'queued' && inScope(b)).sort((a, b) => a.queuedAt.localeCompare(b.queuedAt));
     const tailsOut: Record<string, LogTail> = {};
