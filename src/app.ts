@@ -3,19 +3,19 @@ import Router from '@koa/router';
 import type { ArtifactStore } from './artifacts/artifact-store.js';
 import type { BuildEvents } from './builds/build-events.js';
 import type { BuildLogs } from './builds/build-log.js';
+import type { Checkout } from './builds/checkout.js';
 import type { Coordinator } from './builds/coordinator.js';
 import { createArtifactRoutes } from './http/artifact-routes.js';
+import { createControlRoutes } from './http/control-routes.js';
 import { createAssetRoutes } from './http/asset-routes.js';
 import { createBadgeRoutes } from './http/badge-routes.js';
 import { createBuildRoutes } from './http/build-routes.js';
 import { errorHandler } from './http/error-handler.js';
 import { createLogRoutes } from './http/log-routes.js';
-import { createMetricsRoutes } from './http/metrics-routes.js';
 import { createMonitorRoutes } from './http/monitor-routes.js';
 import type { PageAuth } from './http/page-auth.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
 import type { Logger } from './logger.js';
-import type { Metrics } from './metrics/metrics.js';
 import type { BuildStore } from './store/build-store.js';
 import type { SignatureVerifier } from './webhooks/verify-signature.js';
 
@@ -29,9 +29,10 @@ export interface AppDeps {
   /** absolute base URL of this server as clients and GitHub reach it */
   publicUrl: string;
   log: Logger;
+  /** what the control API (manual trigger, rebuild, cancel) needs */
+  control: { checkout: Checkout; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[] };
   /** build events, for the live log stream's build updates */
   events: BuildEvents;
-  metrics: Metrics;
   /** who may see the pages (see config `pages.credentials`) */
   pageAuth: PageAuth;
 }
@@ -52,11 +53,11 @@ export function createApp(deps: AppDeps): Koa {
     createWebhookRoutes({ verify: deps.verify, coordinator: deps.coordinator, store: deps.store, log: deps.log.child({ component: 'webhooks' }) }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
+    createControlRoutes({ coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),
     createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
     createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createMonitorRoutes({ socketToken: deps.pageAuth.socketToken }),
     createBadgeRoutes({ store: deps.store }),
-    createMetricsRoutes({ metrics: deps.metrics }),
     createAssetRoutes(),
   ]) {
     app.use(router.routes());

@@ -7,6 +7,10 @@ export type AppErrorCode =
   | 'DEFINITION_INVALID'
   | 'NOT_FOUND'
   | 'BAD_REQUEST'
+  | 'CONFLICT'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'BACKLOG_FULL'
   | 'PAYLOAD_TOO_LARGE'
   | 'SIGNATURE_MISSING'
   | 'SIGNATURE_INVALID'
@@ -25,13 +29,16 @@ export class AppError extends Error {
   readonly code: AppErrorCode;
   readonly status: number;
   readonly expose: boolean;
+  /** response headers that go with the answer, e.g. `Retry-After` with a 503 */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: AppErrorCode, message: string, options: { status?: number; expose?: boolean; cause?: unknown } = {}) {
+  constructor(code: AppErrorCode, message: string, options: { status?: number; expose?: boolean; cause?: unknown; headers?: Record<string, string> } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.status = options.status ?? 500;
     this.expose = options.expose ?? this.status < 500;
+    this.headers = Object.freeze({ ...options.headers });
   }
 }
 

@@ -19,7 +19,6 @@ import { createSqliteBuildStore } from './store/sqlite-build-store.js';
 import type { BuildStore } from './store/build-store.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
 import { createPageAuth } from './http/page-auth.js';
-import { createMetrics } from './metrics/metrics.js';
 import { createMonitorHub, toConfigSource } from './monitor/monitor-hub.js';
 
 /** A running autobuilder server. */
@@ -34,8 +33,12 @@ export interface RunningServer {
   store: BuildStore;
   events: BuildEvents;
   retention: Retention;
-  /** Stops listening, waits for running builds, closes the store. */
-  close(): Promise<void>;
+  /**
+   * Stops listening and taking work, lets running builds finish for `graceMs` (default: the
+   * config's `builds.shutdownGraceSeconds`), cancels what still runs, closes the store.
+   * Waiting builds stay queued and are resumed by the next start.
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
 }
 
 /**
@@ -71,14 +74,13 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   });
   await configRepository.refresh();
   const events = createBuildEvents();
-  const metrics = createMetrics({ events, store });
   const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
   const statuses = createCommitStatusPublisher({
     apiUrl: config.github.apiUrl,
     token: config.github.token,
     publicUrl,
     log: log.child({ component: 'github' }),
-    fetch: metrics.instrumentFetch(options.fetch ?? globalThis.fetch),
+    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
   });
   const retention = createRetention({
     store,
@@ -91,23 +93,32 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     log: log.child({ component: 'retention' }),
   });
   await retention.recover();
+  const checkout = createCheckout({ mirrorsDir: join(dataDir, 'git') });
   const coordinator = createCoordinator({
     events,
     store,
     logs,
     configRepository,
-    checkout: createCheckout({ mirrorsDir: join(dataDir, 'git') }),
+    checkout,
     workspaces,
     runner: createDockerRunner({ socketPath: config.docker.socketPath, limits: config.docker, log: log.child({ component: 'runner' }) }),
     artifacts,
     statuses,
     log: log.child({ component: 'builds' }),
     concurrency: config.jobConcurrency,
-    defaultImage: config.docker.defaultImage,
+    policy: {
+      defaultImage: config.docker.defaultImage,
+      defaultTimeoutSeconds: config.builds.defaultTimeoutSeconds,
+      maxTimeoutSeconds: config.builds.maxTimeoutSeconds,
+      outputTimeoutSeconds: config.builds.outputTimeoutSeconds ?? null,
+      maxResources: { memoryBytes: config.docker.memoryBytes, cpus: config.docker.cpus, pidsLimit: config.docker.pidsLimit },
+      cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede,
+      backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
+    },
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
-  const app = createApp({ coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
+  const app = createApp({ control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, pageAuth });
   server.on('request', app.callback());
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -121,9 +132,9 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     concurrency: config.jobConcurrency,
     configSource: toConfigSource(config.configRepository),
     log: log.child({ component: 'monitor' }),
-    observeLogLag: (seconds) => metrics.observeLogLag(seconds),
   });
   log.info({ url, publicUrl }, 'listening');
+  await coordinator.resume();
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
   const retentionTimer = setInterval(retentionPass, config.retention.intervalSeconds * 1000).unref();
   setImmediate(retentionPass);
@@ -136,15 +147,14 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     store,
     events,
     retention,
-    async close() {
+    async close(closeOptions) {
       clearInterval(retentionTimer);
       monitor.close();
-      metrics.close();
       await new Promise<void>((ok) => {
         server.close(() => ok());
         server.closeAllConnections();
       });
-      await coordinator.idle();
+      await coordinator.shutdown(closeOptions?.graceMs ?? config.builds.shutdownGraceSeconds * 1000);
       store.close();
     },
   };

@@ -114,6 +114,7 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
       'build.queued:queued',
       'build.updated:queued', // cache key known
       'build.updated:queued', // why it is not a cache hit
+      'build.updated:queued', // why it waits
       'build.started:running',
       'build.updated:running', // workspace made
       'build.finished:failure',

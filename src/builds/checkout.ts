@@ -36,6 +36,11 @@ export interface Checkout {
    */
   fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[] }): Promise<{ tree: string; blobs: (string | null)[] }>;
   /**
+   * The commit `ref` points at in the repository at `cloneUrl` (`git ls-remote`).
+   * @throws AppError `NOT_FOUND` (404) when there is no such ref, `GIT_FAILED` otherwise
+   */
+  resolveRef(input: { cloneUrl: string; ref: string }): Promise<string>;
+  /**
    * When tree `tree` is in the repository's mirror already, the blob ids of `paths` in it
    * (null for a path that is not a file there); null when the tree is not there. Never
    * touches the network: this is how a cache hit is decided without fetching.
@@ -110,6 +115,18 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
       } catch (err) {
         throw gitFailed(`cannot fetch ${sha} from ${cloneUrl}`, err);
       }
+    },
+    async resolveRef({ cloneUrl, ref }) {
+      let out: string;
+      try {
+        out = await git().raw(['ls-remote', '--', cloneUrl, ref]);
+      } catch (err) {
+        throw gitFailed(`cannot list refs of ${cloneUrl}`, err);
+      }
+      const line = out.split('\n').find((l) => l.endsWith(`\t${ref}`));
+      const sha = line?.split('\t')[0];
+      if (sha === undefined || !isSha(sha)) throw new AppError('NOT_FOUND', `${ref} does not exist in ${cloneUrl}`, { status: 404 });
+      return sha;
     },
     async inspectTree({ owner, repo, tree, paths }) {
       if (!isSha(tree)) return null;

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
-import PQueue from 'p-queue';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { BuildDefinition } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
@@ -11,9 +10,10 @@ import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
-import type { Build } from './build.js';
+import { isTerminal, type Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
+import { createBuildQueue, type BuildPriority, type QueuePosition } from './build-queue.js';
 import type { BuildRequest } from './build-request.js';
 import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
@@ -29,16 +29,60 @@ export interface SubmitResult {
   reason: string | null;
 }
 
+/** The queue as the API shows it. */
+export interface QueueInfo {
+  concurrency: number;
+  backlog: number;
+  running: string[];
+  waiting: (QueuePosition & { reason: string })[];
+}
+
+/** Server-wide limits and policies of builds. */
+export interface BuildPolicy {
+  defaultImage: string;
+  /** seconds a build may run when its definition says nothing */
+  defaultTimeoutSeconds: number;
+  /** no definition may ask for more */
+  maxTimeoutSeconds: number;
+  /** seconds without an output line before a build is stopped; null: never */
+  outputTimeoutSeconds: number | null;
+  /** the maxima (and defaults) of container resources */
+  maxResources: { memoryBytes: number; cpus: number; pidsLimit: number };
+  /** a newer push also stops the running build of the same ref and definition */
+  cancelRunningOnSupersede: boolean;
+  /** waiting builds past which {@link Coordinator.isBacklogFull} is true */
+  backlog: number;
+}
+
 /** Turns build requests into builds and runs them. */
 export interface Coordinator {
   /**
    * Looks up the definitions for the request and makes one build per build script. Each is
    * answered from the cache (`cached`, no container), joins an identical build in flight
-   * (`coalesced`), or is queued to run; statuses are posted for each. Resolves once every
-   * build is decided, not run. A bad definition is not thrown: it is logged and returned
-   * as `reason`.
+   * (`coalesced`), or is queued (superseding waiting builds of the same ref and definition);
+   * statuses are posted for each. Resolves once every build is decided, not run. A bad
+   * definition is not thrown: it is logged and returned as `reason`.
    */
   submit(request: BuildRequest): Promise<SubmitResult>;
+  /**
+   * Cancels a waiting or running build: a running container is killed. The build ends
+   * `cancelled` and its status is posted as `error`.
+   * @throws AppError `NOT_FOUND` (404), `CONFLICT` (409) when the build has ended
+   */
+  cancel(buildId: string, reason?: string): Promise<Build>;
+  /** True when as many builds wait as the backlog allows: the manual API then answers 503. */
+  isBacklogFull(): boolean;
+  queueInfo(): QueueInfo;
+  /**
+   * At start: decides again the builds a previous process left queued (same ids, logs
+   * kept), in the order they were queued.
+   */
+  resume(): Promise<number>;
+  /**
+   * Stops taking work, lets running builds finish for `graceMs`, then cancels the rest
+   * ("autobuilder stopped"). Waiting builds stay queued in the store for {@link resume}.
+   */
+  shutdown(graceMs: number): Promise<void>;
   /** Resolves when every queued and running build has ended (tests, shutdown). */
   idle(): Promise<void>;
 }
@@ -51,16 +95,38 @@ export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Why a running build was stopped, carried as its AbortController's reason. */
+type StopReason =
+  | { kind: 'timeout'; seconds: number }
+  | { kind: 'output-timeout'; seconds: number }
+  | { kind: 'cancelled'; description: string };
+
+class BuildStopped extends Error {
+  constructor(readonly reason: StopReason) {
+    super('build stopped');
+  }
+}
+
 /** A build that runs, and the builds that joined it because their inputs are the same. */
 interface InFlight {
   leader: Build;
   followers: { build: Build; log: BuildLogWriter }[];
 }
 
+/** A leader waiting for a slot, with what it needs to run. */
+interface Waiting {
+  flight: InFlight;
+  definition: BuildDefinition;
+  request: BuildRequest;
+  log: BuildLogWriter;
+}
+
+const supersedeKey = (b: Pick<Build, 'repo' | 'ref' | 'definition'>) => `${b.repo}\n${b.ref}\n${b.definition}`;
+
 /**
  * Creates the build coordinator: the one place a build's life is driven, from `queued` to
- * a terminal state, with its log, cache key, workspace lineage, container, artifact and
- * statuses.
+ * a terminal state, with its log, cache key, queue slot, workspace lineage, container,
+ * artifact and statuses.
  */
 export function createCoordinator(options: {
   store: BuildStore;
@@ -74,15 +140,23 @@ export function createCoordinator(options: {
   events: BuildEvents;
   log: Logger;
   concurrency: number;
-  defaultImage: string;
+  policy: BuildPolicy;
   cloneUrlRewrites: readonly CloneUrlRewrite[];
   now?: () => Date;
 }): Coordinator {
-  const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log } = options;
+  const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log, policy } = options;
   const now = options.now ?? (() => new Date());
-  const queue = new PQueue({ concurrency: options.concurrency });
+  const queue = createBuildQueue({
+    concurrency: options.concurrency,
+    onError: (err, buildId) => log.error({ buildId, err: toMessage(err) }, 'build job crashed'),
+  });
   /** builds queued or running, by cache key */
   const inFlight = new Map<string, InFlight>();
+  /** leaders waiting for a slot, by build id */
+  const waiting = new Map<string, Waiting>();
+  /** running leaders, by build id */
+  const running = new Map<string, { build: Build; controller: AbortController }>();
+  let accepting = true;
 
   /** Applies `changes`, stores the build, and tells listeners (a copy, so they cannot mutate it). */
   function save(build: Build, changes: Partial<Build>): Build {
@@ -115,13 +189,52 @@ export function createCoordinator(options: {
     }
   }
 
-  async function execute(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+  function releaseKey(flight: InFlight): void {
+    const key = flight.leader.cacheKey;
+    if (key !== null && inFlight.get(key) === flight) inFlight.delete(key);
+  }
+
+  const priorityOf = (request: BuildRequest): BuildPriority => {
+    const ref = parseRef(request.ref);
+    if (ref.kind === 'tag') return 'tag';
+    return request.defaultBranch !== null && ref.name === request.defaultBranch ? 'default-branch' : 'other';
+  };
+
+  function stopMessage(reason: StopReason): Pick<Build, 'state' | 'description'> {
+    switch (reason.kind) {
+      case 'timeout':
+        return { state: 'error', description: `timed out after ${reason.seconds} s` };
+      case 'output-timeout':
+        return { state: 'error', description: `no output for ${reason.seconds} s` };
+      case 'cancelled':
+        return { state: 'cancelled', description: reason.description };
+      default: {
+        const unreachable: never = reason;
+        return unreachable;
+      }
+    }
+  }
+
+  async function execute(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter, controller: AbortController): Promise<void> {
     const blog = log.child({ buildId: build.id, repo: build.repo, sha: build.sha });
+    const { signal } = controller;
+    const checkpoint = () => {
+      if (signal.aborted) throw new BuildStopped(signal.reason as StopReason);
+    };
     const started = Date.now();
     save(build, { state: 'running', startedAt: now().toISOString(), description: 'Running' });
     const ref = parseRef(build.ref);
     const scope = { owner: request.owner, repo: request.repo, definition: definition.name };
     const branch = toLineageBranch(build.ref);
+    const timeoutSeconds = Math.min(definition.timeoutSeconds ?? policy.defaultTimeoutSeconds, policy.maxTimeoutSeconds);
+    const timer = setTimeout(() => controller.abort({ kind: 'timeout', seconds: timeoutSeconds } satisfies StopReason), timeoutSeconds * 1000);
+    const outputSeconds = definition.outputTimeoutSeconds ?? policy.outputTimeoutSeconds;
+    let watchdog: NodeJS.Timeout | undefined;
+    const feedWatchdog = () => {
+      if (outputSeconds === null) return;
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => controller.abort({ kind: 'output-timeout', seconds: outputSeconds } satisfies StopReason), outputSeconds * 1000);
+    };
     try {
       const prepared = await workspaces.prepare({
         scope,
@@ -132,6 +245,7 @@ export function createCoordinator(options: {
       });
       save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
       buildLog.line(prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`);
+      checkpoint();
 
       const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), sha: build.sha, paths: [] });
       if (fetched.tree !== build.cacheInputs?.tree) {
@@ -139,10 +253,18 @@ export function createCoordinator(options: {
       }
       const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, sha: build.sha, workspace: prepared.path });
       buildLog.line(`[autobuilder] checked out ${build.sha}`);
+      checkpoint();
 
-      const image = definition.baseimage ?? options.defaultImage;
+      const image = definition.baseimage ?? policy.defaultImage;
       const collectTo = await artifacts.tempPath();
-      buildLog.line(`[autobuilder] running ${definition.script} in ${image}`);
+      const cap = policy.maxResources;
+      const resources = {
+        memoryBytes: Math.min(definition.resources.memoryBytes ?? cap.memoryBytes, cap.memoryBytes),
+        cpus: Math.min(definition.resources.cpus ?? cap.cpus, cap.cpus),
+        pidsLimit: Math.min(definition.resources.pidsLimit ?? cap.pidsLimit, cap.pidsLimit),
+      };
+      buildLog.line(`[autobuilder] running ${definition.script} in ${image} (timeout ${timeoutSeconds} s)`);
+      feedWatchdog();
       const result = await runner.run({
         buildId: build.id,
         image,
@@ -161,11 +283,22 @@ export function createCoordinator(options: {
           AUTOBUILDER_SHA: build.sha,
           AUTOBUILDER_ARCHIVES: definition.archives,
           AUTOBUILDER_ARTIFACT: definition.artifact,
+          ...(request.pullRequest === undefined ? {} : { AUTOBUILDER_PULL_REQUEST: String(request.pullRequest) }),
         },
         collect: posix.join(definition.archives, definition.artifact),
         collectTo,
-        onLine: (_stream, line) => buildLog.line(line),
+        resources,
+        signal,
+        onLine: (_stream, line) => {
+          feedWatchdog();
+          buildLog.line(line);
+        },
       });
+      clearTimeout(watchdog);
+      if (result.aborted) {
+        await unlink(collectTo).catch(() => undefined);
+        checkpoint();
+      }
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       if (result.exitCode !== 0) {
         await unlink(collectTo).catch(() => undefined);
@@ -190,26 +323,73 @@ export function createCoordinator(options: {
         description: `Built in ${seconds} s`,
       });
     } catch (err) {
+      if (err instanceof BuildStopped || signal.aborted) {
+        const reason = err instanceof BuildStopped ? err.reason : (signal.reason as StopReason);
+        blog.info({ reason: reason.kind }, 'build stopped');
+        await finish(build, buildLog, stopMessage(reason));
+        return;
+      }
       blog.error({ err: toMessage(err), code: isAppError(err) ? err.code : undefined }, 'build errored');
       await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(watchdog);
     }
   }
 
-  /** Runs `build` as the leader of its cache key, then settles whoever joined it. */
-  async function lead(flight: InFlight, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+  /** Runs a waiting leader in its slot, then settles whoever joined it. */
+  async function lead(item: Waiting): Promise<void> {
+    const { flight } = item;
+    waiting.delete(flight.leader.id);
+    const controller = new AbortController();
+    running.set(flight.leader.id, { build: flight.leader, controller });
     try {
-      await execute(flight.leader, definition, request, buildLog);
+      await execute(flight.leader, item.definition, item.request, item.log, controller);
     } finally {
+      running.delete(flight.leader.id);
       // the leader's result is stored before the key leaves the map: a request arriving in
       // between finds it in the store, never neither
-      if (flight.leader.cacheKey !== null && inFlight.get(flight.leader.cacheKey) === flight) inFlight.delete(flight.leader.cacheKey);
+      releaseKey(flight);
       await settleFollowers(flight);
     }
   }
 
+  /** Ends a waiting leader (and its followers) without running it. */
+  async function dropWaiting(item: Waiting, description: string): Promise<void> {
+    queue.remove(item.flight.leader.id);
+    waiting.delete(item.flight.leader.id);
+    releaseKey(item.flight);
+    await finish(item.flight.leader, item.log, { state: 'cancelled', description });
+    await settleFollowers(item.flight);
+  }
+
+  /** Queues a leader: newer pushes supersede waiting builds of the same ref and definition. */
+  async function enqueue(item: Waiting): Promise<void> {
+    const build = item.flight.leader;
+    const key = supersedeKey(build);
+    for (const other of [...waiting.values()]) {
+      if (other.flight.leader.id < build.id && supersedeKey(other.flight.leader) === key) await dropWaiting(other, `Superseded by build ${build.id}`);
+    }
+    if (policy.cancelRunningOnSupersede) {
+      for (const other of running.values()) {
+        if (other.build.id < build.id && supersedeKey(other.build) === key) {
+          other.controller.abort({ kind: 'cancelled', description: `Superseded by build ${build.id}` } satisfies StopReason);
+        }
+      }
+    }
+    const full = queue.size >= policy.backlog;
+    const busy = queue.running >= queue.concurrency;
+    const description = full ? `Queued: backlog full (${queue.size} waiting)` : busy ? `Queued: all ${queue.concurrency} slots busy` : 'Queued';
+    save(build, { description });
+    waiting.set(build.id, item);
+    await statuses.publish(build);
+    if (!accepting) return;
+    queue.add({ buildId: build.id, priority: priorityOf(item.request), run: () => lead(item) });
+  }
+
   /** Decides one build: cache hit, coalesced, or queued. */
   async function decide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
-    const image = definition.baseimage ?? options.defaultImage;
+    const image = definition.baseimage ?? policy.defaultImage;
     const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
     const inputsOf = async (): Promise<{ tree: string; blobs: (string | null)[] }> => {
       const paths = [definition.script];
@@ -263,10 +443,17 @@ export function createCoordinator(options: {
     save(build, { cacheMiss });
     const flight: InFlight = { leader: build, followers: [] };
     if (!inFlight.has(cacheKey)) inFlight.set(cacheKey, flight);
-    await statuses.publish(build);
-    void queue.add(() => lead(flight, definition, request, buildLog)).catch((err: unknown) => {
-      log.error({ buildId: build.id, err: toMessage(err) }, 'build job crashed');
-    });
+    await enqueue({ flight, definition, request, log: buildLog });
+  }
+
+  /** Decides a stored build, ending it `error` when that fails. */
+  async function decideOrFail(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+    try {
+      await decide(build, definition, request, buildLog);
+    } catch (err) {
+      log.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
+      await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+    }
   }
 
   return {
@@ -318,15 +505,101 @@ export function createCoordinator(options: {
         events.emit('build.queued', structuredClone(build));
         builds.push(build);
         rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
-        try {
-          await decide(build, definition, request, buildLog);
-        } catch (err) {
-          rlog.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
-          await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
-        }
+        await decideOrFail(build, definition, request, buildLog);
       }
       return { builds, reason: null };
     },
+
+    async cancel(buildId, reason = 'cancelled') {
+      const build = store.get(buildId);
+      if (build === null) throw new AppError('NOT_FOUND', `no build ${buildId}`, { status: 404 });
+      if (isTerminal(build.state)) throw new AppError('CONFLICT', `build ${buildId} has already ended (${build.state})`, { status: 409 });
+      const item = waiting.get(buildId);
+      if (item !== undefined) {
+        await dropWaiting(item, reason);
+        return structuredClone(item.flight.leader);
+      }
+      const run = running.get(buildId);
+      if (run !== undefined) {
+        const ended = new Promise<void>((resolve) => {
+          const onFinished = (b: Build) => {
+            if (b.id !== buildId) return;
+            events.off('build.finished', onFinished);
+            resolve();
+          };
+          events.on('build.finished', onFinished);
+        });
+        run.controller.abort({ kind: 'cancelled', description: reason } satisfies StopReason);
+        await ended;
+        return structuredClone(run.build);
+      }
+      // a follower of a coalesced build: it leaves the group and ends alone
+      for (const flight of inFlight.values()) {
+        const at = flight.followers.findIndex((f) => f.build.id === buildId);
+        const follower = flight.followers[at];
+        if (follower !== undefined) {
+          flight.followers.splice(at, 1);
+          await finish(follower.build, follower.log, { state: 'cancelled', description: reason });
+          return structuredClone(follower.build);
+        }
+      }
+      throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
+    },
+
+    isBacklogFull: () => queue.size >= policy.backlog,
+
+    queueInfo() {
+      const slotsBusy = queue.running >= queue.concurrency;
+      return {
+        concurrency: queue.concurrency,
+        backlog: policy.backlog,
+        running: [...running.keys()],
+        waiting: queue.waiting().map((w) => ({
+          ...w,
+          reason: !accepting ? 'autobuilder is stopping' : w.position > policy.backlog ? 'backlog full' : slotsBusy ? `all ${queue.concurrency} slots busy` : 'starting',
+        })),
+      };
+    },
+
+    async resume() {
+      const stranded = [...store.list({ state: 'queued', limit: 500 })].reverse();
+      for (const build of stranded) {
+        const request = store.getRequest(build.id);
+        const old = ((await logs.read(build.id)) ?? Buffer.alloc(0)).toString('utf8').replace(/\n$/, '');
+        const buildLog = logs.open(build.id);
+        for (const line of old === '' ? [] : old.split('\n')) buildLog.line(line);
+        buildLog.line('[autobuilder] resumed after a restart');
+        Object.assign(build, { coalesced: false, sourceBuildId: null });
+        let definition: BuildDefinition | undefined;
+        try {
+          if (request !== null) {
+            const lookup = await configRepository.lookup({ owner: request.owner, repo: request.repo, ref: request.definitionsRef ?? request.ref });
+            definition = lookup.definitions.find((d) => d.name === build.definition);
+          }
+        } catch (err) {
+          log.warn({ buildId: build.id, err: toMessage(err) }, 'definitions of a resumed build could not be read');
+        }
+        if (request === null || definition === undefined) {
+          await finish(build, buildLog, { state: 'error', description: 'could not be resumed after a restart: its request or definition is gone' });
+          continue;
+        }
+        await decideOrFail(build, definition, request, buildLog);
+      }
+      if (stranded.length > 0) log.info({ resumed: stranded.length }, 'resumed queued builds');
+      return stranded.length;
+    },
+
+    async shutdown(graceMs) {
+      accepting = false;
+      queue.stop();
+      const drained = queue.onIdle();
+      const timer = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), graceMs).unref());
+      if ((await Promise.race([drained, timer])) === 'late') {
+        for (const { controller } of running.values()) controller.abort({ kind: 'cancelled', description: 'autobuilder stopped' } satisfies StopReason);
+        await drained;
+      }
+    },
+
     async idle() {
       await queue.onIdle();
     },

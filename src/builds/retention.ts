@@ -26,9 +26,9 @@ export interface Retention {
    */
   run(): Promise<RetentionReport>;
   /**
-   * At start, before any build runs: ends builds a previous process left queued or running
-   * as `error` (posting their status), and removes workspaces of builds that did not
-   * succeed or fail — what a crash left half-made — plus stale artifact temp files.
+   * At start, before any build runs: ends builds a previous process left running as
+   * `error` (posting their status), and removes workspaces of builds that did not succeed
+   * or fail — what a crash left half-made — plus stale artifact temp files.
    * Lineage heads are never touched, so a crash between a build's end and its promotion
    * leaves the previous head in place.
    */
@@ -102,13 +102,12 @@ export function createRetention(options: {
 
     async recover() {
       let interrupted = 0;
-      for (const state of ['queued', 'running'] as const) {
-        for (const build of store.list({ state, limit: 500 })) {
-          Object.assign(build, { state: 'error', finishedAt: new Date(now()).toISOString(), description: `autobuilder restarted while the build was ${state}` });
-          store.update(build);
-          await statuses.publish(build);
-          interrupted++;
-        }
+      // queued builds are resumed by the coordinator; a running one lost its process
+      for (const build of store.list({ state: 'running', limit: 500 })) {
+        Object.assign(build, { state: 'error', finishedAt: new Date(now()).toISOString(), description: 'autobuilder restarted while the build was running' });
+        store.update(build);
+        await statuses.publish(build);
+        interrupted++;
       }
       let workspacesRemoved = 0;
       for await (const { scope, buildId } of workspaces.list()) {

@@ -47,6 +47,9 @@ describe('parseDefinitionFile', () => {
         tag: null,
         env: {},
         incremental: true,
+        timeoutSeconds: null,
+        outputTimeoutSeconds: null,
+        resources: { memoryBytes: null, cpus: null, pidsLimit: null },
         file: FILE,
       },
       {
@@ -58,9 +61,20 @@ describe('parseDefinitionFile', () => {
         tag: 'special-tag',
         env: {},
         incremental: true,
+        timeoutSeconds: null,
+        outputTimeoutSeconds: null,
+        resources: { memoryBytes: null, cpus: null, pidsLimit: null },
         file: FILE,
       },
     ]);
+  });
+
+  test('reads timeout, outputTimeout and resources of a build script', () => {
+    const [d] = parseDefinitionFile('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 30\n  outputTimeout: 5\n  resources: { memoryMiB: 512, cpus: 1.5, pids: 100 }\n', FILE);
+    assert.equal(d?.timeoutSeconds, 30);
+    assert.equal(d?.outputTimeoutSeconds, 5);
+    assert.deepEqual(d?.resources, { memoryBytes: 512 * 1024 * 1024, cpus: 1.5, pidsLimit: 100 });
+    assert.match(invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: -1\n'), /a\.sh\.timeout/);
   });
 
   test('loads the example file of projects-config-repo-example', async () => {
@@ -107,12 +121,12 @@ describe('parseDefinitionFile', () => {
   });
 
   test('names an unknown key in the options of a script', () => {
-    const message = invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 5\n');
-    assert.match(message, /^acme\/widget\/main\.yaml:\d+: a\.sh\b.*timeout/m);
+    const message = invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeot: 5\n');
+    assert.match(message, /^acme\/widget\/main\.yaml:\d+: a\.sh\b.*timeot/m);
   });
 
   test('gives the line of an unknown option key itself', () => {
-    const message = invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 5\n');
+    const message = invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeot: 5\n');
     assert.match(message, /^acme\/widget\/main\.yaml:6: /m);
   });
 

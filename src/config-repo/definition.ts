@@ -26,6 +26,12 @@ export interface BuildDefinition {
   env: Readonly<Record<string, string>>;
   /** false gives every build a fresh workspace instead of a snapshot of the last green one */
   incremental: boolean;
+  /** seconds the build may run (capped by the server's maximum); null: the server's default */
+  timeoutSeconds: number | null;
+  /** seconds the build may go without printing a line before it is stopped; null: the server's setting */
+  outputTimeoutSeconds: number | null;
+  /** limits asked for; each is capped by the server's maximum */
+  resources: { memoryBytes: number | null; cpus: number | null; pidsLimit: number | null };
   /** the config-repository file this came from, relative to its root */
   file: string;
 }
@@ -45,6 +51,12 @@ const scriptOptions = z
     tag: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be letters, digits, ".", "_" or "-"').optional(),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).optional(),
     incremental: z.boolean().optional(),
+    timeout: z.number().int().positive().optional(),
+    outputTimeout: z.number().int().positive().optional(),
+    resources: z
+      .object({ memoryMiB: z.number().int().positive().optional(), cpus: z.number().positive().optional(), pids: z.number().int().positive().optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -187,6 +199,13 @@ export function parseDefinitionDocument(text: string, file: string): DefinitionD
       tag: o.tag ?? null,
       env: Object.freeze({ ...o.env }),
       incremental: o.incremental ?? true,
+      timeoutSeconds: o.timeout ?? null,
+      outputTimeoutSeconds: o.outputTimeout ?? null,
+      resources: {
+        memoryBytes: o.resources?.memoryMiB === undefined ? null : o.resources.memoryMiB * 1024 * 1024,
+        cpus: o.resources?.cpus ?? null,
+        pidsLimit: o.resources?.pids ?? null,
+      },
       file,
     });
   }

@@ -12,8 +12,8 @@ function deepFreeze<T>(value: T): Readonly<T> {
 
 /**
  * Validates server settings and returns them frozen, with defaults filled in.
- * Secrets may come from the environment: `GITHUB_WEBHOOK_SECRET` and `GITHUB_TOKEN`
- * override the file's values.
+ * Secrets may come from the environment: `GITHUB_WEBHOOK_SECRET`, `GITHUB_TOKEN` and
+ * `AUTOBUILDER_API_TOKEN` override the file's values.
  *
  * @param input - what `config.ts` exported (anything; it is validated), or `{}` for the defaults
  * @param env - the environment to read secrets from (tests pass their own)
@@ -32,5 +32,7 @@ export function loadConfig(input: unknown, env: NodeJS.ProcessEnv = process.env)
   if (secret !== undefined && secret !== '') config.github.webhookSecret = secret;
   const token = env['GITHUB_TOKEN'];
   if (token !== undefined && token !== '') config.github.token = token;
+  const apiToken = env['AUTOBUILDER_API_TOKEN'];
+  if (apiToken !== undefined && apiToken !== '') config.api.token = apiToken;
   return deepFreeze(config);
 }

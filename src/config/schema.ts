@@ -52,6 +52,22 @@ export const configSchema = z
       .strict()
       .prefault({}),
     jobConcurrency: z.number().int().positive().default(availableParallelism()),
+    /** waiting builds past which the manual API answers 503; default 2 × jobConcurrency */
+    jobBacklog: z.number().int().positive().optional(),
+    builds: z
+      .object({
+        defaultTimeoutSeconds: z.number().int().positive().default(3600),
+        maxTimeoutSeconds: z.number().int().positive().default(4 * 3600),
+        outputTimeoutSeconds: z.number().int().positive().optional(),
+        cancelRunningOnSupersede: z.boolean().default(false),
+        shutdownGraceSeconds: z.number().int().min(0).default(60),
+      })
+      .strict()
+      .prefault({}),
+    api: z
+      .object({ token: nonEmpty.optional() })
+      .strict()
+      .prefault({}),
     retention: z
       .object({
         keepPerBranch: z.number().int().positive().default(20),

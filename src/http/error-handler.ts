@@ -23,8 +23,9 @@ export function errorHandler(log: Logger): Middleware {
     } catch (err) {
       const known = isAppError(err);
       const status = known ? err.status : 500;
-      if (!known || status >= 500) log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
+      if (!known || (status >= 500 && status !== 503)) log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
       ctx.status = status;
+      if (known) ctx.set(err.headers);
       ctx.body = {
         error: { code: known ? err.code : 'INTERNAL', message: known && err.expose ? err.message : 'internal error' },
       } satisfies ErrorBody;

@@ -17,6 +17,10 @@ export interface ContainerSpec {
   collectTo: string;
   /** called once per output line (without its newline), in order per stream */
   onLine(stream: 'stdout' | 'stderr', line: string): void;
+  /** this build's limits, already capped by the server's maxima; absent fields use the runner's */
+  resources?: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
+  /** aborting kills the container (SIGKILL); the run then resolves with `aborted: true` */
+  signal?: AbortSignal;
 }
 
 /** How a container run ended. */
@@ -25,6 +29,8 @@ export interface ContainerResult {
   exitCode: number;
   /** true when `collect` existed and was copied to `collectTo` */
   collected: boolean;
+  /** true when `signal` stopped the container (nothing is collected then) */
+  aborted: boolean;
 }
 
 /**
@@ -33,6 +39,7 @@ export interface ContainerResult {
  * Lifecycle of {@link ContainerRunner.run}: create the container (labelled
  * `autobuilder.build-id=<buildId>`), attach to its output, start it, stream each output
  * line to `onLine`, wait for the exit, copy `collect` out, remove the container, resolve.
+ * An aborted `signal` kills the container at any point of that.
  * The container is removed on every path, including errors. A non-zero exit is a result,
  * not an exception.
  *

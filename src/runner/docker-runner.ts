@@ -96,10 +96,10 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
             CapDrop: ['ALL'],
             CapAdd: [...(limits.capAdd ?? [])],
             SecurityOpt: ['no-new-privileges'],
-            PidsLimit: limits.pidsLimit,
-            Memory: limits.memoryBytes,
-            MemorySwap: limits.memoryBytes,
-            NanoCpus: Math.round(limits.cpus * 1e9),
+            PidsLimit: spec.resources?.pidsLimit ?? limits.pidsLimit,
+            Memory: spec.resources?.memoryBytes ?? limits.memoryBytes,
+            MemorySwap: spec.resources?.memoryBytes ?? limits.memoryBytes,
+            NanoCpus: Math.round((spec.resources?.cpus ?? limits.cpus) * 1e9),
             NetworkMode: limits.network,
             AutoRemove: false,
           },
@@ -108,7 +108,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
         throw new AppError('CONTAINER_FAILED', `cannot create the build container: ${toMessage(err)}`, { cause: err });
       }
       try {
-        const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+        const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream & { destroy(): void };
         const stdout = new PassThrough();
         const stderr = new PassThrough();
         container.modem.demuxStream(stream, stdout, stderr);
@@ -117,12 +117,26 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
           forEachLine(stdout, (line) => spec.onLine('stdout', line)),
           forEachLine(stderr, (line) => spec.onLine('stderr', line)),
         ]);
-        const exited = container.wait({ condition: 'next-exit' });
-        await container.start();
-        const { StatusCode } = (await exited) as { StatusCode: number };
-        await drained;
-        const collected = await copyOut(container, spec.collect, spec.collectTo);
-        return { exitCode: StatusCode, collected };
+        const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
+        exited.catch(() => undefined); // never awaited when the build is aborted before it starts
+        if (spec.signal?.aborted) {
+          stream.destroy();
+          return { exitCode: 137, collected: false, aborted: true };
+        }
+        const kill = () => void container.kill({ signal: 'SIGKILL' }).catch(() => undefined);
+        spec.signal?.addEventListener('abort', kill, { once: true });
+        try {
+          await container.start();
+          // an abort that came while the container was starting found nothing to kill yet
+          if (spec.signal?.aborted) kill();
+          const { StatusCode } = await exited;
+          await drained;
+          if (spec.signal?.aborted) return { exitCode: StatusCode, collected: false, aborted: true };
+          const collected = await copyOut(container, spec.collect, spec.collectTo);
+          return { exitCode: StatusCode, collected, aborted: false };
+        } finally {
+          spec.signal?.removeEventListener('abort', kill);
+        }
       } catch (err) {
         throw new AppError('CONTAINER_FAILED', `the build container failed: ${toMessage(err)}`, { cause: err });
       } finally {

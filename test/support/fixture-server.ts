@@ -28,7 +28,8 @@ export interface FixtureServer {
   builds(): Promise<BuildView[]>;
   /** Stops the server and starts a new one on the same data directory (a restart). */
   restart(): Promise<void>;
-  close(): Promise<void>;
+  /** Closes the server (see RunningServer.close) and the stand-in. */
+  close(options?: { graceMs?: number }): Promise<void>;
 }
 
 /**
@@ -79,8 +80,8 @@ export async function startFixtureServer(name: string, overrides: ConfigInput = 
       await fixture.server.close();
       fixture.server = await start();
     },
-    async close() {
-      await fixture.server.close();
+    async close(options) {
+      await fixture.server.close(options);
       await github.close();
     },
   };

@@ -1,0 +1,133 @@
+import { timingSafeEqual, createHash } from 'node:crypto';
+import Router from '@koa/router';
+import type { Middleware } from 'koa';
+import { z } from 'zod';
+import type { BuildRequest } from '../builds/build-request.js';
+import { toCloneUrl, type Checkout } from '../builds/checkout.js';
+import type { Coordinator } from '../builds/coordinator.js';
+import { assertRepoName, isSha, parseRef } from '../builds/refs.js';
+import { AppError } from '../errors.js';
+import type { BuildStore } from '../store/build-store.js';
+import { readBody } from '../webhooks/read-body.js';
+import { toBuildView } from './build-view.js';
+
+/** Seconds a client is told to wait when the backlog is full. */
+export const RETRY_AFTER_SECONDS = 30;
+
+/**
+ * Requires `Authorization: Bearer <token>` (RFC 6750), compared in constant time. With no
+ * token configured the write endpoints are off: 403.
+ */
+export function requireBearer(token: string | undefined): Middleware {
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  const expected = token === undefined ? null : digest(token);
+  return async (ctx, next) => {
+    if (expected === null) throw new AppError('FORBIDDEN', 'write endpoints are disabled: set api.token (or AUTOBUILDER_API_TOKEN)', { status: 403 });
+    const match = /^Bearer\s+(\S+)$/i.exec(ctx.get('Authorization'));
+    if (match?.[1] === undefined || !timingSafeEqual(digest(match[1]), expected)) {
+      ctx.set('WWW-Authenticate', 'Bearer realm="autobuilder"');
+      throw new AppError('UNAUTHORIZED', 'a valid bearer token is required', { status: 401 });
+    }
+    await next();
+  };
+}
+
+async function jsonBody<T extends z.ZodType>(req: Parameters<typeof readBody>[0], schema: T): Promise<z.infer<T>> {
+  const raw = await readBody(req, 64 * 1024);
+  let data: unknown = {};
+  if (raw.length > 0) {
+    try {
+      data = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new AppError('BAD_REQUEST', 'the body is not JSON', { status: 400 });
+    }
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) throw new AppError('BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '), { status: 400 });
+  return parsed.data;
+}
+
+const triggerSchema = z
+  .object({
+    repo: z.string().regex(/^[^/]+\/[^/]+$/, 'owner/name'),
+    ref: z.string().min(1).max(300),
+    sha: z.string().regex(/^[0-9a-f]{40}$/, '40 hex').optional(),
+    force: z.boolean().optional(),
+  })
+  .strict();
+
+/**
+ * The control API (bearer token): `POST /api/builds` (manual trigger; 503 with
+ * `Retry-After` when the backlog is full), `POST /api/builds/:id/rebuild` (`{ force }`),
+ * `POST /api/builds/:id/cancel`; and `GET /api/queue`, open like the other reads.
+ */
+export function createControlRoutes(deps: { coordinator: Coordinator; store: BuildStore; checkout: Checkout; publicUrl: string; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[] }): Router {
+  const { coordinator, store, publicUrl } = deps;
+  const router = new Router();
+  const auth = requireBearer(deps.token);
+  const refuseWhenFull = () => {
+    if (coordinator.isBacklogFull()) {
+      throw new AppError('BACKLOG_FULL', `the build backlog is full (${coordinator.queueInfo().backlog} waiting); retry later`, {
+        status: 503,
+        expose: true,
+        headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+      });
+    }
+  };
+  const answer = (result: Awaited<ReturnType<Coordinator['submit']>>) =>
+    result.builds.length === 0
+      ? { status: 422, body: { error: { code: 'NO_DEFINITION', message: result.reason ?? 'no build definition matches' } } }
+      : { status: 202, body: { builds: result.builds.map((b) => toBuildView(b, publicUrl)) } };
+
+  router.get('/api/queue', (ctx) => {
+    const info = coordinator.queueInfo();
+    ctx.body = { ...info, waiting: info.waiting.map((w) => ({ ...w, build: store.get(w.buildId) })) };
+  });
+
+  router.post('/api/builds', auth, async (ctx) => {
+    refuseWhenFull();
+    const input = await jsonBody(ctx.req, triggerSchema);
+    const [owner = '', repo = ''] = input.repo.split('/');
+    assertRepoName(owner, 'owner');
+    assertRepoName(repo, 'repository name');
+    const ref = parseRef(input.ref);
+    // the clone URL and default branch of the repository's last webhook, else GitHub's
+    const last = store.list({ repo: input.repo, limit: 1 })[0];
+    const known = last === undefined ? null : store.getRequest(last.id);
+    const cloneUrl = known?.cloneUrl ?? `https://github.com/${owner}/${repo}.git`;
+    const sha = input.sha ?? (await deps.checkout.resolveRef({ cloneUrl: toCloneUrl(cloneUrl, deps.cloneUrlRewrites), ref: input.ref }));
+    if (!isSha(sha)) throw new AppError('BAD_REQUEST', `cannot resolve ${input.ref}`, { status: 400 });
+    const request: BuildRequest = {
+      owner,
+      repo,
+      ref: `refs/${ref.kind === 'branch' ? 'heads' : 'tags'}/${ref.name}`,
+      sha,
+      cloneUrl,
+      defaultBranch: known?.defaultBranch ?? null,
+      deliveryId: null,
+      ...(input.force === undefined ? {} : { force: input.force }),
+    };
+    const { status, body } = answer(await coordinator.submit(request));
+    ctx.status = status;
+    ctx.body = body;
+  });
+
+  router.post('/api/builds/:id/rebuild', auth, async (ctx) => {
+    refuseWhenFull();
+    const { force } = await jsonBody(ctx.req, z.object({ force: z.boolean().optional() }).strict());
+    const id = ctx.params['id'] ?? '';
+    const request = store.get(id) === null ? null : store.getRequest(id);
+    if (request === null) throw new AppError('NOT_FOUND', `no build ${id} to rebuild`, { status: 404 });
+    const { tree: _tree, ...rest } = request;
+    const { status, body } = answer(await coordinator.submit({ ...rest, deliveryId: null, force: force ?? false }));
+    ctx.status = status;
+    ctx.body = body;
+  });
+
+  router.post('/api/builds/:id/cancel', auth, async (ctx) => {
+    const build = await coordinator.cancel(ctx.params['id'] ?? '');
+    ctx.body = toBuildView(build, publicUrl);
+  });
+
+  return router;
+}
