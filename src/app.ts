@@ -12,10 +12,12 @@ import { createBadgeRoutes } from './http/badge-routes.js';
 import { createBuildRoutes } from './http/build-routes.js';
 import { errorHandler } from './http/error-handler.js';
 import { createLogRoutes } from './http/log-routes.js';
+import { createMetricsRoutes } from './http/metrics-routes.js';
 import { createMonitorRoutes } from './http/monitor-routes.js';
 import type { PageAuth } from './http/page-auth.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics/metrics.js';
 import type { BuildStore } from './store/build-store.js';
 import type { SignatureVerifier } from './webhooks/verify-signature.js';
 
@@ -33,6 +35,7 @@ export interface AppDeps {
   control: { checkout: Checkout; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[] };
   /** build events, for the live log stream's build updates */
   events: BuildEvents;
+  metrics: Metrics;
   /** who may see the pages (see config `pages.credentials`) */
   pageAuth: PageAuth;
 }
@@ -58,6 +61,7 @@ export function createApp(deps: AppDeps): Koa {
     createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createMonitorRoutes({ socketToken: deps.pageAuth.socketToken }),
     createBadgeRoutes({ store: deps.store }),
+    createMetricsRoutes({ metrics: deps.metrics }),
     createAssetRoutes(),
   ]) {
     app.use(router.routes());

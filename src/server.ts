@@ -19,6 +19,7 @@ import { createSqliteBuildStore } from './store/sqlite-build-store.js';
 import type { BuildStore } from './store/build-store.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
 import { createPageAuth } from './http/page-auth.js';
+import { createMetrics } from './metrics/metrics.js';
 import { createMonitorHub, toConfigSource } from './monitor/monitor-hub.js';
 
 /** A running autobuilder server. */
@@ -74,13 +75,14 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   });
   await configRepository.refresh();
   const events = createBuildEvents();
+  const metrics = createMetrics({ events, store });
   const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
   const statuses = createCommitStatusPublisher({
     apiUrl: config.github.apiUrl,
     token: config.github.token,
     publicUrl,
     log: log.child({ component: 'github' }),
-    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
+    fetch: metrics.instrumentFetch(options.fetch ?? globalThis.fetch),
   });
   const retention = createRetention({
     store,
@@ -118,7 +120,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
-  const app = createApp({ control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, pageAuth });
+  const app = createApp({ control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
   server.on('request', app.callback());
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -132,6 +134,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     concurrency: config.jobConcurrency,
     configSource: toConfigSource(config.configRepository),
     log: log.child({ component: 'monitor' }),
+    observeLogLag: (seconds) => metrics.observeLogLag(seconds),
   });
   log.info({ url, publicUrl }, 'listening');
   await coordinator.resume();
@@ -150,6 +153,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     async close(closeOptions) {
       clearInterval(retentionTimer);
       monitor.close();
+      metrics.close();
       await new Promise<void>((ok) => {
         server.close(() => ok());
         server.closeAllConnections();
