@@ -134,7 +134,7 @@ export function renderMonitorPage(input: { socketToken: string | null }): string
 <label>branch <input name="branch" placeholder="main" autocomplete="off"></label>
 <label>state <select name="state"><option value="">any</option><option>queued</option><option>running</option><option>success</option><option>failure</option><option>error</option><option>cancelled</option></select></label>
 </form>
-<table class="builds"><thead><tr><th>state</th><th>repository</th><th>ref</th><th>build</th><th>commit</th><th>queued</th><th>duration</th><th>reuse</th></tr></thead><tbody id="history"></tbody></table></section>
+<table class="builds"><thead><tr><th>state</th><th>repository</th><th>ref</th><th>build</th><th>commit</th><th>queued</th><th>duration</th><th>reuse</th><th>outcome</th></tr></thead><tbody id="history"></tbody></table></section>
 </main>`;
   return renderLayout({
     title: 'monitor · autobuilder',

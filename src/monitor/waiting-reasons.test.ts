@@ -64,6 +64,12 @@ describe('why queued builds wait', () => {
     });
   });
 
+  test('says when the backlog was full, as the coordinator noted', () => {
+    const running = build({ state: 'running' });
+    const late = build({ description: 'Queued: backlog full (4 waiting)' });
+    assert.deepEqual(toWaitingReasons([running, late], 1), { [late.id]: 'backlog full (4 waiting); waiting for a free slot: 1 of 1 running, 1st in line' });
+  });
+
   test('says nothing of running builds', () => {
     assert.deepEqual(toWaitingReasons([build({ state: 'running' })], 1), {});
   });

@@ -3,7 +3,8 @@ import type { Build } from '../builds/build.js';
 /**
  * Why each queued build waits, in words for the monitor, keyed by build id: it is still
  * resolving its inputs, checking the cache, waiting for an identical build in flight, or
- * waiting for a free slot (with its place in line). `active` holds the queued and running
+ * waiting for a free slot (with its place in line, and whether the backlog was full when it
+ * came, as the coordinator wrote in its description). `active` holds the queued and running
  * builds; `concurrency` is how many run at once.
  */
 export function toWaitingReasons(active: readonly Build[], concurrency: number): Record<string, string> {
@@ -17,12 +18,14 @@ export function toWaitingReasons(active: readonly Build[], concurrency: number):
     else if (build.cacheMiss === null) reasons[build.id] = 'checking the build cache';
   }
   inLine.forEach((build, i) => {
+    const backlog = /^Queued: (backlog full[^)]*\)?)/.exec(build.description ?? '')?.[1];
     reasons[build.id] =
-      running >= concurrency
+      (backlog === undefined ? '' : `${backlog}; `) +
+      (running >= concurrency
         ? `waiting for a free slot: ${running} of ${concurrency} running, ${ordinal(i + 1)} in line`
         : i < concurrency - running
           ? 'starting'
-          : `waiting for a free slot: ${ordinal(i + 1 - (concurrency - running))} in line`;
+          : `waiting for a free slot: ${ordinal(i + 1 - (concurrency - running))} in line`);
   });
   return reasons;
 }

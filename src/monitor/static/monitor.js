@@ -155,7 +155,7 @@ function renderHistory() {
       .filter((b) => b !== undefined)
       .map((build) => {
         const reuse = [build.cached ? 'cached' : '', build.coalesced ? 'coalesced' : '', build.incremental ? 'incremental' : ''].filter(Boolean).join(', ');
-        return row(build, [stateBadge(build), build.repo, shortRef(build.ref), buildLink(build), el('code', { text: build.sha.slice(0, 10) }), ago(build.queuedAt), duration(build.startedAt, build.finishedAt), reuse]);
+        return row(build, [stateBadge(build), build.repo, shortRef(build.ref), buildLink(build), el('code', { text: build.sha.slice(0, 10) }), ago(build.queuedAt), duration(build.startedAt, build.finishedAt), reuse, el('span', { className: 'muted', text: build.description ?? '' })]);
       }),
   );
 }
