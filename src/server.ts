@@ -16,6 +16,7 @@ import { createDockerRunner } from './runner/docker-runner.js';
 import { detectDriver } from './snapshots/detect-driver.js';
 import { createWorkspaces } from './snapshots/workspaces.js';
 import { createSqliteBuildStore } from './store/sqlite-build-store.js';
+import { createSqliteStatusOutbox } from './store/sqlite-status-outbox.js';
 import type { BuildStore } from './store/build-store.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
 import { createPageAuth } from './http/page-auth.js';
@@ -78,6 +79,8 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const metrics = createMetrics({ events, store });
   const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
   const statuses = createCommitStatusPublisher({
+    outbox: createSqliteStatusOutbox({ path: join(dataDir, 'autobuilder.db') }),
+    writeIntervalMs: config.github.writeIntervalMs,
     apiUrl: config.github.apiUrl,
     token: config.github.token,
     publicUrl,
@@ -159,6 +162,8 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
         server.closeAllConnections();
       });
       await coordinator.shutdown(closeOptions?.graceMs ?? config.builds.shutdownGraceSeconds * 1000);
+      await statuses.flush();
+      statuses.close();
       store.close();
     },
   };

@@ -37,6 +37,8 @@ export const configSchema = z
         apiUrl: z.url({ protocol: /^https?$/ }).default('https://api.github.com'),
         token: nonEmpty.optional(),
         webhookSecret: nonEmpty.optional(),
+        /** least ms between two status posts (GitHub suggests 1000 under heavy traffic) */
+        writeIntervalMs: z.number().int().min(0).default(0),
       })
       .strict()
       .prefault({}),

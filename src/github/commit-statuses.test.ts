@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Build, BuildState } from '../builds/build.js';
 import { createLogger } from '../logger.js';
-import { createCommitStatusPublisher, MAX_DESCRIPTION, toCommitStatusState, toDescription } from './commit-statuses.js';
+import { createSqliteStatusOutbox } from '../store/sqlite-status-outbox.js';
+import { createCommitStatusPublisher, MAX_DESCRIPTION, toCommitStatusState, toDescription, toRetryDelay } from './commit-statuses.js';
 
 const log = createLogger({ level: 'silent' });
 
@@ -96,6 +97,8 @@ describe('createCommitStatusPublisher', () => {
     };
     const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test/api/v3/', token: 'secret-token', publicUrl: 'http://ci.test/', log, fetch });
     await publisher.publish(build({ state: 'running', description: 'Running' }));
+    await publisher.flush();
+    publisher.close();
     assert.deepEqual(requests, [
       {
         url: 'http://github.test/api/v3/repos/acme/widget/statuses/0123456789abcdef0123456789abcdef01234567',
@@ -116,7 +119,53 @@ describe('createCommitStatusPublisher', () => {
       };
       const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test', token: 't', publicUrl: 'http://ci.test', log, fetch });
       await publisher.publish(build());
+      await publisher.flush();
+      publisher.close();
       assert.ok(calls >= 1);
     }
+  });
+
+  test('gives up a status GitHub refuses for good (422) after one attempt', async () => {
+    let calls = 0;
+    const outbox = createSqliteStatusOutbox({ path: ':memory:' });
+    const size = () => outbox.size();
+    const fetch: typeof globalThis.fetch = async () => {
+      calls++;
+      return new Response('{"message":"Validation Failed"}', { status: 422, headers: { 'content-type': 'application/json' } });
+    };
+    const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test', token: 't', publicUrl: 'http://ci.test', log, fetch, outbox });
+    await publisher.publish(build());
+    await publisher.flush();
+    assert.equal(calls, 1);
+    assert.equal(size(), 0);
+    publisher.close();
+  });
+
+  test('keeps a status GitHub could not take and posts it once GitHub is back', async () => {
+    let calls = 0;
+    let up = false;
+    const outbox = createSqliteStatusOutbox({ path: ':memory:' });
+    const fetch: typeof globalThis.fetch = async () => {
+      calls++;
+      return up
+        ? new Response('{"id":1}', { status: 201, headers: { 'content-type': 'application/json' } })
+        : new Response('{"message":"Server Error"}', { status: 502, headers: { 'content-type': 'application/json' } });
+    };
+    const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test', token: 't', publicUrl: 'http://ci.test', log, fetch, outbox });
+    await publisher.publish(build());
+    await publisher.flush();
+    assert.equal(calls, 2, 'the retry plugin tried twice');
+    assert.equal(outbox.size(), 1, 'still queued');
+    up = true;
+    for (let i = 0; i < 60 && outbox.size() > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(outbox.size(), 0, 'posted on the next attempt');
+    assert.equal(calls, 3);
+    publisher.close();
+  });
+});
+
+describe('toRetryDelay', () => {
+  test('starts at a second, doubles, and stops at a minute', () => {
+    assert.deepEqual([0, 1, 2, 5, 6, 20].map(toRetryDelay), [1000, 2000, 4000, 32_000, 60_000, 60_000]);
   });
 });

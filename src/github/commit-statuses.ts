@@ -1,7 +1,11 @@
+import { retry } from '@octokit/plugin-retry';
+import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
+import Bottleneck from 'bottleneck';
 import type { Build, BuildState } from '../builds/build.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { createSqliteStatusOutbox, type OutboxEntry, type StatusOutbox } from '../store/sqlite-status-outbox.js';
 
 /** GitHub's commit status states (https://docs.github.com/rest/commits/statuses). */
 export type CommitStatusState = 'pending' | 'success' | 'failure' | 'error';
@@ -37,14 +41,40 @@ export function toDescription(text: string): string {
 
 /** Posts commit statuses for builds. Failures are logged, never thrown: they must not block a build. */
 export interface CommitStatusPublisher {
-  /** Posts the status of `build` as it is now on its commit; resolves once GitHub answered (or failed). */
+  /**
+   * Queues the status of `build` as it is now on its commit in the durable outbox and starts
+   * posting; resolves once it is queued, not posted (a GitHub outage never holds a build up).
+   */
   publish(build: Build): Promise<void>;
+  /** Resolves when every status that is due has been tried (tests, shutdown). */
+  flush(): Promise<void>;
+  /** Stops retrying and closes the outbox; what is queued is posted after the next start. */
+  close(): void;
 }
 
+/** Delay before the next attempt after `attempts` failed ones, in ms: 1 s doubling up to 1 min. */
+export function toRetryDelay(attempts: number): number {
+  return Math.min(1000 * 2 ** attempts, 60_000);
+}
+
+/** True for answers that will not change by trying again (a 4xx other than 408 and 429). */
+function isPermanent(err: unknown): boolean {
+  const status = typeof err === 'object' && err !== null && 'status' in err ? Number((err as { status: unknown }).status) : NaN;
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+const RetryingOctokit = Octokit.plugin(retry, throttling);
+
 /**
- * Creates the publisher over @octokit/rest. `apiUrl` is GitHub's REST base URL
- * (`https://api.github.com`, a GHES `/api/v3` URL, or a test stand-in). With no `token`
- * every post is skipped, said once in the log. `fetch` may be injected (tests).
+ * Creates the publisher: statuses go through the durable `outbox` (in memory when not
+ * given) and are posted one at a time, oldest first, with @octokit/rest and the retry and
+ * throttling plugins (https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api).
+ * A failed post is tried again with a growing delay (see {@link toRetryDelay}) until GitHub
+ * accepts it, across restarts; a 4xx other than 408/429 is given up, logged. `apiUrl` is
+ * GitHub's REST base URL (`https://api.github.com`, a GHES `/api/v3` URL, or a test
+ * stand-in). With no `token` every post is skipped, said once in the log. `fetch` may be
+ * injected. `writeIntervalMs` is the least time between two posts (GitHub suggests 1000 for
+ * heavy traffic; rate-limit answers are honoured whatever it is).
  */
 export function createCommitStatusPublisher(options: {
   apiUrl: string;
@@ -52,38 +82,124 @@ export function createCommitStatusPublisher(options: {
   publicUrl: string;
   log: Logger;
   fetch?: typeof globalThis.fetch;
+  outbox?: StatusOutbox;
+  writeIntervalMs?: number;
+  now?: () => number;
 }): CommitStatusPublisher {
   const { log, publicUrl } = options;
+  const now = options.now ?? Date.now;
   if (options.token === undefined) {
     log.info('no GitHub token configured: commit statuses are skipped');
-    return { publish: async () => undefined };
+    return { publish: async () => undefined, flush: async () => undefined, close: () => options.outbox?.close() };
   }
-  const octokit = new Octokit({
+  const outbox = options.outbox ?? createSqliteStatusOutbox({ path: ':memory:' });
+  const octokit = new RetryingOctokit({
     auth: options.token,
     baseUrl: options.apiUrl.replace(/\/+$/, ''),
     userAgent: 'autobuilder',
     log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log.warn(m), error: (m: string) => log.error(m) },
+    retry: { retries: 1 },
+    throttle: {
+      write: new Bottleneck.Group({ maxConcurrent: 1, minTime: options.writeIntervalMs ?? 0 }),
+      onRateLimit: (retryAfter: number, _options: unknown, _octokit: unknown, retryCount: number) => {
+        log.warn({ retryAfter, retryCount }, 'GitHub rate limit reached');
+        return retryCount < 2;
+      },
+      onSecondaryRateLimit: (retryAfter: number, _options: unknown, _octokit: unknown, retryCount: number) => {
+        log.warn({ retryAfter, retryCount }, 'GitHub secondary rate limit reached');
+        return retryCount < 2;
+      },
+    },
     ...(options.fetch === undefined ? {} : { request: { fetch: options.fetch } }),
   });
+
+  let draining: Promise<void> | null = null;
+  let again = false;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  async function post(entry: OutboxEntry): Promise<void> {
+    const fields = { buildId: entry.buildId, state: entry.state, context: entry.context, attempt: entry.attempts + 1 };
+    try {
+      await octokit.rest.repos.createCommitStatus({
+        owner: entry.owner,
+        repo: entry.repo,
+        sha: entry.sha,
+        state: entry.state,
+        context: entry.context,
+        target_url: entry.targetUrl,
+        description: entry.description,
+      });
+      if (closed) return;
+      outbox.remove(entry.id);
+      log.debug(fields, 'commit status posted');
+    } catch (err) {
+      if (closed) return;
+      if (isPermanent(err)) {
+        outbox.remove(entry.id);
+        log.error({ ...fields, err: toMessage(err) }, 'commit status refused by GitHub; given up');
+        return;
+      }
+      // a newer status of the same context may have replaced this one meanwhile
+      if (outbox.has(entry.id)) outbox.retryAt(entry.id, now() + toRetryDelay(entry.attempts), toMessage(err));
+      log.warn({ ...fields, err: toMessage(err) }, 'commit status post failed; will retry');
+    }
+  }
+
+  function schedule(): void {
+    clearTimeout(timer);
+    const at = closed ? null : outbox.nextDueAt();
+    if (at !== null) timer = setTimeout(() => void drain(), Math.max(0, at - now())).unref();
+  }
+
+  /** Posts what is due, one pass at a time; a call during a pass makes another pass follow. */
+  function drain(): Promise<void> {
+    if (closed) return Promise.resolve();
+    again = true;
+    if (draining !== null) return draining;
+    draining = (async () => {
+      while (again && !closed) {
+        again = false;
+        for (const entry of outbox.due(now(), 100)) {
+          if (closed) return;
+          if (outbox.has(entry.id)) await post(entry);
+        }
+      }
+    })().finally(() => {
+      draining = null;
+      // a call that came after the last pass looked at `again`, but before this settled
+      if (again) void drain();
+      else schedule();
+    });
+    return draining;
+  }
+
+  void drain(); // what an earlier process left
   return {
     async publish(build) {
       const [owner, repo] = build.repo.split('/') as [string, string];
-      const state = toCommitStatusState(build.state);
-      const description = toDescription(build.description ?? build.state);
-      try {
-        await octokit.rest.repos.createCommitStatus({
+      outbox.enqueue(
+        {
+          buildId: build.id,
           owner,
           repo,
           sha: build.sha,
-          state,
           context: build.context,
-          target_url: `${publicUrl.replace(/\/+$/, '')}/builds/${build.id}`,
-          description,
-        });
-        log.debug({ buildId: build.id, state, context: build.context }, 'commit status posted');
-      } catch (err) {
-        log.warn({ buildId: build.id, state, err: toMessage(err) }, 'commit status post failed');
-      }
+          state: toCommitStatusState(build.state),
+          targetUrl: `${publicUrl.replace(/\/+$/, '')}/builds/${build.id}`,
+          description: toDescription(build.description ?? build.state),
+        },
+        now(),
+      );
+      void drain();
+    },
+    async flush() {
+      while (draining !== null) await draining;
+    },
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      outbox.close();
     },
   };
 }

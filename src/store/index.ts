@@ -1,2 +1,3 @@
 export type { BuildStore, BuildQuery, DeliveryRecord } from './build-store.js';
 export { createSqliteBuildStore } from './sqlite-build-store.js';
+export { createSqliteStatusOutbox, type StatusOutbox, type OutboxEntry, type NewOutboxEntry } from './sqlite-status-outbox.js';
