@@ -18,10 +18,7 @@ const header = (value: string | string[] | undefined): string | null => (typeof 
 export function createWebhookRoutes(deps: { verify: SignatureVerifier; coordinator: Coordinator; store: BuildStore; log: Logger }): Router {
   const router = new Router();
   router.post('/hooks/github', async (ctx) => {
-    const body = await readBody(ctx.req).catch((err: unknown) => {
-      ctx.set('Connection', 'close');
-      throw err;
-    });
+    const body = await readBody(ctx.req);
     await deps.verify(body, ctx.req.headers);
     const deliveryId = header(ctx.req.headers['x-github-delivery']);
     const event = header(ctx.req.headers['x-github-event']);
