@@ -137,6 +137,21 @@ describe('POST /hooks/github', () => {
     assert.deepEqual(await f.builds(), []);
   });
 
+  test('builds branches whose names are shell syntax without running any of it', async () => {
+    const names = ['odd/$(touch${IFS}/tmp/pwn)', 'odd/";id;"', 'odd/`touch${IFS}/tmp/pwn`', "odd/'$(id)'"];
+    for (const name of names) {
+      const sha = await f.repo.commit({ 'name.txt': name }, `for ${name}`);
+      const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${name}`, sha, cloneUrl: f.cloneUrl }) });
+      assert.equal(response.status, 202, name);
+      const build = await f.waitForBuild((b) => b.sha === sha);
+      assert.equal(build.state, 'success', `${name}: ${build.description ?? ''}`);
+      const artifact = await (await fetch(build.artifacts[0]?.url ?? '')).text();
+      assert.equal(artifact, name, 'the script got the name as plain text');
+      assert.ok((await (await fetch(build.logUrl)).text()).includes(`ref name: ${name}`));
+    }
+    assert.equal(existsSync('/tmp/pwn'), false, 'nothing ran on the host');
+  });
+
   test('accepts a correctly signed push with 202 and queues its build', async () => {
     const response = await deliver(f.server.url, { event: 'push', payload, secret: f.secret });
     assert.equal(response.status, 202);
