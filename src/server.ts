@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -97,6 +98,15 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     artifactGraceMs: config.retention.artifactGraceSeconds * 1000,
     log: log.child({ component: 'retention' }),
   });
+  // containers are labelled with this instance (its data directory), so servers sharing a
+  // Docker engine only ever clean up their own
+  const runner = createDockerRunner({
+    socketPath: config.docker.socketPath,
+    limits: config.docker,
+    instance: createHash('sha256').update(dataDir).digest('hex').slice(0, 16),
+    log: log.child({ component: 'runner' }),
+  });
+  await runner.removeOrphans();
   await retention.recover();
   const checkout = createCheckout({ mirrorsDir: join(dataDir, 'git') });
   const coordinator = createCoordinator({
@@ -106,7 +116,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     configRepository,
     checkout,
     workspaces,
-    runner: createDockerRunner({ socketPath: config.docker.socketPath, limits: config.docker, log: log.child({ component: 'runner' }) }),
+    runner,
     artifacts,
     statuses,
     log: log.child({ component: 'builds' }),

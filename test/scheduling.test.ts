@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Docker from 'dockerode';
 import type { BuildView } from '../src/http/build-view.js';
-import { BUILD_ID_LABEL } from '../src/runner/index.js';
+import { BUILD_ID_LABEL, INSTANCE_LABEL } from '../src/runner/index.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import type { RecordedRequest } from './support/github-stand-in.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
@@ -183,5 +185,24 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     assert.equal(resumed.state, 'success', resumed.description ?? '');
     const log = await (await fetch(resumed.logUrl)).text();
     assert.match(log, /resumed after a restart/);
+  });
+
+  test("a restart removes the containers a killed process left, and only this server's", async () => {
+    const instance = createHash('sha256').update(join(f.dir, 'data')).digest('hex').slice(0, 16);
+    const leftover = async (labels: Record<string, string>) => {
+      const c = await docker.createContainer({ Image: 'autobuilder/busybox:latest', Cmd: ['sleep', '60'], Labels: labels, HostConfig: { NetworkMode: 'none' } });
+      await c.start();
+      return c;
+    };
+    const ours = await leftover({ [BUILD_ID_LABEL]: 'left-by-a-killed-process', [INSTANCE_LABEL]: instance });
+    const theirs = await leftover({ [BUILD_ID_LABEL]: 'of-another-server', [INSTANCE_LABEL]: 'another-instance' });
+    try {
+      await f.restart();
+      await assert.rejects(ours.inspect(), (err: { statusCode?: number }) => err.statusCode === 404);
+      assert.equal((await theirs.inspect()).State.Running, true);
+    } finally {
+      await theirs.remove({ force: true });
+      await ours.remove({ force: true }).catch(() => undefined);
+    }
   });
 });

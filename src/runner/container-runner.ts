@@ -54,7 +54,18 @@ export interface ContainerRunner {
   run(spec: ContainerSpec): Promise<ContainerResult>;
   /** The image's id (`sha256:…`), or null when the engine does not have it. */
   imageId(image: string): Promise<string | null>;
+  /**
+   * Removes every container of this server's instance (running or not) that no `run` of
+   * this process owns: what a killed process left. Returns their build ids.
+   */
+  removeOrphans(): Promise<string[]>;
 }
 
 /** Label every build container carries, with its build id as value. */
 export const BUILD_ID_LABEL = 'autobuilder.build-id';
+
+/**
+ * Label naming the server instance a container belongs to (derived from its data
+ * directory), so servers sharing one Docker engine never touch each other's containers.
+ */
+export const INSTANCE_LABEL = 'autobuilder.instance';

@@ -6,7 +6,7 @@ import Docker from 'dockerode';
 import { extract } from 'tar-stream';
 import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { BUILD_ID_LABEL, type ContainerRunner, type ContainerSpec } from './container-runner.js';
+import { BUILD_ID_LABEL, INSTANCE_LABEL, type ContainerRunner, type ContainerSpec } from './container-runner.js';
 
 /** Resource limits and network of build containers. */
 export interface DockerRunnerLimits {
@@ -58,9 +58,11 @@ async function copyOut(container: Docker.Container, path: string, to: string): P
  * {@link ContainerRunner} over dockerode and the local Docker engine (`socketPath`).
  * Images are never pulled implicitly: a missing image is an `error` naming it.
  */
-export function createDockerRunner(options: { socketPath: string; limits: DockerRunnerLimits; log: Logger }): ContainerRunner {
+export function createDockerRunner(options: { socketPath: string; limits: DockerRunnerLimits; log: Logger; instance: string }): ContainerRunner {
   const docker = new Docker({ socketPath: options.socketPath });
-  const { limits, log } = options;
+  const { limits, log, instance } = options;
+  /** containers of runs in progress in this process */
+  const owned = new Set<string>();
 
   async function imageId(image: string): Promise<string | null> {
     try {
@@ -74,6 +76,20 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
 
   return {
     imageId,
+    async removeOrphans() {
+      const found = await docker.listContainers({ all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
+      const removed: string[] = [];
+      for (const c of found) {
+        if (owned.has(c.Id)) continue;
+        await docker
+          .getContainer(c.Id)
+          .remove({ force: true, v: true })
+          .then(() => removed.push(c.Labels[BUILD_ID_LABEL] ?? c.Id))
+          .catch((err: unknown) => log.warn({ err: toMessage(err), container: c.Id }, 'could not remove an orphan container'));
+      }
+      if (removed.length > 0) log.warn({ buildIds: removed }, 'removed containers an earlier process left');
+      return removed;
+    },
     async run(spec: ContainerSpec) {
       if ((await imageId(spec.image)) === null) {
         throw new AppError('CONTAINER_FAILED', `image ${spec.image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
@@ -85,7 +101,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
           Cmd: [...spec.command],
           WorkingDir: spec.workdir,
           Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-          Labels: { [BUILD_ID_LABEL]: spec.buildId },
+          Labels: { [BUILD_ID_LABEL]: spec.buildId, [INSTANCE_LABEL]: instance },
           Tty: false,
           AttachStdout: true,
           AttachStderr: true,
@@ -107,6 +123,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
       } catch (err) {
         throw new AppError('CONTAINER_FAILED', `cannot create the build container: ${toMessage(err)}`, { cause: err });
       }
+      owned.add(container.id);
       try {
         const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream & { destroy(): void };
         const stdout = new PassThrough();
@@ -141,6 +158,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
         throw new AppError('CONTAINER_FAILED', `the build container failed: ${toMessage(err)}`, { cause: err });
       } finally {
         await container.remove({ force: true, v: true }).catch((err: unknown) => log.warn({ err, buildId: spec.buildId }, 'could not remove build container'));
+        owned.delete(container.id);
       }
     },
   };
