@@ -19,6 +19,7 @@ import { createWorkspaces } from './snapshots/workspaces.js';
 import { createSqliteBuildStore } from './store/sqlite-build-store.js';
 import { createSqliteStatusOutbox } from './store/sqlite-status-outbox.js';
 import type { BuildStore } from './store/build-store.js';
+import { createInbox } from './webhooks/inbox.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
 import { createPageAuth } from './http/page-auth.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -151,6 +152,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   });
   log.info({ url, publicUrl }, 'listening');
   await coordinator.resume();
+  await createInbox({ store, coordinator, log: log.child({ component: 'webhooks' }) }).recover();
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
   const retentionTimer = setInterval(retentionPass, config.retention.intervalSeconds * 1000).unref();
   setImmediate(retentionPass);

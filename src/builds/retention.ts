@@ -1,6 +1,7 @@
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
+import { DELIVERY_RETENTION_DAYS } from '../webhooks/inbox.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build, type BuildState } from './build.js';
@@ -96,6 +97,8 @@ export function createRetention(options: {
         report.bytesFreed += artifact.size;
       }
       await artifacts.removeStaleTemp(cutoff);
+      // delivery ids are kept for dedupe well past GitHub's 3 days of redeliveries
+      store.pruneDeliveries(new Date(now() - DELIVERY_RETENTION_DAYS * 86_400_000).toISOString());
       log.info(report, 'retention pass done');
       return report;
     },

@@ -1,8 +1,9 @@
 import Router from '@koa/router';
 import type { Coordinator } from '../builds/coordinator.js';
-import { AppError, toMessage } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/build-store.js';
+import { createInbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
 import { toBuildRequest } from '../webhooks/to-build-request.js';
 import type { SignatureVerifier } from '../webhooks/verify-signature.js';
@@ -17,6 +18,7 @@ const header = (value: string | string[] | undefined): string | null => (typeof 
  */
 export function createWebhookRoutes(deps: { verify: SignatureVerifier; coordinator: Coordinator; store: BuildStore; log: Logger }): Router {
   const router = new Router();
+  const inbox = createInbox({ store: deps.store, coordinator: deps.coordinator, log: deps.log });
   router.post('/hooks/github', async (ctx) => {
     const body = await readBody(ctx.req);
     await deps.verify(body, ctx.req.headers);
@@ -46,14 +48,18 @@ export function createWebhookRoutes(deps: { verify: SignatureVerifier; coordinat
         ctx.body = { ignored: true, event, deliveryId, reason: outcome.reason };
         return;
       case 'build': {
-        if (deliveryId !== null) deps.store.recordDelivery({ id: deliveryId, event, receivedAt, outcome: 'accepted' });
-        log.info({ repo: `${outcome.request.owner}/${outcome.request.repo}`, ref: outcome.request.ref, sha: outcome.request.sha }, 'delivery accepted');
+        const request = outcome.request;
+        // stored (synchronous=FULL) before the answer: an accepted delivery is never lost
+        if (deliveryId !== null && !inbox.accept({ id: deliveryId, event, receivedAt, outcome: 'accepted' }, request)) {
+          log.info('redelivery of a delivery received before: no build');
+          ctx.status = 200;
+          ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
+          return;
+        }
+        log.info({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha }, 'delivery accepted');
         ctx.status = 202;
         ctx.body = { accepted: true, event, deliveryId };
-        const request = outcome.request;
-        setImmediate(() => {
-          deps.coordinator.submit(request).catch((err: unknown) => log.error({ err: toMessage(err) }, 'build request failed'));
-        });
+        setImmediate(() => void inbox.handOn(deliveryId, request));
         return;
       }
       default: {

@@ -42,7 +42,18 @@ export interface BuildStore {
   delete(id: string): void;
   /** newest first */
   list(query?: BuildQuery): Build[];
-  recordDelivery(delivery: DeliveryRecord): void;
+  /**
+   * Stores a delivery (durably, before the webhook is answered), with the build request it
+   * carries when it asks for one. Returns false, storing nothing, when a delivery of that id
+   * is already stored: a redelivery.
+   */
+  recordDelivery(delivery: DeliveryRecord, request?: BuildRequest): boolean;
   getDelivery(id: string): DeliveryRecord | null;
+  /** Marks a stored delivery's request as handed to the coordinator. */
+  markDeliveryProcessed(id: string): void;
+  /** Deliveries whose request was never handed on (a crash between the answer and the work), oldest first. */
+  unprocessedDeliveries(): { id: string; request: BuildRequest }[];
+  /** Forgets deliveries received before `before` (ISO 8601); returns how many. */
+  pruneDeliveries(before: string): number;
   close(): void;
 }

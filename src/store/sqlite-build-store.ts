@@ -31,6 +31,9 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE builds ADD COLUMN request TEXT;
    CREATE INDEX IF NOT EXISTS builds_cache_key ON builds (cache_key, state);
    CREATE INDEX IF NOT EXISTS builds_definition ON builds (repo, definition, id);`,
+  `ALTER TABLE deliveries ADD COLUMN request TEXT;
+   ALTER TABLE deliveries ADD COLUMN processed_at TEXT;
+   CREATE INDEX IF NOT EXISTS deliveries_unprocessed ON deliveries (processed_at, received_at);`,
 ];
 
 /**
@@ -69,7 +72,15 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
   );
   const remove = db.prepare<[string]>('DELETE FROM builds WHERE id = ?');
   const parse = (row: { doc: string } | undefined): Build | null => (row === undefined ? null : (JSON.parse(row.doc) as Build));
-  const insertDelivery = db.prepare('INSERT OR REPLACE INTO deliveries (id, event, received_at, outcome) VALUES (@id, @event, @receivedAt, @outcome)');
+  // a delivery without a request needs no processing: it is born processed
+  const insertDelivery = db.prepare(
+    `INSERT INTO deliveries (id, event, received_at, outcome, request, processed_at)
+     VALUES (@id, @event, @receivedAt, @outcome, @request, CASE WHEN @request IS NULL THEN @receivedAt END)
+     ON CONFLICT (id) DO NOTHING`,
+  );
+  const markProcessed = db.prepare<[string, string]>('UPDATE deliveries SET processed_at = ? WHERE id = ?');
+  const unprocessed = db.prepare<[], { id: string; request: string }>('SELECT id, request FROM deliveries WHERE processed_at IS NULL AND request IS NOT NULL ORDER BY received_at, id');
+  const prune = db.prepare<[string]>('DELETE FROM deliveries WHERE received_at < ? AND processed_at IS NOT NULL');
   const getDelivery = db.prepare<[string], { id: string; event: string; received_at: string; outcome: string }>('SELECT * FROM deliveries WHERE id = ?');
 
   return {
@@ -118,9 +129,14 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
       const sql = `SELECT doc FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY queued_at DESC, id DESC LIMIT @limit`;
       return (db.prepare(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as Build);
     },
-    recordDelivery(d: DeliveryRecord) {
-      insertDelivery.run(d);
+    recordDelivery(d: DeliveryRecord, request?: BuildRequest) {
+      return insertDelivery.run({ ...d, request: request === undefined ? null : JSON.stringify(request) }).changes === 1;
     },
+    markDeliveryProcessed(id) {
+      markProcessed.run(new Date().toISOString(), id);
+    },
+    unprocessedDeliveries: () => unprocessed.all().map((row) => ({ id: row.id, request: JSON.parse(row.request) as BuildRequest })),
+    pruneDeliveries: (before) => prune.run(before).changes,
     getDelivery(id) {
       const row = getDelivery.get(id);
       return row === undefined ? null : { id: row.id, event: row.event, receivedAt: row.received_at, outcome: row.outcome };

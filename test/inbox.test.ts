@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createSqliteBuildStore } from '../src/store/index.js';
+import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
+import { deliver, pushPayload } from './support/webhook-delivery.js';
+
+describe('the durable webhook inbox', () => {
+  let f: FixtureServer;
+  before(async () => {
+    f = await startFixtureServer('inbox');
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  test('a redelivery of the same X-GitHub-Delivery never builds twice', async () => {
+    const sha = await f.repo.commit({ 'message.txt': 'delivered twice\n' }, 'twice');
+    const payload = pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl });
+    const first = await deliver(f.server.url, { event: 'push', payload, secret: f.secret });
+    assert.equal(first.status, 202);
+    const again = await deliver(f.server.url, { event: 'push', payload, secret: f.secret, deliveryId: first.deliveryId });
+    assert.equal(again.status, 200);
+    assert.equal((again.body as { duplicate: boolean }).duplicate, true);
+    await f.waitForBuild((b) => b.sha === sha);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await f.builds()).filter((b) => b.sha === sha).length, 1);
+  });
+
+  test('a delivery accepted but never handed on (a crash after the answer) is built after the next start', async () => {
+    const sha = await f.repo.commit({ 'message.txt': 'accepted before a crash\n' }, 'crash');
+    await f.server.close();
+    // what a process killed between its 202 and the work leaves: a stored, unprocessed delivery
+    const store = createSqliteBuildStore({ path: join(f.dir, 'data', 'autobuilder.db') });
+    const accepted = store.recordDelivery(
+      { id: 'delivery-before-the-crash', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' },
+      { owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: 'delivery-before-the-crash' },
+    );
+    assert.equal(accepted, true);
+    store.close();
+    await f.restart();
+    const build = await f.waitForBuild((b) => b.sha === sha);
+    assert.equal(build.state, 'success');
+    assert.equal(build.deliveryId, 'delivery-before-the-crash');
+    assert.deepEqual(f.server.store.unprocessedDeliveries(), []);
+  });
+});
