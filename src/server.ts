@@ -6,7 +6,8 @@ import { createApp } from './app.js';
 import { createArtifactStore } from './artifacts/artifact-store.js';
 import { createBuildEvents, type BuildEvents } from './builds/build-events.js';
 import { createBuildLogs } from './builds/build-log.js';
-import { createCheckout } from './builds/checkout.js';
+import { createCheckout, toGitHost } from './builds/checkout.js';
+import { createSecretMasker } from './builds/secret-masker.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
 import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
@@ -109,7 +110,10 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   });
   await runner.removeOrphans();
   await retention.recover();
-  const checkout = createCheckout({ mirrorsDir: join(dataDir, 'git') });
+  const checkout = createCheckout({
+    mirrorsDir: join(dataDir, 'git'),
+    ...(config.github.token === undefined ? {} : { token: { value: config.github.token, host: toGitHost(config.github.apiUrl) } }),
+  });
   const coordinator = createCoordinator({
     events,
     store,
@@ -130,7 +134,9 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
       maxResources: { memoryBytes: config.docker.memoryBytes, cpus: config.docker.cpus, pidsLimit: config.docker.pidsLimit },
       cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede,
       backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
+      secretEnv: config.builds.secretEnv,
     },
+    mask: createSecretMasker([config.github.token, options.webhookSecret, config.api.token, ...Object.values(config.builds.secretEnv)]),
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });

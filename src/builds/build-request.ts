@@ -11,6 +11,8 @@ export interface BuildRequest {
   definitionsRef?: string;
   /** pull request number, when the build is for one (its statuses go on `sha`, the head) */
   pullRequest?: number;
+  /** true for a pull request from a fork: its build gets none of the server's secrets */
+  fromFork?: boolean;
   /** commit sha, 40 hex */
   sha: string;
   /**

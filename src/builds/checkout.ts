@@ -26,6 +26,15 @@ export function toCloneUrl(url: string, rewrites: readonly CloneUrlRewrite[]): s
   return result;
 }
 
+/**
+ * The host git repositories are fetched from for a GitHub API base URL: `github.com` for
+ * `https://api.github.com`, else the API's own host (GitHub Enterprise Server).
+ */
+export function toGitHost(apiUrl: string): string {
+  const host = new URL(apiUrl).host;
+  return host === 'api.github.com' ? 'github.com' : host;
+}
+
 /** Fetches commits into per-repository mirrors and checks trees out into workspaces. */
 export interface Checkout {
   /**
@@ -61,17 +70,32 @@ export interface Checkout {
  * on the host at the next checkout. The index sits beside `src/`, not inside it, so the
  * container never sees it. Fetches into one mirror are serialised.
  */
-export function createCheckout(options: { mirrorsDir: string }): Checkout {
+export function createCheckout(options: { mirrorsDir: string; token?: { value: string; host: string } }): Checkout {
   const serial = createSerializeByKey();
+  /**
+   * For an https URL of the token's host: the token as an `Authorization` header, given to
+   * git through its environment (`GIT_CONFIG_*`), so it is never in a URL, a process
+   * argument or a log; any other host never sees it.
+   */
+  const authFor = (url: string): Record<string, string> => {
+    const token = options.token;
+    if (token === undefined || !url.startsWith('https://') || new URL(url).host !== token.host) return {};
+    return {
+      GIT_CONFIG_COUNT: '1',
+      GIT_CONFIG_KEY_0: 'http.extraHeader',
+      GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`x-access-token:${token.value}`).toString('base64')}`,
+    };
+  };
   const git = (baseDir?: string, env?: Record<string, string>): SimpleGit => {
     // Hooks off and no fsmonitor, whatever a repository says: simple-git guards these keys
     // because they can run programs; here they are set to values that run nothing.
     const g = simpleGit({
       ...(baseDir === undefined ? {} : { baseDir }),
       config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false'],
-      unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true },
+      // GIT_CONFIG_COUNT carries only the token header of authFor, never payload data
+      unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true },
       // the work tree and index are set per call; the mirror is ours, never a workspace's
-      allowEnvironment: ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE'],
+      allowEnvironment: ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
     });
     return env === undefined ? g : g.env({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...env });
   };
@@ -108,7 +132,7 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
         const mirror = await ensureMirror(owner, repo);
         await serial(mirror, async () => {
           const present = await git(mirror).raw(['cat-file', '-t', sha]).then((t) => t.trim() === 'commit', () => false);
-          if (!present) await git(mirror).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
+          if (!present) await git(mirror, authFor(cloneUrl)).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
         });
         const tree = (await git(mirror).raw(['rev-parse', '--verify', `${sha}^{tree}`])).trim();
         return { tree, blobs: await blobsIn(mirror, tree, paths) };
@@ -119,7 +143,7 @@ export function createCheckout(options: { mirrorsDir: string }): Checkout {
     async resolveRef({ cloneUrl, ref }) {
       let out: string;
       try {
-        out = await git().raw(['ls-remote', '--', cloneUrl, ref]);
+        out = await git(undefined, authFor(cloneUrl)).raw(['ls-remote', '--', cloneUrl, ref]);
       } catch (err) {
         throw gitFailed(`cannot list refs of ${cloneUrl}`, err);
       }

@@ -18,6 +18,7 @@ import type { BuildRequest } from './build-request.js';
 import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 import { parseRef, toLineageBranch } from './refs.js';
+import type { SecretMasker } from './secret-masker.js';
 
 /** Where builds run inside their container. */
 export const CONTAINER_WORKDIR = '/workspace';
@@ -52,6 +53,8 @@ export interface BuildPolicy {
   cancelRunningOnSupersede: boolean;
   /** waiting builds past which {@link Coordinator.isBacklogFull} is true */
   backlog: number;
+  /** env every build gets except those of pull requests from forks; the values are masked in logs */
+  secretEnv: Readonly<Record<string, string>>;
 }
 
 /** Turns build requests into builds and runs them. */
@@ -142,10 +145,13 @@ export function createCoordinator(options: {
   concurrency: number;
   policy: BuildPolicy;
   cloneUrlRewrites: readonly CloneUrlRewrite[];
+  /** masks known secret values in build logs and descriptions */
+  mask?: SecretMasker;
   now?: () => Date;
 }): Coordinator {
   const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log, policy } = options;
   const now = options.now ?? (() => new Date());
+  const mask = options.mask ?? ((text: string) => text);
   const queue = createBuildQueue({
     concurrency: options.concurrency,
     onError: (err, buildId) => log.error({ buildId, err: toMessage(err) }, 'build job crashed'),
@@ -170,7 +176,7 @@ export function createCoordinator(options: {
   }
 
   async function finish(build: Build, buildLog: BuildLogWriter, changes: Pick<Build, 'state' | 'description'> & Partial<Build>): Promise<void> {
-    save(build, { ...changes, finishedAt: now().toISOString() });
+    save(build, { ...changes, description: changes.description === null ? null : mask(changes.description), finishedAt: now().toISOString() });
     buildLog.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
     buildLog.close();
     await statuses.publish(build);
@@ -273,6 +279,8 @@ export function createCoordinator(options: {
         workdir: CONTAINER_WORKDIR,
         env: {
           ...definition.env,
+          // secrets never go to code from a fork (https://securitylab.github.com/research/github-actions-preventing-pwn-requests/)
+          ...(request.fromFork === true ? {} : policy.secretEnv),
           CI: 'true',
           AUTOBUILDER: 'true',
           AUTOBUILDER_BUILD_ID: build.id,
@@ -291,7 +299,7 @@ export function createCoordinator(options: {
         signal,
         onLine: (_stream, line) => {
           feedWatchdog();
-          buildLog.line(line);
+          buildLog.line(mask(line));
         },
       });
       clearTimeout(watchdog);

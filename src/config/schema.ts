@@ -63,6 +63,7 @@ export const configSchema = z
         outputTimeoutSeconds: z.number().int().positive().optional(),
         cancelRunningOnSupersede: z.boolean().default(false),
         shutdownGraceSeconds: z.number().int().min(0).default(60),
+        secretEnv: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string()).default({}),
       })
       .strict()
       .prefault({}),
