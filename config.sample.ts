@@ -29,11 +29,16 @@ const config: ConfigInput = {
   github: {
     // REST API base URL: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
     apiUrl: 'https://api.github.com',
-    // Token allowed to create commit statuses (repo:status). Without one, statuses are skipped.
+    // Token allowed to create commit statuses (repo:status) and to read private repositories
+    // (sent only to GitHub's host, as an HTTP header through git's environment, never in a
+    // URL, an argument or a log). Without one, statuses are skipped.
     // token: 'ghp_…',
     // Secret of the webhook. Without one, a random secret is generated into
     // <dataDir>/webhook-secret and its path printed at start; unsigned webhooks are never accepted.
     // webhookSecret: '…',
+    // Least milliseconds between two status posts (GitHub suggests 1000 under heavy traffic;
+    // rate-limit answers are honoured whatever it is).
+    writeIntervalMs: 0,
   },
 
   docker: {
@@ -51,6 +56,34 @@ const config: ConfigInput = {
 
   // How many builds run at once. Default: the number of CPUs.
   // jobConcurrency: 2,
+
+  // Waiting builds past which POST /api/builds answers 503 with Retry-After (webhooks are
+  // still accepted and wait, with the reason shown). Default: 2 × jobConcurrency.
+  // jobBacklog: 4,
+
+  builds: {
+    // Seconds a build may run when its definition sets no `timeout`, and the most any may ask.
+    defaultTimeoutSeconds: 3600,
+    maxTimeoutSeconds: 4 * 3600,
+    // Seconds a build may print nothing before it is stopped (a definition's `outputTimeout`
+    // overrides it). Default: off.
+    // outputTimeoutSeconds: 600,
+    // A newer push also cancels the running build of the same ref and build script (waiting
+    // ones are always superseded).
+    cancelRunningOnSupersede: false,
+    // On SIGTERM: seconds running builds get to finish before they are cancelled. Waiting
+    // builds stay queued and resume at the next start.
+    shutdownGraceSeconds: 60,
+    // Env every build gets, except builds of pull requests from forks. Values are masked as
+    // *** in build logs, like every other secret the server knows.
+    secretEnv: {},
+  },
+
+  // Bearer token of the write endpoints (POST /api/builds, …/rebuild, …/cancel); better set
+  // as AUTOBUILDER_API_TOKEN. Without one those endpoints answer 403.
+  api: {
+    // token: '…',
+  },
 
   // What is kept: the newest `keepPerBranch` builds of every repository + ref + build (with
   // their logs, workspaces and artifacts), every lineage head, and anything a kept build

@@ -35,7 +35,16 @@ describe('loadConfig', () => {
     assert.equal(config.dataDir, './data');
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8462 });
     assert.deepEqual(config.configRepository, { path: './projects-config-repo-example', branch: 'main' });
-    assert.deepEqual(config.github, { apiUrl: 'https://api.github.com' });
+    assert.deepEqual(config.github, { apiUrl: 'https://api.github.com', writeIntervalMs: 0 });
+    assert.deepEqual(config.builds, {
+      defaultTimeoutSeconds: 3600,
+      maxTimeoutSeconds: 4 * 3600,
+      cancelRunningOnSupersede: false,
+      shutdownGraceSeconds: 60,
+      secretEnv: {},
+    });
+    assert.deepEqual(config.api, {});
+    assert.equal(config.jobBacklog, undefined);
     assert.deepEqual(config.docker, {
       socketPath: '/var/run/docker.sock',
       defaultImage: 'autobuilder/debian-build:bookworm',
