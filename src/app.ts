@@ -19,6 +19,7 @@ import { createWebhookRoutes } from './http/webhook-routes.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { BuildStore } from './store/build-store.js';
+import type { Inbox } from './webhooks/inbox.js';
 import type { SignatureVerifier } from './webhooks/verify-signature.js';
 
 /** Everything the HTTP app needs, made by the composition root. */
@@ -28,6 +29,8 @@ export interface AppDeps {
   logs: BuildLogs;
   artifacts: ArtifactStore;
   verify: SignatureVerifier;
+  /** the durable inbox webhook deliveries are stored in before they are answered */
+  inbox: Inbox;
   /** absolute base URL of this server as clients and GitHub reach it */
   publicUrl: string;
   log: Logger;
@@ -53,7 +56,7 @@ export function createApp(deps: AppDeps): Koa {
   });
   for (const router of [
     health,
-    createWebhookRoutes({ verify: deps.verify, coordinator: deps.coordinator, store: deps.store, log: deps.log.child({ component: 'webhooks' }) }),
+    createWebhookRoutes({ verify: deps.verify, inbox: deps.inbox, log: deps.log.child({ component: 'webhooks' }) }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),

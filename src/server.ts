@@ -18,6 +18,7 @@ import { createDockerRunner } from './runner/docker-runner.js';
 import { detectDriver } from './snapshots/detect-driver.js';
 import { createWorkspaces } from './snapshots/workspaces.js';
 import { createSqliteBuildStore } from './store/sqlite-build-store.js';
+import { createDeliveryWriter } from './store/delivery-writer.js';
 import { createSqliteStatusOutbox } from './store/sqlite-status-outbox.js';
 import type { BuildStore } from './store/build-store.js';
 import { createInbox } from './webhooks/inbox.js';
@@ -140,7 +141,9 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
-  const app = createApp({ control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
+  const deliveryWriter = await createDeliveryWriter({ path: join(dataDir, 'autobuilder.db') });
+  const inbox = createInbox({ store, writer: deliveryWriter, coordinator, log: log.child({ component: 'webhooks' }) });
+  const app = createApp({ inbox, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
   server.on('request', app.callback());
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -158,7 +161,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   });
   log.info({ url, publicUrl }, 'listening');
   await coordinator.resume();
-  await createInbox({ store, coordinator, log: log.child({ component: 'webhooks' }) }).recover();
+  await inbox.recover();
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
   const retentionTimer = setInterval(retentionPass, config.retention.intervalSeconds * 1000).unref();
   setImmediate(retentionPass);
@@ -180,6 +183,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
         server.closeAllConnections();
       });
       await coordinator.shutdown(closeOptions?.graceMs ?? config.builds.shutdownGraceSeconds * 1000);
+      await deliveryWriter.close();
       await statuses.flush();
       statuses.close();
       store.close();

@@ -480,41 +480,43 @@ export function createCoordinator(options: {
         rlog.info({ reason: lookup.reason }, 'no build definition matches');
         return { builds: [], reason: lookup.reason };
       }
-      const builds: Build[] = [];
-      for (const definition of lookup.definitions) {
-        const build: Build = {
-          id: createBuildId(),
-          repo: `${request.owner}/${request.repo}`,
-          ref: request.ref,
-          sha: request.sha,
-          definition: definition.name,
-          context: `autobuilder/${definition.name}`,
-          state: 'queued',
-          exitCode: null,
-          description: 'Queued',
-          cached: false,
-          coalesced: false,
-          incremental: false,
-          parentBuildId: null,
-          cacheKey: null,
-          cacheInputs: null,
-          sourceBuildId: null,
-          cacheMiss: null,
-          configSha: lookup.configSha,
-          deliveryId: request.deliveryId,
-          queuedAt: now().toISOString(),
-          startedAt: null,
-          finishedAt: null,
-          artifacts: [],
-        };
+      const builds: Build[] = lookup.definitions.map((definition) => ({
+        id: createBuildId(),
+        repo: `${request.owner}/${request.repo}`,
+        ref: request.ref,
+        sha: request.sha,
+        definition: definition.name,
+        context: `autobuilder/${definition.name}`,
+        state: 'queued',
+        exitCode: null,
+        description: 'Queued',
+        cached: false,
+        coalesced: false,
+        incremental: false,
+        parentBuildId: null,
+        cacheKey: null,
+        cacheInputs: null,
+        sourceBuildId: null,
+        cacheMiss: null,
+        configSha: lookup.configSha,
+        deliveryId: request.deliveryId,
+        queuedAt: now().toISOString(),
+        startedAt: null,
+        finishedAt: null,
+        artifacts: [],
+      }));
+      // all builds of the request and its delivery's `processed` mark in one transaction:
+      // a crash here never leaves a delivery half built or built twice on recovery
+      store.insertForRequest(builds, request);
+      const opened = builds.map((build, i) => {
+        const definition = lookup.definitions[i] as BuildDefinition;
         const buildLog = logs.open(build.id);
         buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
-        store.insert(build, request);
         events.emit('build.queued', structuredClone(build));
-        builds.push(build);
         rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
-        await decideOrFail(build, definition, request, buildLog);
-      }
+        return { build, definition, buildLog };
+      });
+      for (const { build, definition, buildLog } of opened) await decideOrFail(build, definition, request, buildLog);
       return { builds, reason: null };
     },
 

@@ -1,9 +1,7 @@
 import Router from '@koa/router';
-import type { Coordinator } from '../builds/coordinator.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { BuildStore } from '../store/build-store.js';
-import { createInbox } from '../webhooks/inbox.js';
+import type { Inbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
 import { toBuildRequest } from '../webhooks/to-build-request.js';
 import type { SignatureVerifier } from '../webhooks/verify-signature.js';
@@ -16,9 +14,9 @@ const header = (value: string | string[] | undefined): string | null => (typeof 
  * Answers `ping` and ignored events with 200 and the reason, build requests with 202 and
  * the delivery id; the build lookup and queueing happen after the answer.
  */
-export function createWebhookRoutes(deps: { verify: SignatureVerifier; coordinator: Coordinator; store: BuildStore; log: Logger }): Router {
+export function createWebhookRoutes(deps: { verify: SignatureVerifier; inbox: Inbox; log: Logger }): Router {
   const router = new Router();
-  const inbox = createInbox({ store: deps.store, coordinator: deps.coordinator, log: deps.log });
+  const { inbox } = deps;
   router.post('/hooks/github', async (ctx) => {
     const body = await readBody(ctx.req);
     await deps.verify(body, ctx.req.headers);
@@ -36,21 +34,21 @@ export function createWebhookRoutes(deps: { verify: SignatureVerifier; coordinat
     const receivedAt = new Date().toISOString();
     switch (outcome.kind) {
       case 'ping':
-        if (deliveryId !== null) deps.store.recordDelivery({ id: deliveryId, event, receivedAt, outcome: 'ping' });
+        if (deliveryId !== null) await inbox.record({ id: deliveryId, event, receivedAt, outcome: 'ping' });
         log.info('ping received');
         ctx.status = 200;
         ctx.body = { ok: true, event, deliveryId, zen: outcome.zen };
         return;
       case 'ignored':
-        if (deliveryId !== null) deps.store.recordDelivery({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
+        if (deliveryId !== null) await inbox.record({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
         log.info({ reason: outcome.reason }, 'delivery ignored');
         ctx.status = 200;
         ctx.body = { ignored: true, event, deliveryId, reason: outcome.reason };
         return;
       case 'build': {
         const request = outcome.request;
-        // stored (synchronous=FULL) before the answer: an accepted delivery is never lost
-        if (deliveryId !== null && !inbox.accept({ id: deliveryId, event, receivedAt, outcome: 'accepted' }, request)) {
+        // stored (synchronous=FULL, group commit) before the answer: an accepted delivery is never lost
+        if (deliveryId !== null && !(await inbox.accept({ id: deliveryId, event, receivedAt, outcome: 'accepted' }, request))) {
           log.info('redelivery of a delivery received before: no build');
           ctx.status = 200;
           ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };

@@ -26,6 +26,12 @@ export interface DeliveryRecord {
 export interface BuildStore {
   /** Stores a new build; `request` is what asked for it (kept for rebuilds, never shown). */
   insert(build: Build, request?: BuildRequest): void;
+  /**
+   * Stores the builds one request asked for and, when the request came from a delivery
+   * (`request.deliveryId`), marks that delivery processed, all in one transaction: after a
+   * crash a delivery has either all its builds or none and is handed on again only then.
+   */
+  insertForRequest(builds: readonly Build[], request: BuildRequest): void;
   update(build: Build): void;
   get(id: string): Build | null;
   /** The request a build was made for, or null. */
@@ -48,6 +54,12 @@ export interface BuildStore {
    * is already stored: a redelivery.
    */
   recordDelivery(delivery: DeliveryRecord, request?: BuildRequest): boolean;
+  /**
+   * Group commit: stores `records` as {@link recordDelivery} would and marks `processed`
+   * delivery ids processed, all in one transaction (one fsync). Returns, per record, whether
+   * it was stored (false: a redelivery).
+   */
+  writeDeliveries(records: readonly { delivery: DeliveryRecord; request?: BuildRequest | undefined }[], processed: readonly string[]): boolean[];
   getDelivery(id: string): DeliveryRecord | null;
   /** Marks a stored delivery's request as handed to the coordinator. */
   markDeliveryProcessed(id: string): void;

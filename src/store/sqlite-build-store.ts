@@ -83,21 +83,37 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
   const prune = db.prepare<[string]>('DELETE FROM deliveries WHERE received_at < ? AND processed_at IS NOT NULL');
   const getDelivery = db.prepare<[string], { id: string; event: string; received_at: string; outcome: string }>('SELECT * FROM deliveries WHERE id = ?');
 
+  const insertOne = (build: Build, request: BuildRequest | undefined): void => {
+    insert.run({
+      id: build.id,
+      repo: build.repo,
+      ref: build.ref,
+      state: build.state,
+      queuedAt: build.queuedAt,
+      doc: JSON.stringify(build),
+      definition: build.definition,
+      cacheKey: build.cacheKey,
+      cached: build.cached ? 1 : 0,
+      request: request === undefined ? null : JSON.stringify(request),
+    });
+  };
+  const insertForRequest = db.transaction((builds: readonly Build[], request: BuildRequest) => {
+    for (const build of builds) insertOne(build, request);
+    if (request.deliveryId !== null) markProcessed.run(new Date().toISOString(), request.deliveryId);
+  });
+
+  const recordOne = (d: DeliveryRecord, request: BuildRequest | undefined): boolean =>
+    insertDelivery.run({ ...d, request: request === undefined ? null : JSON.stringify(request) }).changes === 1;
+  const writeDeliveries = db.transaction((records: readonly { delivery: DeliveryRecord; request?: BuildRequest | undefined }[], processed: readonly string[]) => {
+    const stored = records.map((r) => recordOne(r.delivery, r.request));
+    const at = new Date().toISOString();
+    for (const id of processed) markProcessed.run(at, id);
+    return stored;
+  });
+
   return {
-    insert(build, request) {
-      insert.run({
-        id: build.id,
-        repo: build.repo,
-        ref: build.ref,
-        state: build.state,
-        queuedAt: build.queuedAt,
-        doc: JSON.stringify(build),
-        definition: build.definition,
-        cacheKey: build.cacheKey,
-        cached: build.cached ? 1 : 0,
-        request: request === undefined ? null : JSON.stringify(request),
-      });
-    },
+    insert: insertOne,
+    insertForRequest: (builds, request) => void insertForRequest(builds, request),
     update(build) {
       const { changes } = update.run({ id: build.id, state: build.state, doc: JSON.stringify(build), cacheKey: build.cacheKey, cached: build.cached ? 1 : 0 });
       if (changes !== 1) throw new AppError('NOT_FOUND', `build ${build.id} is not stored`, { status: 404 });
@@ -129,9 +145,8 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
       const sql = `SELECT doc FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY queued_at DESC, id DESC LIMIT @limit`;
       return (db.prepare(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as Build);
     },
-    recordDelivery(d: DeliveryRecord, request?: BuildRequest) {
-      return insertDelivery.run({ ...d, request: request === undefined ? null : JSON.stringify(request) }).changes === 1;
-    },
+    recordDelivery: (d, request) => recordOne(d, request),
+    writeDeliveries: (records, processed) => writeDeliveries(records, processed),
     markDeliveryProcessed(id) {
       markProcessed.run(new Date().toISOString(), id);
     },

@@ -3,39 +3,51 @@ import type { Coordinator } from '../builds/coordinator.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore, DeliveryRecord } from '../store/build-store.js';
+import type { DeliveryWriter } from '../store/delivery-writer.js';
 
 /** How long delivery ids are kept for dedupe, in days (GitHub redelivers up to 3 days back). */
 export const DELIVERY_RETENTION_DAYS = 7;
 
 /**
- * The durable inbox of webhook deliveries that ask for builds. A delivery is stored before
- * the webhook is answered, keyed by `X-GitHub-Delivery`, so a redelivery never builds twice
- * and a crash between the answer and the work loses nothing: {@link Inbox.recover} hands on
- * what was accepted and never processed.
+ * The durable inbox of webhook deliveries. A delivery is stored before the webhook is
+ * answered, keyed by `X-GitHub-Delivery`, so a redelivery never builds twice and a crash
+ * between the answer and the work loses nothing: {@link Inbox.recover} hands on what was
+ * accepted and never processed.
+ *
+ * Writes are group-committed off the event loop ({@link DeliveryWriter}): the deliveries that
+ * arrive while one transaction is being committed are stored together in the next, so one
+ * fsync (`synchronous=FULL`) acknowledges many deliveries. The answer waits for the commit.
  */
 export interface Inbox {
-  /** Stores the delivery and its request; false when that delivery id was stored before (a redelivery). */
-  accept(delivery: DeliveryRecord, request: BuildRequest): boolean;
+  /** Stores a delivery that asks for a build; resolves false when that delivery id was stored before (a redelivery). */
+  accept(delivery: DeliveryRecord, request: BuildRequest): Promise<boolean>;
+  /** Stores a delivery that asks for nothing (ping, ignored), for dedupe and the record; resolves false on a redelivery. */
+  record(delivery: DeliveryRecord): Promise<boolean>;
   /** Hands an accepted request to the coordinator, then marks its delivery processed. Never throws. */
   handOn(deliveryId: string | null, request: BuildRequest): Promise<void>;
   /** At start: hands on every accepted, unprocessed delivery, oldest first; returns how many. */
   recover(): Promise<number>;
 }
 
-/** Creates the inbox over the build store's deliveries. */
-export function createInbox(options: { store: BuildStore; coordinator: Coordinator; log: Logger }): Inbox {
-  const { store, coordinator, log } = options;
+/** Creates the inbox: writes go through `writer` (group commit), reads through `store`. */
+export function createInbox(options: { store: BuildStore; writer: DeliveryWriter; coordinator: Coordinator; log: Logger }): Inbox {
+  const { store, writer, coordinator, log } = options;
+  const write = async (delivery: DeliveryRecord, request?: BuildRequest): Promise<boolean> => (await writer.write([{ delivery, request }]))[0] === true;
+
   const handOn = async (deliveryId: string | null, request: BuildRequest): Promise<void> => {
     try {
       await coordinator.submit(request);
-      if (deliveryId !== null) store.markDeliveryProcessed(deliveryId);
+      // a request that made builds was marked with them; this covers the ones that made none
+      // (a lost mark only means the request is looked up again after a restart)
+      if (deliveryId !== null) await writer.write([], [deliveryId]);
     } catch (err) {
       // stays unprocessed: the next start tries again
       log.error({ deliveryId, err: toMessage(err) }, 'build request failed');
     }
   };
   return {
-    accept: (delivery, request) => store.recordDelivery(delivery, request),
+    accept: (delivery, request) => write(delivery, request),
+    record: (delivery) => write(delivery),
     handOn,
     async recover() {
       const pending = store.unprocessedDeliveries();

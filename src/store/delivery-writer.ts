@@ -1,0 +1,114 @@
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { BuildRequest } from '../builds/build-request.js';
+import type { DeliveryRecord } from './build-store.js';
+
+/** One delivery to store, with the build request it carries when it asks for one. */
+export interface DeliveryWrite {
+  delivery: DeliveryRecord;
+  request?: BuildRequest | undefined;
+}
+
+/**
+ * Writes webhook deliveries durably with group commit, off the event loop. Each call is
+ * queued; while one transaction is being committed (its fsync under `synchronous=FULL`
+ * takes milliseconds on real disks), the next calls collect and then commit together. The
+ * event loop never waits for the disk, so webhooks keep being read and answered meanwhile.
+ */
+export interface DeliveryWriter {
+  /**
+   * Stores `records` and marks `processed` delivery ids processed. Resolves, per record,
+   * whether it was stored (false: that delivery id was stored before, a redelivery), once
+   * the transaction holding it is committed. Rejects when the database refuses the write.
+   */
+  write(records: readonly DeliveryWrite[], processed?: readonly string[]): Promise<boolean[]>;
+  /** Commits what is queued, then stops the writer thread. */
+  close(): Promise<void>;
+}
+
+interface Pending {
+  records: readonly DeliveryWrite[];
+  processed: readonly string[];
+  resolve(stored: boolean[]): void;
+  reject(err: Error): void;
+}
+
+/** A message from the writer thread: the outcome of batch `id`. */
+type Reply = { id: number; stored: boolean[] } | { id: number; error: string };
+
+/**
+ * Starts a writer thread with its own connection to the SQLite database at `path` (WAL,
+ * `synchronous=FULL`; the schema is the build store's). Throws when the thread cannot open
+ * the database (the promise rejects).
+ */
+export async function createDeliveryWriter(options: { path: string }): Promise<DeliveryWriter> {
+  // the thread's file has this module's extension: .ts when run from source (tsx), .js when built
+  const ext = extname(fileURLToPath(import.meta.url));
+  const thread = new URL(`./delivery-writer-thread${ext}`, import.meta.url);
+  const workerData = { path: options.path };
+  const worker =
+    ext === '.ts'
+      ? // from source: the thread registers tsx before loading the TypeScript file
+        new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(thread.href)}); })`, { eval: true, workerData })
+      : new Worker(thread, { workerData });
+  await new Promise<void>((ok, fail) => {
+    worker.once('message', (m: { ready?: boolean; error?: string }) => (m.ready === true ? ok() : fail(new Error(m.error ?? 'the delivery writer did not start'))));
+    worker.once('error', fail);
+  });
+  let queue: Pending[] = [];
+  let inFlight: { id: number; batch: Pending[] } | null = null;
+  let nextId = 1;
+  let closed = false;
+  let drained: (() => void) | null = null;
+
+  const send = (): void => {
+    if (inFlight !== null || queue.length === 0) {
+      if (inFlight === null && drained !== null) drained();
+      return;
+    }
+    const batch = queue;
+    queue = [];
+    inFlight = { id: nextId++, batch };
+    worker.postMessage({ id: inFlight.id, records: batch.flatMap((p) => p.records), processed: batch.flatMap((p) => p.processed) });
+  };
+  const fail = (err: Error): void => {
+    const batch = [...(inFlight?.batch ?? []), ...queue];
+    inFlight = null;
+    queue = [];
+    for (const p of batch) p.reject(err);
+  };
+  worker.on('message', (reply: Reply) => {
+    if (inFlight === null || reply.id !== inFlight.id) return;
+    const { batch } = inFlight;
+    inFlight = null;
+    if ('error' in reply) {
+      for (const p of batch) p.reject(new Error(reply.error));
+    } else {
+      let at = 0;
+      for (const p of batch) {
+        p.resolve(reply.stored.slice(at, at + p.records.length));
+        at += p.records.length;
+      }
+    }
+    send();
+  });
+  worker.on('error', (err) => fail(err));
+  worker.on('exit', () => fail(new Error('the delivery writer has stopped')));
+
+  return {
+    write(records, processed = []) {
+      if (closed) return Promise.reject(new Error('the delivery writer is closed'));
+      return new Promise((resolve, reject) => {
+        queue.push({ records, processed, resolve, reject });
+        send();
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (inFlight !== null || queue.length > 0) await new Promise<void>((ok) => (drained = ok));
+      await worker.terminate();
+    },
+  };
+}
