@@ -4,6 +4,8 @@
  * Pass names to run a subset: `npm run bench -- snapshots cache`.
  */
 import { benchCacheHit, benchIncrementalC } from './cache.js';
+import { benchChaos } from './chaos.js';
+import { benchLoad } from './load.js';
 import { benchLogs } from './logs.js';
 import { benchSnapshots } from './snapshots.js';
 
@@ -12,6 +14,8 @@ const benches: Record<string, () => Promise<void>> = {
   cache: benchCacheHit,
   'incremental-c': benchIncrementalC,
   logs: benchLogs,
+  load: () => benchLoad(),
+  chaos: benchChaos,
 };
 
 const wanted = process.argv.slice(2);

@@ -15,10 +15,10 @@ export function summarize(samples: readonly number[]): Summary {
   return { n: sorted.length, min: sorted[0] ?? NaN, p50: at(50), p95: at(95), p99: at(99), max: sorted.at(-1) ?? NaN };
 }
 
-/** One line: `label  n=…  p50 … ms  p95 … ms  max … ms`. */
+/** One line: `label  n=…  p50 … ms  p95 … ms  p99 … ms  max … ms`. */
 export function formatSummary(label: string, s: Summary): string {
   const ms = (v: number) => (v < 10 ? v.toFixed(2) : v.toFixed(0));
-  return `${label.padEnd(44)} n=${String(s.n).padStart(3)}  p50 ${ms(s.p50).padStart(7)} ms  p95 ${ms(s.p95).padStart(7)} ms  max ${ms(s.max).padStart(7)} ms`;
+  return `${label.padEnd(44)} n=${String(s.n).padStart(3)}  p50 ${ms(s.p50).padStart(7)} ms  p95 ${ms(s.p95).padStart(7)} ms  p99 ${ms(s.p99).padStart(7)} ms  max ${ms(s.max).padStart(7)} ms`;
 }
 
 /** Prints a goal check: `goal … : met` or `NOT met`. */
