@@ -45,7 +45,8 @@ export interface Checkout {
    */
   fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[] }): Promise<{ tree: string; blobs: (string | null)[] }>;
   /**
-   * The commit `ref` points at in the repository at `cloneUrl` (`git ls-remote`).
+   * The commit `ref` points at in the repository at `cloneUrl` (`git ls-remote`); an
+   * annotated tag is peeled to its commit, never answered with the tag object.
    * @throws AppError `NOT_FOUND` (404) when there is no such ref, `GIT_FAILED` otherwise
    */
   resolveRef(input: { cloneUrl: string; ref: string }): Promise<string>;
@@ -143,11 +144,13 @@ export function createCheckout(options: { mirrorsDir: string; token?: { value: s
     async resolveRef({ cloneUrl, ref }) {
       let out: string;
       try {
-        out = await git(undefined, authFor(cloneUrl)).raw(['ls-remote', '--', cloneUrl, ref]);
+        // `<ref>^{}` lists the commit an annotated tag points at; a branch has no such line
+        out = await git(undefined, authFor(cloneUrl)).raw(['ls-remote', '--', cloneUrl, ref, `${ref}^{}`]);
       } catch (err) {
         throw gitFailed(`cannot list refs of ${cloneUrl}`, err);
       }
-      const line = out.split('\n').find((l) => l.endsWith(`\t${ref}`));
+      const lines = out.split('\n');
+      const line = lines.find((l) => l.endsWith(`\t${ref}^{}`)) ?? lines.find((l) => l.endsWith(`\t${ref}`));
       const sha = line?.split('\t')[0];
       if (sha === undefined || !isSha(sha)) throw new AppError('NOT_FOUND', `${ref} does not exist in ${cloneUrl}`, { status: 404 });
       return sha;
