@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): Koa {
   });
   for (const router of [
     health,
-    createWebhookRoutes({ verify: deps.verify, inbox: deps.inbox, log: deps.log.child({ component: 'webhooks' }) }),
+    createWebhookRoutes({ verify: deps.verify, inbox: deps.inbox, coordinator: deps.coordinator, log: deps.log.child({ component: 'webhooks' }) }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),

@@ -112,11 +112,20 @@ describe('POST /hooks/github', () => {
     assert.equal((await fetch(`${f.server.url}/healthz`)).status, 200);
   });
 
-  test('handles every example push payload without a server error', async () => {
-    for (const example of examplePayloads('push')) {
-      const response = await deliver(f.server.url, { event: 'push', payload: example, secret: f.secret });
-      assert.ok(response.status === 200 || response.status === 202, `${response.status} ${JSON.stringify(response.body)}`);
+  test('handles every example push, create, delete, ping and pull_request payload without a server error', async () => {
+    for (const event of ['push', 'create', 'delete', 'ping', 'pull_request']) {
+      const examples = examplePayloads(event);
+      assert.ok(examples.length > 0, event);
+      for (const example of examples) {
+        const response = await deliver(f.server.url, { event, payload: example, secret: f.secret });
+        const what = `${event} ${String(example['action'] ?? example['ref'] ?? '')}: ${response.status} ${JSON.stringify(response.body)}`;
+        assert.ok(response.status === 200 || response.status === 202, what);
+      }
     }
+    // what was accepted is handed on after the answer: that must not fail either
+    for (let i = 0; i < 100 && f.server.store.unprocessedDeliveries().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(f.server.store.unprocessedDeliveries(), []);
+    assert.equal((await fetch(`${f.server.url}/healthz`)).status, 200);
   });
 
   test('ignores hostile refs and repository names instead of building them', async () => {

@@ -2,7 +2,7 @@
 export interface BuildRequest {
   owner: string;
   repo: string;
-  /** full ref, `refs/heads/<branch>` or `refs/tags/<tag>` */
+  /** full ref, `refs/heads/<branch>`, `refs/tags/<tag>` or `refs/pull/<number>/head` */
   ref: string;
   /**
    * the ref whose build definitions apply, when not `ref` itself: a pull request's head is
@@ -13,8 +13,12 @@ export interface BuildRequest {
   pullRequest?: number;
   /** true for a pull request from a fork: its build gets none of the server's secrets */
   fromFork?: boolean;
-  /** commit sha, 40 hex */
-  sha: string;
+  /**
+   * commit sha, 40 hex; null when the event carried none (a `create` event of a tag): the
+   * coordinator then resolves `ref` at the repository (`git ls-remote`) when it handles the
+   * request, after the webhook was answered
+   */
+  sha: string | null;
   /**
    * the commit's tree id as the push payload states it (`head_commit.tree_id`), or null;
    * lets a cache hit be decided without fetching, and is checked against the fetched
@@ -29,4 +33,12 @@ export interface BuildRequest {
   deliveryId: string | null;
   /** run even when an identical build succeeded before (no cache hit, no coalescing) */
   force?: boolean;
+}
+
+/** One pull request of one repository (the base repository, where its statuses go). */
+export interface PullRequestTarget {
+  owner: string;
+  repo: string;
+  /** the pull request's number */
+  pullRequest: number;
 }

@@ -47,6 +47,13 @@ describe('cache key', () => {
     );
   });
 
+  test('with a scope, is the same only for the same scope and never the unscoped key', () => {
+    const inputs = toCacheInputs(base);
+    assert.equal(toCacheKey(inputs, 'pull/7'), toCacheKey(structuredClone(inputs), 'pull/7'));
+    assert.notEqual(toCacheKey(inputs, 'pull/7'), toCacheKey(inputs));
+    assert.notEqual(toCacheKey(inputs, 'pull/7'), toCacheKey(inputs, 'pull/8'));
+  });
+
   test('a missing script is an input of its own', () => {
     assert.equal(toCacheInputs({ ...base, scriptBlob: null }).script, 'missing');
   });

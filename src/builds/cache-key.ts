@@ -63,9 +63,14 @@ export function toCacheInputs(input: {
   };
 }
 
-/** The cache key of a build: sha256 (64 hex) of the canonical JSON of its inputs. */
-export function toCacheKey(inputs: CacheInputs): string {
-  return sha256(toCanonicalJson({ v: KEY_VERSION, ...inputs }));
+/**
+ * The cache key of a build: sha256 (64 hex) of the canonical JSON of its inputs. A `scope`
+ * keeps builds that must not share results with others apart: only builds of the same
+ * scope get the same key (a fork's pull request, whose untrusted workspace could otherwise
+ * hand a made-up result to a trusted build of the same tree).
+ */
+export function toCacheKey(inputs: CacheInputs, scope?: string): string {
+  return sha256(toCanonicalJson(scope === undefined ? { v: KEY_VERSION, ...inputs } : { v: KEY_VERSION, ...inputs, scope }));
 }
 
 /** The inputs that differ between two builds, in {@link CACHE_INPUT_NAMES} order. */

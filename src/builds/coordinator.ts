@@ -14,10 +14,10 @@ import { isTerminal, type Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import { createBuildQueue, type BuildPriority, type QueuePosition } from './build-queue.js';
-import type { BuildRequest } from './build-request.js';
+import type { BuildRequest, PullRequestTarget } from './build-request.js';
 import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
-import { parseRef, toLineageBranch } from './refs.js';
+import { parseBuildRef, toLineageBranch, toPullRequestRef } from './refs.js';
 import type { SecretMasker } from './secret-masker.js';
 
 /** Where builds run inside their container. */
@@ -60,11 +60,16 @@ export interface BuildPolicy {
 /** Turns build requests into builds and runs them. */
 export interface Coordinator {
   /**
-   * Looks up the definitions for the request and makes one build per build script. Each is
-   * answered from the cache (`cached`, no container), joins an identical build in flight
-   * (`coalesced`), or is queued (superseding waiting builds of the same ref and definition);
-   * statuses are posted for each. Resolves once every build is decided, not run. A bad
-   * definition is not thrown: it is logged and returned as `reason`.
+   * Looks up the definitions for the request (those of `definitionsRef` when given) and
+   * makes one build per build script. A request without a sha has its ref resolved at the
+   * repository first. Each build is answered from the cache (`cached`, no container), joins
+   * an identical build in flight (`coalesced`), or is queued (superseding waiting builds of
+   * the same ref and definition); statuses are posted for each. Resolves once every build is
+   * decided, not run. A webhook's request for a tag makes no build of a definition that
+   * already has one for that repository, tag and commit (unless it ended `error` or
+   * `cancelled`): the tag's push and create events build once. A bad definition or a ref
+   * that no longer exists is not thrown: it is logged and returned as `reason`.
+   * @throws AppError `GIT_FAILED` when the ref could not be resolved (the delivery is retried at the next start)
    */
   submit(request: BuildRequest): Promise<SubmitResult>;
   /**
@@ -73,6 +78,13 @@ export interface Coordinator {
    * @throws AppError `NOT_FOUND` (404), `CONFLICT` (409) when the build has ended
    */
   cancel(buildId: string, reason?: string): Promise<Build>;
+  /**
+   * Cancels the waiting builds of a pull request (those of its `refs/pull/<n>/head`); running
+   * ones are left to finish, and so is a waiting one that builds of other refs joined
+   * (same inputs). Resolves with the builds it cancelled. A build still being decided at
+   * that moment is not cancelled.
+   */
+  cancelPullRequest(target: PullRequestTarget, reason: string): Promise<Build[]>;
   /** True when as many builds wait as the backlog allows: the manual API then answers 503. */
   isBacklogFull(): boolean;
   queueInfo(): QueueInfo;
@@ -201,7 +213,7 @@ export function createCoordinator(options: {
   }
 
   const priorityOf = (request: BuildRequest): BuildPriority => {
-    const ref = parseRef(request.ref);
+    const ref = parseBuildRef(request.ref);
     if (ref.kind === 'tag') return 'tag';
     return request.defaultBranch !== null && ref.name === request.defaultBranch ? 'default-branch' : 'other';
   };
@@ -229,7 +241,7 @@ export function createCoordinator(options: {
     };
     const started = Date.now();
     save(build, { state: 'running', startedAt: now().toISOString(), description: 'Running' });
-    const ref = parseRef(build.ref);
+    const ref = parseBuildRef(build.ref);
     const scope = { owner: request.owner, repo: request.repo, definition: definition.name };
     const branch = toLineageBranch(build.ref);
     const timeoutSeconds = Math.min(definition.timeoutSeconds ?? policy.defaultTimeoutSeconds, policy.maxTimeoutSeconds);
@@ -245,7 +257,9 @@ export function createCoordinator(options: {
       const prepared = await workspaces.prepare({
         scope,
         branch,
-        fallbackBranch: request.defaultBranch === null ? null : toLineageBranch(`refs/heads/${request.defaultBranch}`),
+        // a fork's code never starts from a trusted workspace: what earlier builds left there
+        // (built with secrets) is not for it to read
+        fallbackBranch: request.defaultBranch === null || request.fromFork === true ? null : toLineageBranch(`refs/heads/${request.defaultBranch}`),
         buildId: build.id,
         incremental: definition.incremental,
       });
@@ -416,7 +430,8 @@ export function createCoordinator(options: {
       scriptBlob: fetched.blobs[0] ?? null,
       env: definition.env,
     });
-    const cacheKey = toCacheKey(cacheInputs);
+    // a fork's results are shared only within its pull request, like its workspace lineage
+    const cacheKey = request.fromFork === true ? toCacheKey(cacheInputs, toLineageBranch(build.ref)) : toCacheKey(cacheInputs);
     save(build, { cacheKey, cacheInputs });
 
     if (request.force !== true) {
@@ -464,9 +479,47 @@ export function createCoordinator(options: {
     }
   }
 
+  /** See {@link Coordinator.cancel}. */
+  async function cancelBuild(buildId: string, reason = 'cancelled'): Promise<Build> {
+    const build = store.get(buildId);
+    if (build === null) throw new AppError('NOT_FOUND', `no build ${buildId}`, { status: 404 });
+    if (isTerminal(build.state)) throw new AppError('CONFLICT', `build ${buildId} has already ended (${build.state})`, { status: 409 });
+    const item = waiting.get(buildId);
+    if (item !== undefined) {
+      await dropWaiting(item, reason);
+      return structuredClone(item.flight.leader);
+    }
+    const run = running.get(buildId);
+    if (run !== undefined) {
+      const ended = new Promise<void>((resolve) => {
+        const onFinished = (b: Build) => {
+          if (b.id !== buildId) return;
+          events.off('build.finished', onFinished);
+          resolve();
+        };
+        events.on('build.finished', onFinished);
+      });
+      run.controller.abort({ kind: 'cancelled', description: reason } satisfies StopReason);
+      await ended;
+      return structuredClone(run.build);
+    }
+    // a follower of a coalesced build: it leaves the group and ends alone
+    for (const flight of inFlight.values()) {
+      const at = flight.followers.findIndex((f) => f.build.id === buildId);
+      const follower = flight.followers[at];
+      if (follower !== undefined) {
+        flight.followers.splice(at, 1);
+        await finish(follower.build, follower.log, { state: 'cancelled', description: reason });
+        return structuredClone(follower.build);
+      }
+    }
+    throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
+  }
+
   return {
-    async submit(request) {
-      const rlog = log.child({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha, deliveryId: request.deliveryId });
+    async submit(input) {
+      let rlog = log.child({ repo: `${input.owner}/${input.repo}`, ref: input.ref, sha: input.sha, deliveryId: input.deliveryId });
+      let request = input;
       let lookup;
       try {
         lookup = await configRepository.lookup({ owner: request.owner, repo: request.repo, ref: request.definitionsRef ?? request.ref });
@@ -480,11 +533,39 @@ export function createCoordinator(options: {
         rlog.info({ reason: lookup.reason }, 'no build definition matches');
         return { builds: [], reason: lookup.reason };
       }
-      const builds: Build[] = lookup.definitions.map((definition) => ({
+      // resolved only once some definition matches: no network for refs nothing builds
+      let sha = request.sha;
+      if (sha === null) {
+        try {
+          sha = await checkout.resolveRef({ cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), ref: request.ref });
+        } catch (err) {
+          if (!isAppError(err) || err.code === 'GIT_FAILED') throw err;
+          rlog.warn({ reason: err.message }, 'build request ref not resolved');
+          return { builds: [], reason: err.message };
+        }
+        request = { ...request, sha };
+        rlog = rlog.child({ sha });
+      }
+      const repo = `${request.owner}/${request.repo}`;
+      // From here to the insert nothing awaits: two deliveries of one tag (its push and its
+      // create event) cannot both pass this check.
+      const once = request.deliveryId !== null && request.force !== true && parseBuildRef(request.ref).kind === 'tag';
+      const earlier = (definition: BuildDefinition): Build | undefined =>
+        once ? store.findByCommit({ repo, ref: request.ref, sha, definition: definition.name }).find((b) => b.state !== 'error' && b.state !== 'cancelled') : undefined;
+      const definitions: BuildDefinition[] = [];
+      const skipped: string[] = [];
+      for (const definition of lookup.definitions) {
+        const built = earlier(definition);
+        if (built === undefined) definitions.push(definition);
+        else skipped.push(`${definition.name}: ${request.ref} at ${sha} has build ${built.id}`);
+      }
+      if (skipped.length > 0) rlog.info({ skipped }, 'tag already built at this commit');
+      if (definitions.length === 0) return { builds: [], reason: `already built: ${skipped.join('; ')}` };
+      const builds: Build[] = definitions.map((definition) => ({
         id: createBuildId(),
-        repo: `${request.owner}/${request.repo}`,
+        repo,
         ref: request.ref,
-        sha: request.sha,
+        sha,
         definition: definition.name,
         context: `autobuilder/${definition.name}`,
         state: 'queued',
@@ -509,7 +590,7 @@ export function createCoordinator(options: {
       // a crash here never leaves a delivery half built or built twice on recovery
       store.insertForRequest(builds, request);
       const opened = builds.map((build, i) => {
-        const definition = lookup.definitions[i] as BuildDefinition;
+        const definition = definitions[i] as BuildDefinition;
         const buildLog = logs.open(build.id);
         buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
         events.emit('build.queued', structuredClone(build));
@@ -520,40 +601,27 @@ export function createCoordinator(options: {
       return { builds, reason: null };
     },
 
-    async cancel(buildId, reason = 'cancelled') {
-      const build = store.get(buildId);
-      if (build === null) throw new AppError('NOT_FOUND', `no build ${buildId}`, { status: 404 });
-      if (isTerminal(build.state)) throw new AppError('CONFLICT', `build ${buildId} has already ended (${build.state})`, { status: 409 });
-      const item = waiting.get(buildId);
-      if (item !== undefined) {
-        await dropWaiting(item, reason);
-        return structuredClone(item.flight.leader);
-      }
-      const run = running.get(buildId);
-      if (run !== undefined) {
-        const ended = new Promise<void>((resolve) => {
-          const onFinished = (b: Build) => {
-            if (b.id !== buildId) return;
-            events.off('build.finished', onFinished);
-            resolve();
-          };
-          events.on('build.finished', onFinished);
-        });
-        run.controller.abort({ kind: 'cancelled', description: reason } satisfies StopReason);
-        await ended;
-        return structuredClone(run.build);
-      }
-      // a follower of a coalesced build: it leaves the group and ends alone
-      for (const flight of inFlight.values()) {
-        const at = flight.followers.findIndex((f) => f.build.id === buildId);
-        const follower = flight.followers[at];
-        if (follower !== undefined) {
-          flight.followers.splice(at, 1);
-          await finish(follower.build, follower.log, { state: 'cancelled', description: reason });
-          return structuredClone(follower.build);
+    cancel: cancelBuild,
+
+    async cancelPullRequest(target, reason) {
+      const cancelled: Build[] = [];
+      const waitingOnes = store.list({ repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), state: 'queued', limit: 500 });
+      const ids = new Set(waitingOnes.map((b) => b.id));
+      for (const build of waitingOnes) {
+        // builds of other refs that joined it (same inputs) still need it to run
+        if (waiting.get(build.id)?.flight.followers.some((f) => !ids.has(f.build.id)) === true) {
+          log.info({ buildId: build.id }, 'build of a closed pull request left to run for the builds that joined it');
+          continue;
+        }
+        try {
+          cancelled.push(await cancelBuild(build.id, reason));
+        } catch (err) {
+          // ended meanwhile, or still being decided: nothing to take out of the queue
+          if (!isAppError(err, 'CONFLICT')) throw err;
+          log.info({ buildId: build.id, reason: err.message }, 'build of a closed pull request not cancelled');
         }
       }
-      throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
+      return cancelled;
     },
 
     isBacklogFull: () => queue.size >= policy.backlog,

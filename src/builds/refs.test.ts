@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isAppError } from '../errors.js';
-import { assertRepoName, isBuildableRef, isSha, parseRef } from './refs.js';
+import { assertRepoName, isBuildableRef, isSha, parseBuildRef, parseRef, toLineageBranch, toPullRequestRef } from './refs.js';
 
 const isUnsafeInput = (err: unknown): boolean => isAppError(err, 'UNSAFE_INPUT') && err.status === 400;
 
@@ -81,6 +81,36 @@ describe('isBuildableRef', () => {
   test('is true for branch and tag refs', () => {
     assert.equal(isBuildableRef('refs/heads/main'), true);
     assert.equal(isBuildableRef('refs/tags/v1'), true);
+  });
+});
+
+describe('parseBuildRef', () => {
+  test('parses a pull request head ref into its number', () => {
+    assert.equal(toPullRequestRef(42), 'refs/pull/42/head');
+    assert.deepEqual(parseBuildRef('refs/pull/42/head'), { kind: 'pull', name: '42' });
+  });
+
+  test('parses branches and tags as parseRef does', () => {
+    assert.deepEqual(parseBuildRef('refs/heads/feature/x'), { kind: 'branch', name: 'feature/x' });
+    assert.deepEqual(parseBuildRef('refs/tags/v1'), { kind: 'tag', name: 'v1' });
+  });
+
+  for (const ref of ['refs/pull/0/head', 'refs/pull/01/head', 'refs/pull/1/merge', 'refs/pull/x/head', 'refs/pull/1/head/x', 'refs/pull/12345678901/head']) {
+    test(`refuses ${ref}`, () => {
+      assert.throws(() => parseBuildRef(ref), (err: unknown) => isAppError(err, 'UNSAFE_INPUT'));
+    });
+  }
+
+  test('is not accepted where only branches and tags are (parseRef)', () => {
+    assert.equal(isBuildableRef('refs/pull/42/head'), false);
+  });
+});
+
+describe('toLineageBranch', () => {
+  test('keeps branches, tags and pull requests of the same name apart', () => {
+    assert.equal(toLineageBranch('refs/heads/main'), 'branch:main');
+    assert.equal(toLineageBranch('refs/tags/main'), 'tag:main');
+    assert.equal(toLineageBranch('refs/pull/7/head'), 'pull:7');
   });
 });
 

@@ -49,11 +49,32 @@ export function isSha(value: string): boolean {
 }
 
 /**
- * The lineage branch key of a ref: `branch:<name>` or `tag:<name>`, so a branch and a tag of
- * the same name never share a lineage head.
- * @throws AppError `UNSAFE_INPUT` as {@link parseRef}
+ * The ref a pull request's builds carry: `refs/pull/<number>/head`, the ref GitHub keeps in
+ * the base repository for every pull request, forks included.
+ */
+export function toPullRequestRef(number: number): string {
+  return `refs/pull/${number}/head`;
+}
+
+/** The ref of any build: a branch, a tag, or a pull request's head (`name` is its number). */
+export type BuildRef = ParsedRef | { kind: 'pull'; name: string };
+
+/**
+ * Parses a build's ref: what {@link parseRef} accepts, or `refs/pull/<number>/head`.
+ * @throws AppError `UNSAFE_INPUT` (400) for any other ref
+ */
+export function parseBuildRef(ref: string): BuildRef {
+  const pull = /^refs\/pull\/([1-9][0-9]{0,9})\/head$/.exec(ref)?.[1];
+  return pull === undefined ? parseRef(ref) : { kind: 'pull', name: pull };
+}
+
+/**
+ * The lineage branch key of a ref: `branch:<name>`, `tag:<name>` or `pull:<number>`, so a
+ * branch, a tag and a pull request never share a lineage head (a fork's branch named `main`
+ * never becomes the head of `main`).
+ * @throws AppError `UNSAFE_INPUT` as {@link parseBuildRef}
  */
 export function toLineageBranch(ref: string): string {
-  const parsed = parseRef(ref);
+  const parsed = parseBuildRef(ref);
   return `${parsed.kind}:${parsed.name}`;
 }

@@ -1,5 +1,6 @@
 import Router from '@koa/router';
-import { AppError } from '../errors.js';
+import type { Coordinator } from '../builds/coordinator.js';
+import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Inbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
@@ -11,10 +12,17 @@ const header = (value: string | string[] | undefined): string | null => (typeof 
 /**
  * `POST /hooks/github`: GitHub webhook receiver. Order matters: the body is read raw
  * (25 MB cap, 413), the signature checked over those bytes (401), then parsed (400).
- * Answers `ping` and ignored events with 200 and the reason, build requests with 202 and
- * the delivery id; the build lookup and queueing happen after the answer.
+ * Answers `ping` and ignored events with 200 and the reason, build requests and closed
+ * pull requests with 202 and the delivery id; the build lookup and queueing, and the
+ * cancelling of a closed pull request's waiting builds, happen after the answer.
  */
-export function createWebhookRoutes(deps: { verify: SignatureVerifier; inbox: Inbox; log: Logger }): Router {
+export function createWebhookRoutes(deps: {
+  verify: SignatureVerifier;
+  inbox: Inbox;
+  /** cancels the waiting builds of a closed pull request */
+  coordinator: Pick<Coordinator, 'cancelPullRequest'>;
+  log: Logger;
+}): Router {
   const router = new Router();
   const { inbox } = deps;
   router.post('/hooks/github', async (ctx) => {
@@ -58,6 +66,25 @@ export function createWebhookRoutes(deps: { verify: SignatureVerifier; inbox: In
         ctx.status = 202;
         ctx.body = { accepted: true, event, deliveryId };
         setImmediate(() => void inbox.handOn(deliveryId, request));
+        return;
+      }
+      case 'cancel': {
+        const { target, reason } = outcome;
+        if (deliveryId !== null && !(await inbox.record({ id: deliveryId, event, receivedAt, outcome: `cancel: ${reason}` }))) {
+          log.info('redelivery of a delivery received before: nothing to cancel');
+          ctx.status = 200;
+          ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
+          return;
+        }
+        log.info({ repo: `${target.owner}/${target.repo}`, pullRequest: target.pullRequest }, 'pull request closed: cancelling its waiting builds');
+        ctx.status = 202;
+        ctx.body = { accepted: true, event, deliveryId, reason };
+        setImmediate(() => {
+          deps.coordinator.cancelPullRequest(target, reason).then(
+            (cancelled) => log.info({ cancelled: cancelled.map((b) => b.id) }, 'waiting builds of a closed pull request cancelled'),
+            (err: unknown) => log.error({ err: toMessage(err) }, 'waiting builds of a closed pull request not cancelled'),
+          );
+        });
         return;
       }
       default: {

@@ -38,6 +38,8 @@ export interface BuildStore {
   getRequest(id: string): BuildRequest | null;
   /** The earliest successful build that ran (was not itself cached) with this cache key. */
   findSuccessByCacheKey(cacheKey: string): Build | null;
+  /** Every build of `repo` + `ref` + `sha` + `definition`, newest first (one build per tag and commit). */
+  findByCommit(query: { repo: string; ref: string; sha: string; definition: string }): Build[];
   /** The newest build of `repo` + `definition` older than `beforeId` that has cache inputs. */
   findPrevious(repo: string, definition: string, beforeId: string): Build | null;
   /** Every build id with its repo, ref, definition and state, oldest first (retention). */

@@ -64,6 +64,10 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
   const bySuccessKey = db.prepare<[string], { doc: string }>(
     "SELECT doc FROM builds WHERE cache_key = ? AND state = 'success' AND cached = 0 ORDER BY id LIMIT 1",
   );
+  // the sha is only in the document: builds_repo_ref narrows the rows to one ref first
+  const byCommit = db.prepare<[string, string, string, string], { doc: string }>(
+    "SELECT doc FROM builds WHERE repo = ? AND ref = ? AND definition = ? AND json_extract(doc, '$.sha') = ? ORDER BY id DESC",
+  );
   const previous = db.prepare<[string, string, string], { doc: string }>(
     'SELECT doc FROM builds WHERE repo = ? AND definition = ? AND id < ? AND cache_key IS NOT NULL ORDER BY id DESC LIMIT 1',
   );
@@ -124,6 +128,7 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
       return row?.request == null ? null : (JSON.parse(row.request) as BuildRequest);
     },
     findSuccessByCacheKey: (cacheKey) => parse(bySuccessKey.get(cacheKey)),
+    findByCommit: ({ repo, ref, sha, definition }) => byCommit.all(repo, ref, definition, sha).map((row) => JSON.parse(row.doc) as Build),
     findPrevious: (repo, definition, beforeId) => parse(previous.get(repo, definition, beforeId)),
     listKeys: () => keys.all(),
     referencedDigests() {

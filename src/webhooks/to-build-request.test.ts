@@ -119,6 +119,167 @@ describe('toBuildRequest', () => {
   });
 });
 
+describe('toBuildRequest of a tag push', () => {
+  test('builds the commit an annotated tag points at, not the tag object', () => {
+    const payload = examplePayloads('push').find((p) => p['ref'] === 'refs/tags/simple-tag' && p['deleted'] === false);
+    assert.ok(payload);
+    const headCommit = payload['head_commit'] as Record<string, unknown>;
+    const tagObject = 'a'.repeat(40);
+    const outcome = toBuildRequest('push', { ...payload, after: tagObject }, 'd');
+    assert.equal(outcome.kind, 'build');
+    assert.equal(outcome.kind === 'build' ? outcome.request.sha : null, headCommit['id']);
+    assert.equal(outcome.kind === 'build' ? outcome.request.tree : null, headCommit['tree_id']);
+  });
+
+  test('builds after when a branch push states another head commit', () => {
+    const payload = { ...branchPush(), after: 'b'.repeat(40) };
+    const outcome = toBuildRequest('push', payload, 'd');
+    assert.equal(outcome.kind === 'build' ? outcome.request.sha : null, 'b'.repeat(40));
+    assert.equal(outcome.kind === 'build' ? outcome.request.tree : undefined, null);
+  });
+});
+
+describe('toBuildRequest of create and delete events', () => {
+  test('maps every example create of a tag onto a request of refs/tags/<name> whose sha is resolved later', () => {
+    const creates = examplePayloads('create');
+    assert.ok(creates.length > 0);
+    for (const payload of creates) {
+      assert.equal(payload['ref_type'], 'tag');
+      assert.deepEqual(toBuildRequest('create', payload, 'delivery-2'), {
+        kind: 'build',
+        request: {
+          owner: 'Codertocat',
+          repo: 'Hello-World',
+          ref: `refs/tags/${String(payload['ref'])}`,
+          sha: null,
+          tree: null,
+          cloneUrl: 'https://github.com/Codertocat/Hello-World.git',
+          defaultBranch: 'master',
+          deliveryId: 'delivery-2',
+        },
+      });
+    }
+  });
+
+  test('ignores the create of a branch: its push event builds it', () => {
+    const [example] = examplePayloads('create');
+    const outcome = toBuildRequest('create', { ...example, ref: 'feature/x', ref_type: 'branch' }, 'd');
+    assert.equal(outcome.kind, 'ignored');
+    assert.match(outcome.kind === 'ignored' ? outcome.reason : '', /push event/);
+  });
+
+  test('ignores every example delete with a reason naming the ref', () => {
+    const deletes = examplePayloads('delete');
+    assert.ok(deletes.length > 0);
+    for (const payload of deletes) {
+      const outcome = toBuildRequest('delete', payload, 'd');
+      assert.equal(outcome.kind, 'ignored');
+      assert.match(outcome.kind === 'ignored' ? outcome.reason : '', /simple-tag/);
+    }
+  });
+});
+
+/** GitHub's example pull_request of `action`, with head and base replaced by `changes`. */
+function pullRequest(action: string, changes: { head?: Record<string, unknown>; base?: Record<string, unknown> } = {}): Record<string, unknown> {
+  const payload = examplePayloads('pull_request').find((p) => p['action'] === action);
+  assert.ok(payload, `the examples hold a pull_request ${action}`);
+  const pr = payload['pull_request'] as Record<string, Record<string, unknown>>;
+  Object.assign(pr['head'] as object, changes.head ?? {});
+  Object.assign(pr['base'] as object, changes.base ?? {});
+  return payload;
+}
+
+describe('toBuildRequest of pull requests', () => {
+  const HEAD = 'ec26c3e57ca3a959ca5aad62de7213c562f8c821';
+
+  test('maps synchronize onto a build of the head sha as refs/pull/<n>/head with the base branch\'s definitions', () => {
+    assert.deepEqual(toBuildRequest('pull_request', pullRequest('synchronize'), 'delivery-3'), {
+      kind: 'build',
+      request: {
+        owner: 'Codertocat',
+        repo: 'Hello-World',
+        ref: 'refs/pull/2/head',
+        sha: HEAD,
+        tree: null,
+        cloneUrl: 'https://github.com/Codertocat/Hello-World.git',
+        defaultBranch: 'master',
+        deliveryId: 'delivery-3',
+        definitionsRef: 'refs/heads/master',
+        pullRequest: 2,
+        fromFork: false,
+      },
+    });
+  });
+
+  test('builds every example opened and reopened pull request', () => {
+    const examples = examplePayloads('pull_request').filter((p) => p['action'] === 'opened' || p['action'] === 'reopened');
+    assert.ok(examples.length > 0);
+    for (const payload of examples) {
+      const outcome = toBuildRequest('pull_request', payload, 'd');
+      assert.equal(outcome.kind, 'build', String(payload['action']));
+      assert.equal(outcome.kind === 'build' ? outcome.request.ref : null, `refs/pull/${String(payload['number'])}/head`);
+    }
+  });
+
+  test('marks a pull request whose head is another repository as from a fork', () => {
+    const fork = { full_name: 'mallory/Hello-World', clone_url: 'https://github.com/mallory/Hello-World.git' };
+    const outcome = toBuildRequest('pull_request', pullRequest('opened', { head: { ref: 'master', repo: { ...fork } } }), 'd');
+    assert.equal(outcome.kind, 'build');
+    const request = outcome.kind === 'build' ? outcome.request : null;
+    assert.equal(request?.fromFork, true);
+    assert.equal(request?.ref, 'refs/pull/2/head', "a fork's branch named like the base's is still its pull request");
+    assert.equal(request?.cloneUrl, 'https://github.com/Codertocat/Hello-World.git', 'fetched from the base repository');
+  });
+
+  test('marks a pull request whose fork was deleted (head.repo null) as from a fork', () => {
+    const outcome = toBuildRequest('pull_request', pullRequest('synchronize', { head: { repo: null } }), 'd');
+    assert.equal(outcome.kind === 'build' ? outcome.request.fromFork : null, true);
+  });
+
+  test('maps every example closed pull request onto cancelling its waiting builds', () => {
+    const closed = examplePayloads('pull_request').filter((p) => p['action'] === 'closed');
+    assert.ok(closed.length > 0);
+    for (const payload of closed) {
+      assert.deepEqual(toBuildRequest('pull_request', payload, 'd'), {
+        kind: 'cancel',
+        target: { owner: 'Codertocat', repo: 'Hello-World', pullRequest: 2 },
+        reason: 'pull request #2 was closed',
+      });
+    }
+  });
+
+  test('ignores every other example action with a reason naming it', () => {
+    const others = examplePayloads('pull_request').filter((p) => !['opened', 'synchronize', 'reopened', 'closed'].includes(String(p['action'])));
+    assert.ok(others.length > 0);
+    for (const payload of others) {
+      const outcome = toBuildRequest('pull_request', payload, 'd');
+      assert.equal(outcome.kind, 'ignored', String(payload['action']));
+      assert.ok(outcome.kind === 'ignored' && outcome.reason.includes(String(payload['action'])));
+    }
+  });
+
+  const hostile: [string, () => unknown][] = [
+    ['a number that is not a positive integer', () => ({ ...pullRequest('synchronize'), number: -1 })],
+    ['a number that is a string', () => ({ ...pullRequest('synchronize'), number: '2' })],
+    ['a number too large for a ref', () => ({ ...pullRequest('synchronize'), number: 1e12 })],
+    ['a head sha that is not hex', () => pullRequest('synchronize', { head: { sha: '$(id)' } })],
+    ["a base ref '../x'", () => pullRequest('synchronize', { base: { ref: '../x' } })],
+    ['no base ref', () => pullRequest('synchronize', { base: { ref: null } })],
+    ['no pull_request object', () => ({ ...pullRequest('synchronize'), pull_request: 'x' })],
+    ["a repository full_name '../x/y'", () => ({ ...pullRequest('closed'), repository: { full_name: '../x/y', clone_url: 'https://x/y.git' } })],
+    ["a create of tag 'a..b'", () => ({ ...examplePayloads('create')[0], ref: 'a..b' })],
+    ['a create without ref_type', () => ({ ...examplePayloads('create')[0], ref_type: undefined })],
+  ];
+  for (const [what, make] of hostile) {
+    test(`ignores a delivery with ${what}, with a reason, without throwing`, () => {
+      const event = what.startsWith('a create') ? 'create' : 'pull_request';
+      const outcome = toBuildRequest(event, make(), 'd');
+      assert.equal(outcome.kind, 'ignored');
+      assert.ok(outcome.kind === 'ignored' && outcome.reason.length > 0 && outcome.reason.length < 500, 'a short reason');
+    });
+  }
+});
+
 describe('the tree id of a push', () => {
   const base = () => {
     const push = examplePayloads('push').find((p) => p['deleted'] === false && String(p['ref']).startsWith('refs/heads/')) as Record<string, unknown>;

@@ -1,72 +1,165 @@
-import type { BuildRequest } from '../builds/build-request.js';
-import { assertRepoName, isSha, parseRef } from '../builds/refs.js';
+import type { BuildRequest, PullRequestTarget } from '../builds/build-request.js';
+import { assertRepoName, isSha, parseRef, toPullRequestRef } from '../builds/refs.js';
 import { isAppError } from '../errors.js';
 
-/** What a verified delivery asks for: a build, a ping answer, or nothing (with the reason). */
+/**
+ * What a verified delivery asks for: a build, the cancelling of a closed pull request's
+ * waiting builds, a ping answer, or nothing (with the reason).
+ */
 export type WebhookOutcome =
   | { kind: 'build'; request: BuildRequest }
+  | { kind: 'cancel'; target: PullRequestTarget; reason: string }
   | { kind: 'ping'; zen: string | null }
   | { kind: 'ignored'; reason: string };
+
+type Ignored = Extract<WebhookOutcome, { kind: 'ignored' }>;
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 const str = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+/** A payload value quoted for a reason: JSON, cut short, so a hostile value stays one short line. */
+const quote = (value: string): string => JSON.stringify(value.slice(0, 100));
+const ignored = (reason: string): Ignored => ({ kind: 'ignored', reason });
+
+/** Pull request actions that build the head: https://docs.github.com/webhooks/webhook-events-and-payloads#pull_request */
+const PULL_REQUEST_BUILD_ACTIONS: ReadonlySet<string> = new Set(['opened', 'synchronize', 'reopened']);
+
+/** The largest pull request number a `refs/pull/<n>/head` ref may carry (see parseBuildRef). */
+const MAX_PULL_REQUEST = 9_999_999_999;
+
+/** The repository a payload is about, with its owner and name checked, or why it cannot be built. */
+function toRepository(payload: Record<string, unknown>, event: string): { owner: string; repo: string; cloneUrl: string; defaultBranch: string | null } | Ignored {
+  const repository = payload['repository'];
+  if (!isRecord(repository)) return ignored(`${event} without a repository`);
+  const fullName = str(repository['full_name']) ?? '';
+  const [owner = '', repo = '', ...rest] = fullName.split('/');
+  const cloneUrl = str(repository['clone_url']);
+  if (rest.length > 0 || cloneUrl === null) return ignored(`${event} without a repository full_name and clone_url`);
+  try {
+    assertRepoName(owner, 'owner');
+    assertRepoName(repo, 'repository name');
+  } catch (err) {
+    if (isAppError(err)) return ignored(err.message);
+    throw err;
+  }
+  return { owner, repo, cloneUrl, defaultBranch: str(repository['default_branch']) };
+}
+
+/** Null when `ref` is a branch or tag ref git accepts, else the reason it is not. */
+function refProblem(ref: string): Ignored | null {
+  try {
+    parseRef(ref);
+    return null;
+  } catch (err) {
+    if (isAppError(err)) return ignored(err.message);
+    throw err;
+  }
+}
 
 /**
- * Maps a verified, parsed delivery onto a build request. Pure: no I/O.
- * Handles `ping` and `push` (of `refs/heads/*` and `refs/tags/*`); a push with
- * `deleted: true`, any other ref, and any other event are ignored with the reason.
- * Payload shapes: https://docs.github.com/webhooks/webhook-events-and-payloads#push
+ * `push` of `refs/heads/*` or `refs/tags/*`. A tag push builds the commit the tag points at:
+ * for an annotated tag `after` is the tag object and `head_commit` the commit
+ * (https://github.blog/changelog/2021-10-01-the-push-webhook-payload-provides-a-consistent-head_commit-on-tag-creation/).
+ */
+function fromPush(payload: Record<string, unknown>, deliveryId: string | null): WebhookOutcome {
+  const ref = str(payload['ref']);
+  if (ref === null) return ignored('push without a ref');
+  if (payload['deleted'] === true) return ignored(`${ref} was deleted`);
+  const problem = refProblem(ref);
+  if (problem !== null) return problem;
+  const after = str(payload['after']);
+  if (after === null || !isSha(after) || /^0+$/.test(after)) return ignored(`push of ${ref} has no commit to build`);
+  const headCommit = isRecord(payload['head_commit']) ? payload['head_commit'] : null;
+  const headId = str(headCommit?.['id']);
+  const sha = ref.startsWith('refs/tags/') && headId !== null && isSha(headId) ? headId : after;
+  const repository = toRepository(payload, 'push');
+  if ('kind' in repository) return repository;
+  const treeId = headId === sha ? str(headCommit?.['tree_id']) : null;
+  return {
+    kind: 'build',
+    request: { ...repository, ref, sha, tree: treeId !== null && isSha(treeId) ? treeId : null, deliveryId },
+  };
+}
+
+/**
+ * `create` of a tag: a build of `refs/tags/<name>` whose sha is resolved later (the payload
+ * has none). A created branch is ignored: the push event that comes with it builds it.
+ */
+function fromCreate(payload: Record<string, unknown>, deliveryId: string | null): WebhookOutcome {
+  const name = str(payload['ref']);
+  const refType = str(payload['ref_type']);
+  if (name === null || refType === null) return ignored('create without a ref and ref_type');
+  if (refType === 'branch') return ignored(`branch ${quote(name)} was created: the push event of it builds it`);
+  if (refType !== 'tag') return ignored(`create of a ${quote(refType)} does not trigger builds`);
+  const ref = `refs/tags/${name}`;
+  const problem = refProblem(ref);
+  if (problem !== null) return problem;
+  const repository = toRepository(payload, 'create');
+  if ('kind' in repository) return repository;
+  return { kind: 'build', request: { ...repository, ref, sha: null, tree: null, deliveryId } };
+}
+
+/**
+ * `pull_request`: opened, synchronize and reopened build the head commit as
+ * `refs/pull/<n>/head` of the base repository, with the base branch's definitions; closed
+ * cancels the pull request's waiting builds. The commit is fetched from the base
+ * repository, where GitHub keeps every pull request's head (a deleted fork's too).
+ */
+function fromPullRequest(payload: Record<string, unknown>, deliveryId: string | null): WebhookOutcome {
+  const action = str(payload['action']) ?? '';
+  const number = payload['number'];
+  if (typeof number !== 'number' || !Number.isSafeInteger(number) || number < 1 || number > MAX_PULL_REQUEST) {
+    return ignored('pull_request without a number');
+  }
+  const repository = toRepository(payload, 'pull_request');
+  if ('kind' in repository) return repository;
+  if (action === 'closed') {
+    return { kind: 'cancel', target: { owner: repository.owner, repo: repository.repo, pullRequest: number }, reason: `pull request #${number} was closed` };
+  }
+  if (!PULL_REQUEST_BUILD_ACTIONS.has(action)) return ignored(`pull_request action ${quote(action)} does not trigger builds`);
+  const pullRequest = isRecord(payload['pull_request']) ? payload['pull_request'] : {};
+  const head = isRecord(pullRequest['head']) ? pullRequest['head'] : {};
+  const base = isRecord(pullRequest['base']) ? pullRequest['base'] : {};
+  const sha = str(head['sha']);
+  if (sha === null || !isSha(sha)) return ignored(`pull request #${number} has no head commit to build`);
+  const baseBranch = str(base['ref']);
+  if (baseBranch === null) return ignored(`pull request #${number} has no base branch`);
+  const definitionsRef = `refs/heads/${baseBranch}`;
+  const problem = refProblem(definitionsRef);
+  if (problem !== null) return problem;
+  const headRepo = head['repo'];
+  // a head repository other than this one is a fork; none at all is a fork that was deleted
+  const fromFork = !isRecord(headRepo) || str(headRepo['full_name']) !== `${repository.owner}/${repository.repo}`;
+  return {
+    kind: 'build',
+    request: { ...repository, ref: toPullRequestRef(number), sha, tree: null, deliveryId, definitionsRef, pullRequest: number, fromFork },
+  };
+}
+
+/**
+ * Maps a verified, parsed delivery onto what it asks for. Pure: no I/O, never throws.
+ * Handles `ping`; `push` of `refs/heads/*` and `refs/tags/*` (a deleted ref is ignored);
+ * `create` of a tag; `pull_request` opened, synchronize, reopened (build) and closed
+ * (cancel). `delete`, every other event, action or ref is ignored with the reason.
+ * Payload shapes: https://docs.github.com/webhooks/webhook-events-and-payloads
  */
 export function toBuildRequest(event: string, payload: unknown, deliveryId: string | null): WebhookOutcome {
-  if (!isRecord(payload)) return { kind: 'ignored', reason: 'the payload is not a JSON object' };
+  if (!isRecord(payload)) return ignored('the payload is not a JSON object');
   switch (event) {
     case 'ping':
       return { kind: 'ping', zen: str(payload['zen']) };
     case 'push':
-      break;
+      return fromPush(payload, deliveryId);
+    case 'create':
+      return fromCreate(payload, deliveryId);
+    case 'pull_request':
+      return fromPullRequest(payload, deliveryId);
+    case 'delete':
+      // queued builds of a deleted ref still run: their commits are fetched by sha
+      return ignored(`deleting ${str(payload['ref_type']) ?? 'a ref'} ${quote(str(payload['ref']) ?? '')} builds nothing`);
     default:
-      return { kind: 'ignored', reason: `event ${JSON.stringify(event.slice(0, 60))} does not trigger builds` };
+      return ignored(`event ${quote(event.slice(0, 60))} does not trigger builds`);
   }
-  const ref = str(payload['ref']);
-  if (ref === null) return { kind: 'ignored', reason: 'push without a ref' };
-  if (payload['deleted'] === true) return { kind: 'ignored', reason: `${ref} was deleted` };
-  try {
-    parseRef(ref);
-  } catch (err) {
-    if (isAppError(err)) return { kind: 'ignored', reason: err.message };
-    throw err;
-  }
-  const sha = str(payload['after']);
-  if (sha === null || !isSha(sha) || /^0+$/.test(sha)) return { kind: 'ignored', reason: `push of ${ref} has no commit to build` };
-  const repository = payload['repository'];
-  if (!isRecord(repository)) return { kind: 'ignored', reason: 'push without a repository' };
-  const fullName = str(repository['full_name']) ?? '';
-  const [owner = '', name = '', ...rest] = fullName.split('/');
-  const cloneUrl = str(repository['clone_url']);
-  if (rest.length > 0 || cloneUrl === null) return { kind: 'ignored', reason: 'push without a repository full_name and clone_url' };
-  try {
-    assertRepoName(owner, 'owner');
-    assertRepoName(name, 'repository name');
-  } catch (err) {
-    if (isAppError(err)) return { kind: 'ignored', reason: err.message };
-    throw err;
-  }
-  const headCommit = payload['head_commit'];
-  const treeId = isRecord(headCommit) && headCommit['id'] === sha ? str(headCommit['tree_id']) : null;
-  return {
-    kind: 'build',
-    request: {
-      owner,
-      repo: name,
-      ref,
-      sha,
-      tree: treeId !== null && isSha(treeId) ? treeId : null,
-      cloneUrl,
-      defaultBranch: str(repository['default_branch']),
-      deliveryId,
-    },
-  };
 }

@@ -57,6 +57,68 @@ export function pushPayload(input: { owner: string; repo: string; ref: string; s
   };
 }
 
+/** `repository` of an example payload rewritten to `owner/repo` with `cloneUrl` and `defaultBranch`. */
+function rewriteRepository(repository: Record<string, unknown>, input: { owner: string; repo: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
+  const fullName = `${input.owner}/${input.repo}`;
+  Object.assign(repository['owner'] as Record<string, unknown>, { login: input.owner });
+  return Object.assign(repository, {
+    name: input.repo,
+    full_name: fullName,
+    clone_url: input.cloneUrl ?? `https://github.com/${fullName}.git`,
+    html_url: `https://github.com/${fullName}`,
+    default_branch: input.defaultBranch ?? 'main',
+  });
+}
+
+/** GitHub's example `create` event of a tag, rewritten to `owner/repo` and tag `tag`. */
+export function createPayload(input: { owner: string; repo: string; tag: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
+  const example = examplePayloads('create').find((p) => p['ref_type'] === 'tag');
+  if (example === undefined) throw new Error('no tag create among the example payloads');
+  return {
+    ...example,
+    ref: input.tag,
+    master_branch: input.defaultBranch ?? 'main',
+    repository: rewriteRepository(example['repository'] as Record<string, unknown>, input),
+  };
+}
+
+/**
+ * GitHub's example `pull_request` event of `action` (opened, synchronize, reopened, closed)
+ * rewritten to pull request `number` of `owner/repo`, from branch `head` at `sha` onto
+ * branch `base`. With `fork`, the head is that repository (`owner/name`); `fork: null` is
+ * a fork that was deleted.
+ */
+export function pullRequestPayload(input: {
+  owner: string;
+  repo: string;
+  action: string;
+  number: number;
+  head: string;
+  sha: string;
+  base: string;
+  fork?: string | null;
+  cloneUrl?: string;
+  defaultBranch?: string;
+}): Record<string, unknown> {
+  const example = examplePayloads('pull_request').find((p) => p['action'] === input.action);
+  if (example === undefined) throw new Error(`no pull_request ${input.action} among the example payloads`);
+  const repository = rewriteRepository(example['repository'] as Record<string, unknown>, input);
+  const pr = example['pull_request'] as Record<string, unknown>;
+  const head = pr['head'] as Record<string, unknown>;
+  const base = pr['base'] as Record<string, unknown>;
+  const [forkOwner = '', forkName = ''] = (input.fork ?? '').split('/');
+  const headRepo =
+    input.fork === undefined
+      ? structuredClone(repository)
+      : input.fork === null
+        ? null
+        : rewriteRepository(structuredClone(repository), { owner: forkOwner, repo: forkName });
+  Object.assign(head, { ref: input.head, sha: input.sha, label: `${input.fork?.split('/')[0] ?? input.owner}:${input.head}`, repo: headRepo });
+  Object.assign(base, { ref: input.base, label: `${input.owner}:${input.base}`, repo: structuredClone(repository) });
+  Object.assign(pr, { number: input.number, state: input.action === 'closed' ? 'closed' : 'open' });
+  return { ...example, number: input.number, pull_request: pr, repository };
+}
+
 /** What a delivery sent and what the server answered. */
 export interface DeliveryResponse {
   status: number;
