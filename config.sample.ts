@@ -39,6 +39,13 @@ const config: ConfigInput = {
     // Least milliseconds between two status posts (GitHub suggests 1000 under heavy traffic;
     // rate-limit answers are honoured whatever it is).
     writeIntervalMs: 0,
+    // At start, create or update the webhook of every repository in the config repository:
+    // URL <publicUrl>/hooks/github, the webhook secret, events push, create, delete and
+    // pull_request, JSON, TLS verified. Off by default because it needs a `token` that may
+    // manage the repositories' hooks (classic: admin:repo_hook; fine-grained: "Webhooks:
+    // write") and a `publicUrl` GitHub can reach; without either it is skipped with a warning.
+    // Failures are logged and shown at GET /api/webhooks; the server runs on.
+    registerWebhooks: false,
   },
 
   docker: {

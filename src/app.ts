@@ -15,7 +15,9 @@ import { createLogRoutes } from './http/log-routes.js';
 import { createMetricsRoutes } from './http/metrics-routes.js';
 import { createMonitorRoutes } from './http/monitor-routes.js';
 import type { PageAuth } from './http/page-auth.js';
+import { createWebhookRegistrationRoutes } from './http/webhook-registration-routes.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
+import type { WebhookRegistrar } from './github/webhook-registration.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { BuildStore } from './store/build-store.js';
@@ -41,6 +43,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** who may see the pages (see config `pages.credentials`) */
   pageAuth: PageAuth;
+  /** the webhook registrar whose last run GET /api/webhooks shows; null when registration is off */
+  webhookRegistrar: WebhookRegistrar | null;
 }
 
 /** Creates the koa app with every route mounted; it does not listen (tests run it on port 0). */
@@ -65,6 +69,7 @@ export function createApp(deps: AppDeps): Koa {
     createMonitorRoutes({ socketToken: deps.pageAuth.socketToken }),
     createBadgeRoutes({ store: deps.store }),
     createMetricsRoutes({ metrics: deps.metrics }),
+    createWebhookRegistrationRoutes({ registrar: deps.webhookRegistrar }),
     createAssetRoutes(),
   ]) {
     app.use(router.routes());

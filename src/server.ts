@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createApp } from './app.js';
 import { createArtifactStore } from './artifacts/artifact-store.js';
@@ -11,8 +12,10 @@ import { createSecretMasker } from './builds/secret-masker.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
 import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
+import { toMessage } from './errors.js';
 import { createConfigRepository } from './config-repo/config-repository.js';
-import { createCommitStatusPublisher } from './github/commit-statuses.js';
+import { createCommitStatusPublisher, createOctokit } from './github/commit-statuses.js';
+import { createWebhookRegistrar, type WebhookRegistrar } from './github/webhook-registration.js';
 import type { Logger } from './logger.js';
 import { createDockerRunner } from './runner/docker-runner.js';
 import { detectDriver } from './snapshots/detect-driver.js';
@@ -71,6 +74,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
   const logs = await createBuildLogs({ dir: join(dataDir, 'logs') });
   const artifacts = createArtifactStore({ root: join(dataDir, 'artifacts') });
+  const configRoot = resolve(config.configRepository.url === undefined ? config.configRepository.path : join(dataDir, 'config-repo'));
   const configRepository = createConfigRepository({
     source:
       config.configRepository.url === undefined
@@ -143,7 +147,8 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
   const deliveryWriter = await createDeliveryWriter({ path: join(dataDir, 'autobuilder.db') });
   const inbox = createInbox({ store, writer: deliveryWriter, coordinator, log: log.child({ component: 'webhooks' }) });
-  const app = createApp({ inbox, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
+  const webhookRegistrar = createWebhookRegistrarFor(config, { publicUrl, webhookSecret: options.webhookSecret, fetch: options.fetch, log });
+  const app = createApp({ inbox, webhookRegistrar, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
   server.on('request', app.callback());
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -160,6 +165,13 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     observeLogLag: (seconds) => metrics.observeLogLag(seconds),
   });
   log.info({ url, publicUrl }, 'listening');
+  // in the background: a slow or failing GitHub never holds the start up (failures are reported, not thrown)
+  if (webhookRegistrar !== null) {
+    void listConfiguredRepositories(configRoot).then(
+      (repositories) => webhookRegistrar.sync(repositories),
+      (err: unknown) => log.warn({ err: toMessage(err) }, 'could not list the repositories of the config repository: webhooks are not registered'),
+    );
+  }
   await coordinator.resume();
   await inbox.recover();
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
@@ -176,6 +188,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     retention,
     async close(closeOptions) {
       clearInterval(retentionTimer);
+      webhookRegistrar?.close();
       monitor.close();
       metrics.close();
       await new Promise<void>((ok) => {
@@ -189,4 +202,41 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
       store.close();
     },
   };
+}
+
+/**
+ * The webhook registrar when `github.registerWebhooks` is on (hook URL `<publicUrl>/hooks/github`),
+ * else null; also null, with one warning, when `publicUrl` or `github.token` is missing: GitHub
+ * must reach the URL, and only a token may manage hooks.
+ */
+function createWebhookRegistrarFor(config: Readonly<Config>, options: { publicUrl: string; webhookSecret: string; fetch: typeof globalThis.fetch | undefined; log: Logger }): WebhookRegistrar | null {
+  if (!config.github.registerWebhooks) return null;
+  const log = options.log.child({ component: 'webhook-registration' });
+  const token = config.github.token;
+  if (config.publicUrl === undefined || token === undefined) {
+    const missing = [...(config.publicUrl === undefined ? ['publicUrl'] : []), ...(token === undefined ? ['github.token'] : [])];
+    log.warn({ missing }, 'github.registerWebhooks is on but publicUrl or github.token is not set: webhooks are not registered');
+    return null;
+  }
+  // not the metrics-instrumented fetch: its failure counter is about commit statuses
+  const octokit = createOctokit({ apiUrl: config.github.apiUrl, token, log, fetch: options.fetch, writeIntervalMs: config.github.writeIntervalMs });
+  return createWebhookRegistrar({ octokit, hookUrl: `${options.publicUrl}/hooks/github`, secret: options.webhookSecret, log });
+}
+
+/**
+ * `owner/repo` of every `<owner>/<repo>/` directory under the config repository checkout
+ * `root` that holds a `.yaml` file, sorted. A stop-gap until ConfigRepository lists its
+ * repositories itself (from its snapshot); then that list replaces this.
+ */
+async function listConfiguredRepositories(root: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const owner of await readdir(root, { withFileTypes: true })) {
+    if (!owner.isDirectory() || owner.name.startsWith('.')) continue;
+    for (const repo of await readdir(join(root, owner.name), { withFileTypes: true })) {
+      if (!repo.isDirectory()) continue;
+      const files = await readdir(join(root, owner.name, repo.name), { recursive: true, withFileTypes: true });
+      if (files.some((f) => f.isFile() && f.name.endsWith('.yaml'))) found.push(`${owner.name}/${repo.name}`);
+    }
+  }
+  return found.sort();
 }

@@ -35,7 +35,7 @@ describe('loadConfig', () => {
     assert.equal(config.dataDir, './data');
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8462 });
     assert.deepEqual(config.configRepository, { path: './projects-config-repo-example', branch: 'main' });
-    assert.deepEqual(config.github, { apiUrl: 'https://api.github.com', writeIntervalMs: 0 });
+    assert.deepEqual(config.github, { apiUrl: 'https://api.github.com', writeIntervalMs: 0, registerWebhooks: false });
     assert.deepEqual(config.builds, {
       defaultTimeoutSeconds: 3600,
       maxTimeoutSeconds: 4 * 3600,
@@ -100,6 +100,7 @@ describe('loadConfig', () => {
     ['an empty data dir', { dataDir: '   ' }, 'dataDir'],
     ['a non-http public URL', { publicUrl: 'javascript:alert(1)' }, 'publicUrl'],
     ['an unknown key in a section', { github: { secret: 'x' } }, 'github'],
+    ['a registerWebhooks that is not a boolean', { github: { registerWebhooks: 'yes' } }, 'github.registerWebhooks'],
     ['zero job concurrency', { jobConcurrency: 0 }, 'jobConcurrency'],
     ['an unknown snapshot driver', { snapshotDriver: 'zfs' }, 'snapshotDriver'],
     ['a clone-URL rewrite without "to"', { cloneUrlRewrites: [{ from: 'x' }] }, 'cloneUrlRewrites.0.to'],

@@ -39,6 +39,11 @@ export const configSchema = z
         webhookSecret: nonEmpty.optional(),
         /** least ms between two status posts (GitHub suggests 1000 under heavy traffic) */
         writeIntervalMs: z.number().int().min(0).default(0),
+        /**
+         * create or update the webhook of every configured repository at start; off by default:
+         * it needs a token allowed to manage hooks (admin:repo_hook) and a publicUrl GitHub reaches
+         */
+        registerWebhooks: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

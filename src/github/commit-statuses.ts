@@ -66,34 +66,19 @@ function isPermanent(err: unknown): boolean {
 const RetryingOctokit = Octokit.plugin(retry, throttling);
 
 /**
- * Creates the publisher: statuses go through the durable `outbox` (in memory when not
- * given) and are posted one at a time, oldest first, with @octokit/rest and the retry and
- * throttling plugins (https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api).
- * A failed post is tried again with a growing delay (see {@link toRetryDelay}) until GitHub
- * accepts it, across restarts; a 4xx other than 408/429 is given up, logged. `apiUrl` is
- * GitHub's REST base URL (`https://api.github.com`, a GHES `/api/v3` URL, or a test
- * stand-in). With no `token` every post is skipped, said once in the log. `fetch` may be
- * injected. `writeIntervalMs` is the least time between two posts (GitHub suggests 1000 for
- * heavy traffic; rate-limit answers are honoured whatever it is).
+ * Creates the Octokit every GitHub call of the server goes through: @octokit/rest with the
+ * retry plugin (one retry of a 5xx or network failure) and the throttling plugin (rate-limit
+ * answers are waited out twice, then given up; writes go one at a time, at least
+ * `writeIntervalMs` apart), following
+ * https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api.
+ * `apiUrl` is GitHub's REST base URL (`https://api.github.com`, a GHES `/api/v3` URL, or a
+ * test stand-in); `token` is sent as `Authorization: token …`; Octokit's own warnings and
+ * errors go to `log`. `fetch` may be injected. Throws nothing; requests reject with
+ * Octokit's `RequestError` (`status`, `message`).
  */
-export function createCommitStatusPublisher(options: {
-  apiUrl: string;
-  token: string | undefined;
-  publicUrl: string;
-  log: Logger;
-  fetch?: typeof globalThis.fetch;
-  outbox?: StatusOutbox;
-  writeIntervalMs?: number;
-  now?: () => number;
-}): CommitStatusPublisher {
-  const { log, publicUrl } = options;
-  const now = options.now ?? Date.now;
-  if (options.token === undefined) {
-    log.info('no GitHub token configured: commit statuses are skipped');
-    return { publish: async () => undefined, flush: async () => undefined, close: () => options.outbox?.close() };
-  }
-  const outbox = options.outbox ?? createSqliteStatusOutbox({ path: ':memory:' });
-  const octokit = new RetryingOctokit({
+export function createOctokit(options: { apiUrl: string; token: string; log: Logger; fetch?: typeof globalThis.fetch | undefined; writeIntervalMs?: number | undefined }): Octokit {
+  const { log } = options;
+  return new RetryingOctokit({
     auth: options.token,
     baseUrl: options.apiUrl.replace(/\/+$/, ''),
     userAgent: 'autobuilder',
@@ -112,6 +97,37 @@ export function createCommitStatusPublisher(options: {
     },
     ...(options.fetch === undefined ? {} : { request: { fetch: options.fetch } }),
   });
+}
+
+/**
+ * Creates the publisher: statuses go through the durable `outbox` (in memory when not
+ * given) and are posted one at a time, oldest first, with @octokit/rest and the retry and
+ * throttling plugins (https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api).
+ * A failed post is tried again with a growing delay (see {@link toRetryDelay}) until GitHub
+ * accepts it, across restarts; a 4xx other than 408/429 is given up, logged. `apiUrl` is
+ * GitHub's REST base URL (`https://api.github.com`, a GHES `/api/v3` URL, or a test
+ * stand-in). With no `token` every post is skipped, said once in the log. `fetch` may be
+ * injected. `writeIntervalMs` is the least time between two posts (GitHub suggests 1000 for
+ * heavy traffic; rate-limit answers are honoured whatever it is). The client is {@link createOctokit}'s.
+ */
+export function createCommitStatusPublisher(options: {
+  apiUrl: string;
+  token: string | undefined;
+  publicUrl: string;
+  log: Logger;
+  fetch?: typeof globalThis.fetch;
+  outbox?: StatusOutbox;
+  writeIntervalMs?: number;
+  now?: () => number;
+}): CommitStatusPublisher {
+  const { log, publicUrl } = options;
+  const now = options.now ?? Date.now;
+  if (options.token === undefined) {
+    log.info('no GitHub token configured: commit statuses are skipped');
+    return { publish: async () => undefined, flush: async () => undefined, close: () => options.outbox?.close() };
+  }
+  const outbox = options.outbox ?? createSqliteStatusOutbox({ path: ':memory:' });
+  const octokit = createOctokit({ apiUrl: options.apiUrl, token: options.token, log, fetch: options.fetch, writeIntervalMs: options.writeIntervalMs });
 
   let draining: Promise<void> | null = null;
   let again = false;

@@ -35,6 +35,15 @@ export interface RejectedRequest {
   errors: string[];
 }
 
+/** A canned answer for one request: the HTTP status and the JSON body (none for 204). */
+export interface CannedAnswer {
+  status: number;
+  body?: unknown;
+}
+
+/** Chooses the answer to a validated request of one operation; `undefined` keeps the documented example. */
+export type CannedResponder = (request: RecordedRequest) => CannedAnswer | undefined;
+
 /**
  * A local HTTP server standing in for api.github.com in tests.
  *
@@ -45,7 +54,8 @@ export interface RejectedRequest {
  * requests are recorded in `requests` and answered with the operation's documented success
  * status and example body; invalid ones are recorded in `rejected` and answered with a
  * GitHub-style JSON error. The stand-in deliberately keeps no resource state: a created status
- * cannot be read back, and responses are examples, not the result of earlier requests.
+ * cannot be read back, and responses are examples, not the result of earlier requests; a test
+ * that needs another answer (existing resources, a 404 for one repository) sets it with `answer`.
  */
 export interface GitHubStandIn {
   /** Base URL to give Octokit as `baseUrl`, e.g. `http://127.0.0.1:PORT` (no trailing slash). */
@@ -68,6 +78,15 @@ export interface GitHubStandIn {
    * `GITHUB_STAND_IN_BAD_STATUS` for other numbers.
    */
   failWith(status: number | null): void;
+  /**
+   * Answers valid requests of `operationId` (`repos/list-webhooks`) with what `responder`
+   * returns instead of the documented example, e.g. existing hooks, or a 404 for one
+   * repository. Requests are still validated first, and recorded in `requests` whatever status
+   * they are answered with; `failWith` still comes before. A later call for the same operation
+   * replaces the responder; `null` removes it. Throws `GITHUB_STAND_IN_UNKNOWN_OPERATION` for an
+   * operationId GitHub's description does not have.
+   */
+  answer(operationId: string, responder: CannedResponder | null): void;
   /** Stops listening, drops open connections and rejects pending `waitFor` calls. */
   close(): Promise<void>;
 }
@@ -85,6 +104,7 @@ export type GitHubStandInErrorCode =
   | 'GITHUB_STAND_IN_TIMEOUT'
   | 'GITHUB_STAND_IN_CLOSED'
   | 'GITHUB_STAND_IN_BAD_STATUS'
+  | 'GITHUB_STAND_IN_UNKNOWN_OPERATION'
   | 'GITHUB_STAND_IN_SPEC_INVALID';
 
 /** Error raised by the stand-in itself (not by the server under test); match on `code`. */
@@ -113,6 +133,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
   const requests: RecordedRequest[] = [];
   const rejected: RejectedRequest[] = [];
   const waiters = new Set<Waiter>();
+  const responders = new Map<string, CannedResponder>();
   let failStatus: number | null = null;
   let failedCount = 0;
   let nextId = 1;
@@ -212,7 +233,9 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       body: body.value,
     };
     record(recorded);
-    sendSuccess(res, operation, recorded, { id: nextId++, now: now(), url });
+    const canned = responders.get(operation.operationId)?.(recorded);
+    if (canned !== undefined) sendCanned(res, canned, { id: nextId++, now: now() });
+    else sendSuccess(res, operation, recorded, { id: nextId++, now: now(), url });
   };
 
   const server = createServer((req, res) => {
@@ -298,6 +321,13 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
         throw new GitHubStandInError('GITHUB_STAND_IN_BAD_STATUS', `failWith needs an HTTP status from 300 to 599 or null, got ${status}`);
       }
       failStatus = status;
+    },
+    answer(operationId, responder) {
+      if (![...catalogue.byMethod.values()].some((operations) => operations.some((o) => o.operationId === operationId))) {
+        throw new GitHubStandInError('GITHUB_STAND_IN_UNKNOWN_OPERATION', `GitHub's REST description has no operation ${JSON.stringify(operationId)}`);
+      }
+      if (responder === null) responders.delete(operationId);
+      else responders.set(operationId, responder);
     },
     close() {
       closed ??= new Promise<void>((resolve, rejectClose) => {
@@ -667,15 +697,25 @@ const ECHOES: Record<string, (recorded: RecordedRequest, example: JsonObject, ex
   },
 };
 
-function sendSuccess(res: ServerResponse, operation: Operation, recorded: RecordedRequest, extra: { id: number; now: Date; url: string }): void {
-  const { status, contentType, example } = operation.success;
-  const echo = ECHOES[operation.operationId];
+function setGitHubHeaders(res: ServerResponse, extra: { id: number; now: Date }): void {
   res.setHeader('x-github-request-id', `STAND-IN:${extra.id}`);
   res.setHeader('x-ratelimit-limit', '5000');
   res.setHeader('x-ratelimit-remaining', '4999');
   res.setHeader('x-ratelimit-used', '1');
   res.setHeader('x-ratelimit-resource', 'core');
   res.setHeader('x-ratelimit-reset', String(Math.floor(extra.now.getTime() / 1000) + 3600));
+}
+
+function sendCanned(res: ServerResponse, canned: CannedAnswer, extra: { id: number; now: Date }): void {
+  setGitHubHeaders(res, extra);
+  if (canned.status === 204 || canned.status === 304) res.writeHead(canned.status).end();
+  else sendJson(res, canned.status, canned.body ?? {});
+}
+
+function sendSuccess(res: ServerResponse, operation: Operation, recorded: RecordedRequest, extra: { id: number; now: Date; url: string }): void {
+  const { status, contentType, example } = operation.success;
+  const echo = ECHOES[operation.operationId];
+  setGitHubHeaders(res, extra);
   if (status === 204 || status === 205 || recorded.method === 'HEAD') {
     res.writeHead(status).end();
   } else if (echo !== undefined) {
