@@ -18,12 +18,20 @@ const config: ConfigInput = {
   // Default: http://<listen.host>:<listen.port>
   // publicUrl: 'https://ci.example.com',
 
-  // The config repository holding `<owner>/<repo>/<branch>.yaml` build definitions:
-  // a local directory (`path`), or a git repository (`url`, cloned into <dataDir>/config-repo).
+  // The config repository holding `<owner>/<repo>/<branch>.yaml` build definitions: a local
+  // directory (`path`; a file watcher reloads it on change), or a git repository named by
+  // `url` or by its GitHub `repository` (fetched into <dataDir>/config-repo.git; `url` goes
+  // through `cloneUrlRewrites`). A push webhook of that repository's `branch` reloads it at
+  // once; the poll every `pollSeconds` (0: never) catches missed webhooks. A revision with
+  // one invalid file is refused whole: the last good definitions stay active, the problems
+  // show at GET /api/config and, for a GitHub repository, as commit status
+  // `autobuilder/config` (state `error`) on the refused commit.
   configRepository: {
     path: './projects-config-repo-example',
     // url: 'https://github.com/acme/autobuilder-config.git',
+    // repository: 'acme/autobuilder-config',
     branch: 'main',
+    pollSeconds: 60,
   },
 
   github: {

@@ -15,9 +15,11 @@ import { createLogRoutes } from './http/log-routes.js';
 import { createMetricsRoutes } from './http/metrics-routes.js';
 import { createMonitorRoutes } from './http/monitor-routes.js';
 import type { PageAuth } from './http/page-auth.js';
+import { createConfigRoutes } from './http/config-routes.js';
 import { createWebhookRegistrationRoutes } from './http/webhook-registration-routes.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
 import type { WebhookRegistrar } from './github/webhook-registration.js';
+import type { ConfigRepository } from './config-repo/config-repository.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { BuildStore } from './store/build-store.js';
@@ -31,6 +33,8 @@ export interface AppDeps {
   logs: BuildLogs;
   artifacts: ArtifactStore;
   verify: SignatureVerifier;
+  /** the build definitions: reloaded on a push to it, shown at /api/config */
+  configRepository: ConfigRepository;
   /** the durable inbox webhook deliveries are stored in before they are answered */
   inbox: Inbox;
   /** absolute base URL of this server as clients and GitHub reach it */
@@ -60,10 +64,11 @@ export function createApp(deps: AppDeps): Koa {
   });
   for (const router of [
     health,
-    createWebhookRoutes({ verify: deps.verify, inbox: deps.inbox, coordinator: deps.coordinator, log: deps.log.child({ component: 'webhooks' }) }),
+    createWebhookRoutes({ verify: deps.verify, inbox: deps.inbox, coordinator: deps.coordinator, configRepository: deps.configRepository, log: deps.log.child({ component: 'webhooks' }) }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),
+    createConfigRoutes({ configRepository: deps.configRepository, token: deps.control.token }),
     createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
     createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createMonitorRoutes({ socketToken: deps.pageAuth.socketToken }),

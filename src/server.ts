@@ -1,19 +1,17 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createApp } from './app.js';
 import { createArtifactStore } from './artifacts/artifact-store.js';
 import { createBuildEvents, type BuildEvents } from './builds/build-events.js';
 import { createBuildLogs } from './builds/build-log.js';
-import { createCheckout, toGitHost } from './builds/checkout.js';
+import { createCheckout, gitAuthEnv, toCloneUrl, toGitHost } from './builds/checkout.js';
 import { createSecretMasker } from './builds/secret-masker.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
 import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
-import { toMessage } from './errors.js';
-import { createConfigRepository } from './config-repo/config-repository.js';
+import { createConfigRepository, repositoryOfUrl, type ConfigRepository, type ConfigRepositorySource } from './config-repo/config-repository.js';
 import { createCommitStatusPublisher, createOctokit } from './github/commit-statuses.js';
 import { createWebhookRegistrar, type WebhookRegistrar } from './github/webhook-registration.js';
 import type { Logger } from './logger.js';
@@ -42,6 +40,8 @@ export interface RunningServer {
   store: BuildStore;
   events: BuildEvents;
   retention: Retention;
+  /** the build definitions (active snapshot, reloads) */
+  configRepository: ConfigRepository;
   /**
    * Stops listening and taking work, lets running builds finish for `graceMs` (default: the
    * config's `builds.shutdownGraceSeconds`), cancels what still runs, closes the store.
@@ -74,15 +74,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
   const logs = await createBuildLogs({ dir: join(dataDir, 'logs') });
   const artifacts = createArtifactStore({ root: join(dataDir, 'artifacts') });
-  const configRoot = resolve(config.configRepository.url === undefined ? config.configRepository.path : join(dataDir, 'config-repo'));
-  const configRepository = createConfigRepository({
-    source:
-      config.configRepository.url === undefined
-        ? { kind: 'directory', path: config.configRepository.path }
-        : { kind: 'git', url: config.configRepository.url, branch: config.configRepository.branch, checkoutDir: join(dataDir, 'config-repo') },
-    log: log.child({ component: 'config-repo' }),
-  });
-  await configRepository.refresh();
+  const configRepository = createConfigRepository({ source: toConfigRepositorySource(config), log: log.child({ component: 'config-repo' }) });
   const events = createBuildEvents();
   const metrics = createMetrics({ events, store });
   const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
@@ -95,6 +87,28 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     log: log.child({ component: 'github' }),
     fetch: metrics.instrumentFetch(options.fetch ?? globalThis.fetch),
   });
+  configRepository.onReload((outcome, status) => {
+    const repository = status.source.repository;
+    if (repository === null || outcome.sha === null || (outcome.outcome !== 'activated' && outcome.outcome !== 'rejected')) return;
+    const [owner = '', repo = ''] = repository.split('/');
+    const problems = outcome.problems;
+    const first = problems[0];
+    void statuses.publishStatus({
+      buildId: `config@${outcome.sha.slice(0, 12)}`,
+      owner,
+      repo,
+      sha: outcome.sha,
+      context: 'autobuilder/config',
+      state: outcome.outcome === 'activated' ? 'success' : 'error',
+      targetUrl: `${publicUrl}/api/config`,
+      description:
+        outcome.outcome === 'activated'
+          ? `Active: ${status.active?.files.length ?? 0} definition files`
+          : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${first === undefined ? '' : `${first.file}${first.line === null ? '' : `:${first.line}`}: ${first.message}`}`,
+    });
+  });
+  await configRepository.reload('start');
+  configRepository.watch({ pollSeconds: config.configRepository.pollSeconds });
   const retention = createRetention({
     store,
     logs,
@@ -148,7 +162,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const deliveryWriter = await createDeliveryWriter({ path: join(dataDir, 'autobuilder.db') });
   const inbox = createInbox({ store, writer: deliveryWriter, coordinator, log: log.child({ component: 'webhooks' }) });
   const webhookRegistrar = createWebhookRegistrarFor(config, { publicUrl, webhookSecret: options.webhookSecret, fetch: options.fetch, log });
-  const app = createApp({ inbox, webhookRegistrar, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
+  const app = createApp({ inbox, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
   server.on('request', app.callback());
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -161,16 +175,22 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     allowedOrigins: [url, publicUrl, ...config.pages.allowedOrigins],
     concurrency: config.jobConcurrency,
     configSource: toConfigSource(config.configRepository),
+    configRepository,
     log: log.child({ component: 'monitor' }),
     observeLogLag: (seconds) => metrics.observeLogLag(seconds),
   });
   log.info({ url, publicUrl }, 'listening');
   // in the background: a slow or failing GitHub never holds the start up (failures are reported, not thrown)
   if (webhookRegistrar !== null) {
-    void listConfiguredRepositories(configRoot).then(
-      (repositories) => webhookRegistrar.sync(repositories),
-      (err: unknown) => log.warn({ err: toMessage(err) }, 'could not list the repositories of the config repository: webhooks are not registered'),
-    );
+    let registered = configRepository.repositories().join('\n');
+    void webhookRegistrar.sync(configRepository.repositories());
+    // a config revision that adds or removes a repository registers again (not every poll)
+    configRepository.onReload((outcome) => {
+      const repositories = configRepository.repositories();
+      if (outcome.outcome !== 'activated' || repositories.join('\n') === registered) return;
+      registered = repositories.join('\n');
+      void webhookRegistrar.sync(repositories);
+    });
   }
   await coordinator.resume();
   await inbox.recover();
@@ -186,6 +206,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     store,
     events,
     retention,
+    configRepository,
     async close(closeOptions) {
       clearInterval(retentionTimer);
       webhookRegistrar?.close();
@@ -196,12 +217,28 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
         server.closeAllConnections();
       });
       await coordinator.shutdown(closeOptions?.graceMs ?? config.builds.shutdownGraceSeconds * 1000);
+      await configRepository.close();
       await deliveryWriter.close();
       await statuses.flush();
       statuses.close();
       store.close();
     },
   };
+}
+
+/**
+ * Where the config repository comes from: git mode when `url` or `repository` is set (the
+ * URL of a `repository` is its clone URL on the GitHub host of `github.apiUrl`; either goes
+ * through `cloneUrlRewrites`, and the token is sent only to the GitHub host), else the
+ * local directory `path`.
+ */
+export function toConfigRepositorySource(config: Config): ConfigRepositorySource {
+  const { url, repository, branch, path } = config.configRepository;
+  if (url === undefined && repository === undefined) return { kind: 'directory', path };
+  const host = toGitHost(config.github.apiUrl);
+  const fetchUrl = toCloneUrl(url ?? `https://${host}/${repository}.git`, config.cloneUrlRewrites);
+  const token = config.github.token === undefined ? undefined : { value: config.github.token, host };
+  return { kind: 'git', url: fetchUrl, branch, repository: repository ?? repositoryOfUrl(url ?? '') ?? undefined, gitDir: join(resolve(config.dataDir), 'config-repo.git'), env: gitAuthEnv(fetchUrl, token) };
 }
 
 /**
@@ -221,22 +258,4 @@ function createWebhookRegistrarFor(config: Readonly<Config>, options: { publicUr
   // not the metrics-instrumented fetch: its failure counter is about commit statuses
   const octokit = createOctokit({ apiUrl: config.github.apiUrl, token, log, fetch: options.fetch, writeIntervalMs: config.github.writeIntervalMs });
   return createWebhookRegistrar({ octokit, hookUrl: `${options.publicUrl}/hooks/github`, secret: options.webhookSecret, log });
-}
-
-/**
- * `owner/repo` of every `<owner>/<repo>/` directory under the config repository checkout
- * `root` that holds a `.yaml` file, sorted. A stop-gap until ConfigRepository lists its
- * repositories itself (from its snapshot); then that list replaces this.
- */
-async function listConfiguredRepositories(root: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const owner of await readdir(root, { withFileTypes: true })) {
-    if (!owner.isDirectory() || owner.name.startsWith('.')) continue;
-    for (const repo of await readdir(join(root, owner.name), { withFileTypes: true })) {
-      if (!repo.isDirectory()) continue;
-      const files = await readdir(join(root, owner.name, repo.name), { recursive: true, withFileTypes: true });
-      if (files.some((f) => f.isFile() && f.name.endsWith('.yaml'))) found.push(`${owner.name}/${repo.name}`);
-    }
-  }
-  return found.sort();
 }

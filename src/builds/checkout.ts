@@ -65,6 +65,20 @@ export interface Checkout {
 }
 
 /**
+ * For an https URL of the token's host: the token as an `Authorization` header, given to
+ * git through its environment (`GIT_CONFIG_*`), so it is never in a URL, a process
+ * argument or a log; any other URL gets `{}` and never sees it.
+ */
+export function gitAuthEnv(url: string, token: { value: string; host: string } | undefined): Record<string, string> {
+  if (token === undefined || !url.startsWith('https://') || new URL(url).host !== token.host) return {};
+  return {
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'http.extraHeader',
+    GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`x-access-token:${token.value}`).toString('base64')}`,
+  };
+}
+
+/**
  * Creates the checkout service. Git objects live in bare mirrors at
  * `<mirrorsDir>/<owner>/<repo>.git`, outside every workspace: a build can write anything
  * in its workspace, and a `.git/config` there (hooks, `core.fsmonitor`) would otherwise run
@@ -73,20 +87,7 @@ export interface Checkout {
  */
 export function createCheckout(options: { mirrorsDir: string; token?: { value: string; host: string } }): Checkout {
   const serial = createSerializeByKey();
-  /**
-   * For an https URL of the token's host: the token as an `Authorization` header, given to
-   * git through its environment (`GIT_CONFIG_*`), so it is never in a URL, a process
-   * argument or a log; any other host never sees it.
-   */
-  const authFor = (url: string): Record<string, string> => {
-    const token = options.token;
-    if (token === undefined || !url.startsWith('https://') || new URL(url).host !== token.host) return {};
-    return {
-      GIT_CONFIG_COUNT: '1',
-      GIT_CONFIG_KEY_0: 'http.extraHeader',
-      GIT_CONFIG_VALUE_0: `Authorization: Basic ${Buffer.from(`x-access-token:${token.value}`).toString('base64')}`,
-    };
-  };
+  const authFor = (url: string): Record<string, string> => gitAuthEnv(url, options.token);
   const git = (baseDir?: string, env?: Record<string, string>): SimpleGit => {
     // Hooks off and no fsmonitor, whatever a repository says: simple-git guards these keys
     // because they can run programs; here they are set to values that run nothing.

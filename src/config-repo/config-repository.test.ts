@@ -28,16 +28,22 @@ describe('config repository in directory mode', () => {
     await put(root, 'acme/widget/main.yaml', definition('main.txt'));
     await put(root, 'acme/widget/x.yaml', definition('x.txt'));
     await put(root, 'acme/widget/release/1.0.yaml', definition('release.txt'));
-    await put(root, 'acme/widget/broken.yaml', 'buildscripts:\n  - a.sh\n');
-    await put(root, 'acme/widget/huge.yaml', `${definition('h')}${'#'.repeat(MAX_DEFINITION_BYTES)}\n`);
+    await put(root, 'README.md', 'not a definition\n');
+    await put(root, 'top.yaml', 'not: a definition (no owner/repo)\n');
     await mkdir(join(root, 'acme/widget/dir.yaml'), { recursive: true });
   });
   after(async () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  test('refresh does nothing and resolves', async () => {
-    await repo.refresh();
+  test('the first reload activates the directory as a snapshot', async () => {
+    const outcome = await repo.reload('start');
+    assert.equal(outcome.outcome, 'activated');
+    const status = repo.status();
+    assert.deepEqual(status.active?.files.map((f) => f.file), ['acme/widget/main.yaml', 'acme/widget/release/1.0.yaml', 'acme/widget/x.yaml']);
+    assert.deepEqual(repo.repositories(), ['acme/widget']);
+    assert.ok(Object.isFrozen(status.active));
+    assert.equal((await repo.reload('poll')).outcome, 'unchanged');
   });
 
   test('finds the definitions of a branch in <owner>/<repo>/<branch>.yaml', async () => {
@@ -74,7 +80,7 @@ describe('config repository in directory mode', () => {
   test('gives no definitions for an unknown repository', async () => {
     const found = await repo.lookup({ owner: 'someone', repo: 'else', ref: 'refs/heads/main' });
     assert.deepEqual(found.definitions, []);
-    assert.match(found.reason ?? '', /someone\/else\/main\.yaml/);
+    assert.match(found.reason ?? '', /no build definitions for someone\/else/);
   });
 
   test('gives no definitions when the branch file is a directory', async () => {
@@ -83,16 +89,9 @@ describe('config repository in directory mode', () => {
     assert.match(found.reason ?? '', /acme\/widget\/dir\.yaml/);
   });
 
-  test('throws DEFINITION_INVALID for an invalid file, naming it', async () => {
-    await assert.rejects(repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/broken' }), (err: unknown) => {
-      assert.ok(isAppError(err, 'DEFINITION_INVALID'));
-      assert.match(err.message, /acme\/widget\/broken\.yaml/);
-      return true;
-    });
-  });
-
-  test('throws DEFINITION_INVALID for a file over MAX_DEFINITION_BYTES', async () => {
-    await assert.rejects(repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/huge' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID'));
+  test('repository names compare case-insensitively, as on GitHub', async () => {
+    const found = await repo.lookup({ owner: 'ACME', repo: 'Widget', ref: 'refs/heads/main' });
+    assert.equal(found.file, 'acme/widget/main.yaml');
   });
 
   for (const [what, input] of [
@@ -120,7 +119,7 @@ describe('config repository in git mode', () => {
   let tmp: string;
   let bare: string;
   let work: string;
-  let checkoutDir: string;
+  let gitDir: string;
   let repo: ConfigRepository;
 
   const git = (cwd: string, ...args: string[]): string => execFileSync('git', [...IDENTITY, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
@@ -137,27 +136,27 @@ describe('config repository in git mode', () => {
     tmp = await mkdtemp(join(tmpdir(), 'autobuilder-config-git-'));
     bare = join(tmp, 'config.git');
     work = join(tmp, 'work');
-    checkoutDir = join(tmp, 'data', 'config-checkout');
+    gitDir = join(tmp, 'data', 'config-repo.git');
     git(tmp, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
     git(tmp, 'clone', '--quiet', bare, work);
     git(work, 'checkout', '--quiet', '-B', 'main');
-    repo = createConfigRepository({ source: { kind: 'git', url: `file://${bare}`, branch: 'main', checkoutDir }, log });
+    repo = createConfigRepository({ source: { kind: 'git', url: `file://${bare}`, branch: 'main', gitDir, repository: 'acme/config' }, log });
   });
   after(async () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  test('refresh clones the repository and lookup reads the pushed definition at its commit', async () => {
+  test('the first reload fetches into a bare repository and lookup reads the pushed definition at its commit', async () => {
     const sha = await commitAndPush({ 'acme/widget/main.yaml': definition('first.txt') }, 'first');
     await repo.refresh();
-    assert.ok((await stat(join(checkoutDir, '.git'))).isDirectory());
+    assert.ok((await stat(join(gitDir, 'HEAD'))).isFile());
     const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
     assert.equal(found.configSha, sha);
     assert.equal(found.file, 'acme/widget/main.yaml');
     assert.equal(found.definitions[0]?.artifact, 'first.txt');
   });
 
-  test('a lookup before the next refresh still sees the old commit', async () => {
+  test('a lookup before the next reload still sees the old commit', async () => {
     const earlier = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
     await commitAndPush({ 'acme/widget/main.yaml': definition('not-yet.txt') }, 'not yet');
     const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
@@ -165,7 +164,7 @@ describe('config repository in git mode', () => {
     assert.equal(found.definitions[0]?.artifact, earlier.definitions[0]?.artifact);
   });
 
-  test('refresh after another push brings the new commit and definition', async () => {
+  test('a reload after another push activates the new commit and definitions', async () => {
     const sha = await commitAndPush({ 'acme/widget/main.yaml': definition('second.txt'), 'acme/widget/feature/x.yaml': definition('feature.txt') }, 'second');
     await repo.refresh();
     const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
@@ -176,7 +175,7 @@ describe('config repository in git mode', () => {
     assert.equal(feature.configSha, sha);
   });
 
-  test('refresh follows a force-push and drops files the new commit removed', async () => {
+  test('a reload follows a force-push and drops the definitions of files the new commit removed', async () => {
     git(work, 'rm', '--quiet', 'acme/widget/feature/x.yaml');
     const sha = await commitAndPush({ 'acme/widget/main.yaml': definition('rewritten.txt') }, 'rewritten', true);
     await repo.refresh();
@@ -186,6 +185,68 @@ describe('config repository in git mode', () => {
     const feature = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/feature/x' });
     assert.deepEqual(feature.definitions, []);
     assert.equal(feature.configSha, sha);
+  });
+
+  test('a push that breaks one file is refused whole: the last good snapshot stays active', async () => {
+    const good = repo.status().active;
+    assert.ok(good !== null);
+    const bad = await commitAndPush({ 'acme/widget/main.yaml': definition('never.txt'), 'acme/widget/broken.yaml': 'buildscripts:\n  - a.sh\n' }, 'break');
+    const outcome = await repo.reload('webhook');
+    assert.equal(outcome.outcome, 'rejected');
+    assert.equal(outcome.sha, bad);
+    assert.deepEqual(outcome.problems, [{ file: 'acme/widget/broken.yaml', line: 2, key: 'a.sh', message: 'required: the options of this build script (archives, artifact)' }]);
+    const status = repo.status();
+    assert.equal(status.active, good);
+    assert.equal(status.lastErrors?.sha, bad);
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.configSha, good.sha);
+    assert.equal(found.definitions[0]?.artifact, 'rewritten.txt');
+    // the same refused commit is not reported again on the next poll
+    assert.equal((await repo.reload('poll')).outcome, 'unchanged');
+  });
+
+  test('the next good push activates its snapshot and clears the errors', async () => {
+    git(work, 'rm', '--quiet', 'acme/widget/broken.yaml');
+    const sha = await commitAndPush({}, 'fix');
+    const outcome = await repo.reload('webhook');
+    assert.equal(outcome.outcome, 'activated');
+    assert.equal(repo.status().lastErrors, null);
+    const found = await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.equal(found.configSha, sha);
+    assert.equal(found.definitions[0]?.artifact, 'never.txt');
+  });
+
+  test('a file over the size cap and a file that is not UTF-8 refuse the revision, each named', async () => {
+    const sha = await commitAndPush({ 'acme/widget/huge.yaml': `${definition('h')}${'#'.repeat(MAX_DEFINITION_BYTES)}\n` }, 'huge');
+    await writeFile(join(work, 'acme/widget/latin1.yaml'), Buffer.from([0x23, 0x20, 0xe9, 0x0a]));
+    const latin = await commitAndPush({}, 'latin1');
+    const outcome = await repo.reload('poll');
+    assert.equal(outcome.outcome, 'rejected');
+    assert.notEqual(sha, latin);
+    assert.deepEqual(outcome.problems.map((p) => [p.file, /bytes|UTF-8/.test(p.message)]), [
+      ['acme/widget/huge.yaml', true],
+      ['acme/widget/latin1.yaml', true],
+    ]);
+    git(work, 'rm', '--quiet', 'acme/widget/huge.yaml', 'acme/widget/latin1.yaml');
+    await commitAndPush({}, 'clean');
+    assert.equal((await repo.reload('poll')).outcome, 'activated');
+  });
+
+  test('a fetch that fails keeps the active snapshot and reports the error', async () => {
+    const broken = createConfigRepository({ source: { kind: 'git', url: `file://${tmp}/missing.git`, branch: 'main', gitDir: join(tmp, 'data', 'other.git') }, log });
+    const outcome = await broken.reload('start');
+    assert.equal(outcome.outcome, 'failed');
+    assert.match(outcome.problems[0]?.message ?? '', /could not be read/);
+    const found = await broken.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main' });
+    assert.deepEqual(found.definitions, []);
+    assert.match(found.reason ?? '', /no valid revision/);
+  });
+
+  test('a push to the config branch of its repository is recognised; others are not', () => {
+    assert.equal(repo.isConfigPush({ ref: 'refs/heads/main', repository: { full_name: 'Acme/Config' } }), true);
+    assert.equal(repo.isConfigPush({ ref: 'refs/heads/other', repository: { full_name: 'acme/config' } }), false);
+    assert.equal(repo.isConfigPush({ ref: 'refs/heads/main', repository: { full_name: 'acme/widget' } }), false);
+    assert.equal(repo.isConfigPush(null), false);
   });
 });
 
@@ -199,7 +260,9 @@ describe('matching by on: globs', () => {
       await mkdir(dirname(join(dir, path)), { recursive: true });
       await writeFile(join(dir, path), text);
     }
-    return createConfigRepository({ source: { kind: 'directory', path: dir }, log });
+    const repo = createConfigRepository({ source: { kind: 'directory', path: dir }, log });
+    await repo.reload('start');
+    return repo;
   };
 
   test('a tag matches files by their tag globs, never by branch globs', async () => {
@@ -239,8 +302,64 @@ describe('matching by on: globs', () => {
     await assert.rejects(repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID') && /also defined by/.test(err.message));
   });
 
-  test('an on: key without branches or tags is a definition error naming the key', async () => {
+  test('an on: key without branches or tags refuses the revision, naming the file, line and key', async () => {
     const repo = await setUp({ 'o/r/bad.yaml': definition('on: {}\n', 'x.tgz') });
-    await assert.rejects(repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID') && /bad\.yaml:1: on/.test(err.message));
+    assert.equal(repo.status().active, null);
+    assert.deepEqual(
+      repo.status().lastErrors?.problems.map((p) => [p.file, p.line, p.key]),
+      [['o/r/bad.yaml', 1, 'on']],
+    );
+  });
+
+  test('the dry run says why each file matched or not', async () => {
+    const repo = await setUp({
+      'o/r/main.yaml': definition('', 'exact.tgz'),
+      'o/r/releases.yaml': definition("on:\n  tags: ['v*']\n", 'release.tgz'),
+      'o/r/features.yaml': definition("on:\n  branches: ['feature/*']\n", 'feature.tgz'),
+    });
+    const found = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/feature/a' });
+    assert.deepEqual(found.candidates, [
+      { file: 'o/r/features.yaml', matched: true, why: 'on.branches ["feature/*"] matches feature/a' },
+      { file: 'o/r/main.yaml', matched: false, why: 'the file of branch main only (no "on:")' },
+      { file: 'o/r/releases.yaml', matched: false, why: 'has no on.branches' },
+    ]);
+  });
+});
+
+describe('config repository hot reload in directory mode', () => {
+  test('the file watcher activates a change, refuses a broken file and drops a deleted one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'autobuilder-watch-'));
+    const repo = createConfigRepository({ source: { kind: 'directory', path: dir }, log });
+    try {
+      await put(dir, 'o/r/main.yaml', definition('one.txt'));
+      await repo.reload('start');
+      const reloads: string[] = [];
+      const next = () => new Promise<string>((resolve) => repo.onReload((o) => resolve(o.outcome)));
+      repo.onReload((o) => reloads.push(`${o.trigger}:${o.outcome}`));
+      repo.watch({ pollSeconds: 0, debounceMs: 50 });
+
+      let reloaded = next();
+      await put(dir, 'o/r/dev.yaml', definition('dev.txt'));
+      assert.equal(await reloaded, 'activated');
+      assert.equal((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/dev' })).definitions[0]?.artifact, 'dev.txt');
+
+      reloaded = next();
+      await put(dir, 'o/r/main.yaml', 'buildscripts: [\n');
+      assert.equal(await reloaded, 'rejected');
+      assert.equal((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' })).definitions[0]?.artifact, 'one.txt');
+
+      reloaded = next();
+      await put(dir, 'o/r/main.yaml', definition('two.txt'));
+      assert.equal(await reloaded, 'activated');
+      reloaded = next();
+      await rm(join(dir, 'o/r/dev.yaml'));
+      assert.equal(await reloaded, 'activated');
+      assert.deepEqual((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/dev' })).definitions, []);
+      assert.equal((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' })).definitions[0]?.artifact, 'two.txt');
+      assert.ok(reloads.every((r) => r.startsWith('watch:')), reloads.join(' '));
+    } finally {
+      await repo.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

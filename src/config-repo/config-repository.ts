@@ -1,153 +1,338 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
-import picomatch from 'picomatch';
-import { simpleGit } from 'simple-git';
-import { parseRef, assertRepoName } from '../builds/refs.js';
-import { AppError } from '../errors.js';
+import { spawn } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, open, readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { simpleGit, type SimpleGit } from 'simple-git';
+import { parseRef } from '../builds/refs.js';
+import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { MAX_DEFINITION_BYTES, parseDefinitionDocument, type BuildDefinition, type DefinitionDocument } from './definition.js';
+import { buildSnapshot, definitionFileKey, indexSnapshot, MAX_DEFINITION_FILES, type ConfigSnapshot, type DefinitionLookup, type ParseCache, type RevisionFile, type SnapshotIndex } from './config-snapshot.js';
+import { MAX_DEFINITION_BYTES, type DefinitionProblem } from './definition.js';
 
-/** The outcome of looking up the definitions of one repository and ref. */
-export interface DefinitionLookup {
-  /** the builds to run; empty when nothing matches (see `reason`) */
-  definitions: BuildDefinition[];
-  /** config repository commit the definitions were read at; null in plain-directory mode */
-  configSha: string | null;
-  /** the file that matched, relative to the config repository root, or null */
-  file: string | null;
-  /** why nothing matched, for logs and API answers; null when something did */
-  reason: string | null;
+export type { DefinitionLookup, ConfigSnapshot, MatchCandidate } from './config-snapshot.js';
+
+/**
+ * Where the config repository comes from: a local directory (a file watcher and the poll
+ * pick up changes), or a git URL fetched into the bare repository `gitDir` (a push webhook
+ * of the config repository and the poll pick up changes). `repository` is its GitHub
+ * `owner/name`, when it has one: pushes to it reload the config, and refused revisions get
+ * an `autobuilder/config` commit status there.
+ */
+export type ConfigRepositorySource =
+  | { kind: 'directory'; path: string; repository?: string | undefined }
+  | { kind: 'git'; url: string; branch: string; gitDir: string; repository?: string | undefined; env?: Readonly<Record<string, string>> | undefined };
+
+/** What made a reload happen. */
+export type ReloadTrigger = 'start' | 'webhook' | 'watch' | 'poll' | 'api';
+
+/** The outcome of one reload. `unchanged`: same definitions as the active snapshot; `failed`: the revision could not be read. */
+export interface ReloadOutcome {
+  outcome: 'activated' | 'unchanged' | 'rejected' | 'failed';
+  trigger: ReloadTrigger;
+  /** the revision read; null in plain-directory mode, or when reading failed */
+  sha: string | null;
+  at: string;
+  durationMs: number;
+  /** for `rejected` and `failed`: every problem found */
+  problems: DefinitionProblem[];
 }
 
-/** The config repository: per-branch build definitions at `<owner>/<repo>/<branch>.yaml`. */
+/** What `GET /api/config` shows: the active snapshot, the last refused revision, the last reload. */
+export interface ConfigStatus {
+  source: { kind: 'directory'; path: string; repository: string | null } | { kind: 'git'; url: string; branch: string; repository: string | null };
+  /** null until a first valid revision was read */
+  active: ConfigSnapshot | null;
+  /** the last revision refused (or that failed to be read) since the active one, with its problems; null when none */
+  lastErrors: { sha: string | null; at: string; trigger: ReloadTrigger; problems: DefinitionProblem[] } | null;
+  lastReload: ReloadOutcome | null;
+}
+
+/** The config repository: per-branch build definitions at `<owner>/<repo>/<branch>.yaml`, held as an immutable snapshot. */
 export interface ConfigRepository {
-  /** Brings the checkout up to date (git mode: fetch and hard reset; directory mode: nothing). */
+  /**
+   * Reads the current revision and activates it when it is valid and differs from the
+   * active one; refuses it whole when one file is invalid (the active snapshot stays).
+   * Reloads run one at a time; calls made during one share the next. Never throws.
+   */
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome>;
+  /** The first reload (`start`); kept for callers that only need the definitions read. */
   refresh(): Promise<void>;
   /**
-   * Finds the build definitions for a push of `ref` to `owner/repo`. Precedence: a branch
-   * `feature/x` with a file `<owner>/<repo>/feature/x.yaml` (never a basename) that has no
-   * `on:` key runs that file alone; otherwise every file under `<owner>/<repo>/` whose `on:`
-   * globs match runs (branch globs for branches, tag globs for tags), in path order.
-   * @throws AppError `DEFINITION_INVALID` when the matching file does not validate
-   * @throws AppError `UNSAFE_INPUT` for names or refs that cannot be a path
+   * Finds the build definitions for a push of `ref` to `owner/repo` in the active snapshot
+   * (see {@link indexSnapshot} for the precedence). With no valid revision yet, nothing matches.
+   * @throws AppError `DEFINITION_INVALID` when two matching files define the same build name
+   * @throws AppError `UNSAFE_INPUT` for names or refs that cannot be a repository or a ref
    */
   lookup(input: { owner: string; repo: string; ref: string }): Promise<DefinitionLookup>;
+  /** The active snapshot, the last errors and the last reload. */
+  status(): ConfigStatus;
+  /** `owner/repo` of every repository with definitions in the active snapshot. */
+  repositories(): readonly string[];
+  /**
+   * True when a `push` payload is a push to the config repository's branch: its
+   * `repository.full_name` is the configured `repository` (compared case-insensitively).
+   */
+  isConfigPush(payload: unknown): boolean;
+  /** Calls `listener` after every reload that activated or refused a revision. */
+  onReload(listener: (outcome: ReloadOutcome, status: ConfigStatus) => void): void;
+  /** Starts the poll every `pollSeconds` (0: none) and, in directory mode, the file watcher. */
+  watch(options: { pollSeconds: number; debounceMs?: number }): void;
+  /** Stops the watcher and the poll; waits for a reload in progress. */
+  close(): Promise<void>;
 }
 
-/** Where the config repository comes from: a local directory, or a git URL cloned into `checkoutDir`. */
-export type ConfigRepositorySource = { kind: 'directory'; path: string } | { kind: 'git'; url: string; branch: string; checkoutDir: string };
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+/** The files of a revision: what a source reads. */
+interface Revision {
+  sha: string | null;
+  files: RevisionFile[];
 }
 
-/**
- * Reads and parses a definition file; null when there is none at `path`, or when
- * `onlyWithTrigger` and the text has no top-level `on:` key (a file matched by its path is
- * not parsed while looking for glob files, so a broken or oversized one cannot hide the
- * others).
- */
-async function readDocument(path: string, file: string, onlyWithTrigger = false): Promise<DefinitionDocument | null> {
-  let text: string;
-  try {
-    const s = await stat(path);
-    if (!s.isFile()) return null;
-    if (s.size > MAX_DEFINITION_BYTES) {
-      if (onlyWithTrigger) return null;
-      throw new AppError('DEFINITION_INVALID', `${file}: larger than ${MAX_DEFINITION_BYTES} bytes`);
-    }
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
-    throw err;
-  }
-  if (onlyWithTrigger && !/^(on|"on"|'on')[ \t]*:/m.test(text)) return null;
-  return parseDefinitionDocument(text, file);
-}
-
-/** Every `*.yaml` file under `dir` (not following symlinks), sorted by path. */
-async function yamlFilesUnder(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) =>
-    err.code === 'ENOENT' ? [] : Promise.reject(err),
-  );
-  return entries
-    .filter((e) => e.isFile() && e.name.endsWith('.yaml'))
-    .map((e) => join(e.parentPath, e.name))
-    .sort();
-}
-
-/**
- * Creates the config repository reader. In git mode the repository is cloned with
- * simple-git on the first {@link ConfigRepository.refresh}.
- */
-export function createConfigRepository(options: { source: ConfigRepositorySource; log: Logger }): ConfigRepository {
-  const { source, log } = options;
-  const root = resolve(source.kind === 'directory' ? source.path : source.checkoutDir);
-
-  async function currentSha(): Promise<string | null> {
-    if (!(await exists(join(root, '.git')))) return null;
-    try {
-      return (await simpleGit({ baseDir: root }).revparse(['HEAD'])).trim();
-    } catch {
-      return null;
-    }
-  }
-
-  return {
-    async refresh() {
-      if (source.kind === 'directory') return;
-      if (!(await exists(join(root, '.git')))) {
-        log.info({ url: source.url, dir: root }, 'cloning config repository');
-        await simpleGit().clone(source.url, root, ['--branch', source.branch, '--single-branch']);
-        return;
-      }
-      const git = simpleGit({ baseDir: root });
-      await git.fetch('origin', source.branch);
-      await git.reset(['--hard', `origin/${source.branch}`]);
-    },
-    async lookup({ owner, repo, ref }) {
-      assertRepoName(owner, 'owner');
-      assertRepoName(repo, 'repository name');
-      const parsed = parseRef(ref);
-      const configSha = await currentSha();
-      const repoDir = join(root, owner, repo);
-
-      if (parsed.kind === 'branch') {
-        const file = `${owner}/${repo}/${parsed.name}.yaml`;
-        const path = resolve(root, file);
-        if (!path.startsWith(root + sep)) throw new AppError('UNSAFE_INPUT', `ref ${ref} leaves the config repository`, { status: 400 });
-        const exact = await readDocument(path, file);
-        if (exact !== null && exact.on === null) return { definitions: exact.definitions, configSha, file, reason: null };
-      }
-
-      const matched: { file: string; definitions: BuildDefinition[] }[] = [];
-      for (const path of await yamlFilesUnder(repoDir)) {
-        const file = relative(root, path).split(sep).join('/');
-        const doc = await readDocument(path, file, true);
-        const globs = doc?.on === null || doc === null ? [] : parsed.kind === 'branch' ? doc.on.branches : doc.on.tags;
-        if (doc !== null && globs.length > 0 && picomatch(globs, { dot: true })(parsed.name)) matched.push({ file, definitions: doc.definitions });
-      }
-      if (matched.length === 0) {
-        const reason =
-          parsed.kind === 'branch'
-            ? `no build definition ${owner}/${repo}/${parsed.name}.yaml, and no file under ${owner}/${repo}/ with on.branches matching ${parsed.name}`
-            : `no file under ${owner}/${repo}/ with on.tags matching ${parsed.name}`;
-        return { definitions: [], configSha, file: null, reason };
-      }
-      const seen = new Map<string, string>();
-      for (const { file, definitions } of matched) {
-        for (const d of definitions) {
-          const other = seen.get(d.name);
-          if (other !== undefined) throw new AppError('DEFINITION_INVALID', `${file}: build ${JSON.stringify(d.name)} for ${ref} is also defined by ${other}; give one a distinct "tag"`);
-          seen.set(d.name, file);
+/** Files under `root` (not following symlinks, skipping `.git` and other dot-directories), with their bytes when small enough. */
+async function readDirectoryRevision(root: string): Promise<RevisionFile[]> {
+  const files: RevisionFile[] = [];
+  const pending: string[] = [''];
+  while (pending.length > 0) {
+    const rel = pending.pop() as string;
+    const entries = await readdir(join(root, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+    for (const e of entries) {
+      const path = rel === '' ? e.name : `${rel}/${e.name}`;
+      if (e.isDirectory() && !e.name.startsWith('.')) pending.push(path);
+      else if (e.isFile() && definitionFileKey(path) !== null) {
+        if (files.length >= MAX_DEFINITION_FILES) return [...files, { file: path, bytes: null, size: 0 }];
+        const handle = await open(join(root, path), 'r');
+        try {
+          const { size } = await handle.stat();
+          files.push({ file: path, size, bytes: size > MAX_DEFINITION_BYTES ? null : await handle.readFile() });
+        } finally {
+          await handle.close();
         }
       }
-      return { definitions: matched.flatMap((m) => m.definitions), configSha, file: matched.map((m) => m.file).join(', '), reason: null };
+    }
+  }
+  return files;
+}
+
+/**
+ * The definition files of commit `sha` in the git repository `gitDir`, read from its
+ * objects (no work tree): `ls-tree` gives paths and sizes, one `cat-file --batch` the blobs
+ * that are small enough. Object ids written to cat-file come from ls-tree, never from input.
+ */
+async function readGitRevision(git: SimpleGit, gitDir: string, sha: string): Promise<RevisionFile[]> {
+  const listing = await git.raw(['ls-tree', '-r', '-l', '-z', '--full-tree', sha]);
+  const wanted: { file: string; oid: string; size: number }[] = [];
+  for (const entry of listing.split('\0')) {
+    // "<mode> <type> <oid> <size>\t<path>"; symlinks (120000) and submodules are not definitions
+    const m = /^100(?:644|755) blob ([0-9a-f]{40,64}) +(\d+)\t(.*)$/s.exec(entry);
+    if (m !== null && definitionFileKey(m[3] as string) !== null) wanted.push({ oid: m[1] as string, size: Number(m[2]), file: m[3] as string });
+  }
+  const small = wanted.filter((w) => w.size <= MAX_DEFINITION_BYTES).slice(0, MAX_DEFINITION_FILES);
+  const blobs = await catFileBatch(gitDir, small.map((w) => w.oid));
+  return wanted.map((w) => ({ file: w.file, size: w.size, bytes: blobs.get(w.oid) ?? null }));
+}
+
+/** Reads blobs with one `git cat-file --batch` process; resolves oid → bytes. */
+function catFileBatch(gitDir: string, oids: readonly string[]): Promise<Map<string, Buffer>> {
+  if (oids.length === 0) return Promise.resolve(new Map());
+  return new Promise((ok, fail) => {
+    const child = spawn('git', ['--git-dir', gitDir, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/' } });
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.once('error', fail);
+    child.once('close', (code) => {
+      if (code !== 0) return fail(new AppError('GIT_FAILED', `git cat-file failed (${code}): ${stderr.trim().slice(0, 300)}`));
+      const out = Buffer.concat(chunks);
+      const blobs = new Map<string, Buffer>();
+      let at = 0;
+      while (at < out.length) {
+        const eol = out.indexOf(0x0a, at);
+        if (eol < 0) break;
+        const [oid = '', type, size] = out.subarray(at, eol).toString().split(' ');
+        if (type !== 'blob' || size === undefined) return fail(new AppError('GIT_FAILED', `git cat-file: unexpected answer for ${oid}`));
+        const start = eol + 1;
+        blobs.set(oid, out.subarray(start, start + Number(size)));
+        at = start + Number(size) + 1;
+      }
+      ok(blobs);
+    });
+    child.stdin.end(oids.map((o) => `${o}\n`).join(''));
+  });
+}
+
+/** `https://github.com/Acme/Config.git`, `git@github.com:acme/config` → `acme/config`; null when not recognisable. */
+export function repositoryOfUrl(url: string): string | null {
+  const m = /[/:]([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+?)(?:\.git)?\/?$/.exec(url);
+  return m === null ? null : `${m[1]}/${m[2]}`.toLowerCase();
+}
+
+/**
+ * Creates the config repository. Nothing is read until the first {@link ConfigRepository.reload}.
+ * In git mode `gitDir` is created as a bare repository on the first reload and fetched into
+ * (`+refs/heads/<branch>`) on every later one; `env` is the environment git runs with
+ * (e.g. an `http.extraHeader` with a token, given as `GIT_CONFIG_*`).
+ */
+export function createConfigRepository(options: { source: ConfigRepositorySource; log: Logger; now?: () => Date }): ConfigRepository {
+  const { source, log } = options;
+  const now = options.now ?? (() => new Date());
+  const repository = source.repository?.toLowerCase() ?? null;
+  if (source.kind === 'git') {
+    parseRef(`refs/heads/${source.branch}`);
+    if (source.url.startsWith('-')) throw new AppError('CONFIG_INVALID', 'configRepository.url may not start with "-"');
+  }
+  const root = source.kind === 'directory' ? resolve(source.path) : resolve(source.gitDir);
+  let index: SnapshotIndex | null = null;
+  let lastErrors: ConfigStatus['lastErrors'] = null;
+  let lastReload: ReloadOutcome | null = null;
+  let parseCache: ParseCache = new Map();
+  const listeners: ((outcome: ReloadOutcome, status: ConfigStatus) => void)[] = [];
+
+  const git = (): SimpleGit => {
+    const g = simpleGit({ baseDir: root, config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false'], unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true } });
+    return source.kind === 'git' && source.env !== undefined ? g.env({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...source.env }) : g;
+  };
+
+  async function readRevision(): Promise<Revision> {
+    if (source.kind === 'directory') {
+      const sha = await stat(join(root, '.git')).then(
+        () => git().revparse(['HEAD']).then((s) => s.trim(), () => null),
+        () => null,
+      );
+      return { sha, files: await readDirectoryRevision(root) };
+    }
+    try {
+      await stat(join(root, 'HEAD'));
+    } catch {
+      await mkdir(root, { recursive: true });
+      await git().raw(['init', '--bare', '--quiet']);
+    }
+    const ref = `refs/heads/${source.branch}`;
+    await git().raw(['fetch', '--quiet', '--force', '--no-tags', '--', source.url, `+${ref}:${ref}`]);
+    const sha = (await git().raw(['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`])).trim();
+    return { sha, files: await readGitRevision(git(), root, sha) };
+  }
+
+  const status = (): ConfigStatus => ({
+    source: source.kind === 'directory' ? { kind: 'directory', path: root, repository } : { kind: 'git', url: source.url, branch: source.branch, repository },
+    active: index?.snapshot ?? null,
+    lastErrors,
+    lastReload,
+  });
+
+  async function load(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    const started = performance.now();
+    const done = (outcome: ReloadOutcome['outcome'], sha: string | null, problems: DefinitionProblem[] = []): ReloadOutcome => ({
+      outcome,
+      trigger,
+      sha,
+      at: now().toISOString(),
+      durationMs: Math.round((performance.now() - started) * 10) / 10,
+      problems,
+    });
+    let revision: Revision;
+    try {
+      revision = await readRevision();
+    } catch (err) {
+      const outcome = done('failed', null, [{ file: '', line: null, key: '', message: `the config repository could not be read: ${toMessage(err).trim().split('\n').slice(-2).join(' ')}` }]);
+      lastErrors = { sha: null, at: outcome.at, trigger, problems: outcome.problems };
+      log.error({ trigger, err: outcome.problems[0]?.message }, 'config repository could not be read; the active definitions stay');
+      return outcome;
+    }
+    const active = index?.snapshot ?? null;
+    // a revision refused before is not parsed and reported again on every poll
+    if (source.kind === 'git' && lastErrors !== null && lastErrors.sha === revision.sha && trigger !== 'start') return done('unchanged', revision.sha, lastErrors.problems);
+    const built = buildSnapshot(revision.sha, revision.files, now(), parseCache);
+    parseCache = built.cache;
+    if (built.snapshot === null) {
+      const outcome = done('rejected', revision.sha, built.problems);
+      lastErrors = { sha: revision.sha, at: outcome.at, trigger, problems: built.problems };
+      log.error({ trigger, sha: revision.sha, problems: built.problems.slice(0, 20) }, 'config revision refused; the last good definitions stay active');
+      return outcome;
+    }
+    if (active !== null && active.digest === built.snapshot.digest && active.sha === built.snapshot.sha) return done('unchanged', revision.sha);
+    index = indexSnapshot(built.snapshot);
+    lastErrors = null;
+    const outcome = done('activated', revision.sha);
+    log.info({ trigger, sha: revision.sha, files: built.snapshot.files.length, repositories: built.snapshot.repositories.length, ms: outcome.durationMs }, 'config revision activated');
+    return outcome;
+  }
+
+  // one reload at a time; calls during one share the next
+  let running: Promise<ReloadOutcome> | null = null;
+  let next: Promise<ReloadOutcome> | null = null;
+  const reload = (trigger: ReloadTrigger): Promise<ReloadOutcome> => {
+    if (next !== null) return next;
+    const start = (): Promise<ReloadOutcome> => {
+      running = load(trigger)
+        .then((outcome) => {
+          lastReload = outcome;
+          if (outcome.outcome !== 'unchanged') for (const l of listeners) l(outcome, status());
+          return outcome;
+        })
+        .finally(() => {
+          running = null;
+        });
+      return running;
+    };
+    if (running === null) return start();
+    next = running.then(
+      () => ((next = null), start()),
+      () => ((next = null), start()),
+    );
+    return next;
+  };
+
+  let watcher: FSWatcher | null = null;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let debounce: NodeJS.Timeout | undefined;
+
+  return {
+    reload,
+    async refresh() {
+      await reload('start');
+    },
+    async lookup(input) {
+      if (index === null) {
+        return { definitions: [], configSha: null, file: null, candidates: [], reason: 'the config repository has no valid revision yet (see GET /api/config)' };
+      }
+      return index.lookup(input);
+    },
+    status,
+    repositories: () => index?.snapshot.repositories ?? [],
+    isConfigPush(payload) {
+      if (typeof payload !== 'object' || payload === null) return false;
+      const p = payload as { ref?: unknown; repository?: { full_name?: unknown } };
+      const branch = source.kind === 'git' ? source.branch : null;
+      if (branch !== null && p.ref !== `refs/heads/${branch}`) return false;
+      if (typeof p.ref !== 'string' || !p.ref.startsWith('refs/heads/')) return false;
+      const r = p.repository;
+      if (typeof r !== 'object' || r === null) return false;
+      return repository !== null && typeof r.full_name === 'string' && r.full_name.toLowerCase() === repository;
+    },
+    onReload(listener) {
+      listeners.push(listener);
+    },
+    watch({ pollSeconds, debounceMs = 200 }) {
+      if (pollSeconds > 0) pollTimer = setInterval(() => void reload('poll'), pollSeconds * 1000).unref();
+      if (source.kind !== 'directory') return;
+      try {
+        watcher = watch(root, { recursive: true }, (_event, filename) => {
+          // the work tree's own .git changes on every commit; the files are what count
+          if (typeof filename === 'string' && (filename === '.git' || filename.startsWith('.git/'))) return;
+          clearTimeout(debounce);
+          debounce = setTimeout(() => void reload('watch'), debounceMs);
+        });
+        watcher.on('error', (err) => log.warn({ err: toMessage(err) }, 'config directory watcher failed; the poll still picks up changes'));
+      } catch (err) {
+        log.warn({ err: toMessage(err) }, 'config directory cannot be watched; the poll picks up changes');
+      }
+    },
+    async close() {
+      clearInterval(pollTimer);
+      clearTimeout(debounce);
+      watcher?.close();
+      watcher = null;
+      await (next ?? running)?.catch(() => undefined);
     },
   };
 }

@@ -34,7 +34,7 @@ describe('loadConfig', () => {
     const config = loadConfig({}, {});
     assert.equal(config.dataDir, './data');
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8462 });
-    assert.deepEqual(config.configRepository, { path: './projects-config-repo-example', branch: 'main' });
+    assert.deepEqual(config.configRepository, { path: './projects-config-repo-example', branch: 'main', pollSeconds: 60 });
     assert.deepEqual(config.github, { apiUrl: 'https://api.github.com', writeIntervalMs: 0, registerWebhooks: false });
     assert.deepEqual(config.builds, {
       defaultTimeoutSeconds: 3600,

@@ -28,7 +28,14 @@ export const configSchema = z
       .object({
         path: nonEmpty.default('./projects-config-repo-example'),
         url: nonEmpty.optional(),
+        /** GitHub `owner/name` of the config repository */
+        repository: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be "owner/name"')
+          .optional(),
         branch: nonEmpty.default('main'),
+        /** seconds between two polls for changes (0: none); the fallback for missed webhooks */
+        pollSeconds: z.number().int().min(0).default(60),
       })
       .strict()
       .prefault({}),

@@ -5,7 +5,7 @@ import Bottleneck from 'bottleneck';
 import type { Build, BuildState } from '../builds/build.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { createSqliteStatusOutbox, type OutboxEntry, type StatusOutbox } from '../store/sqlite-status-outbox.js';
+import { createSqliteStatusOutbox, type NewOutboxEntry, type OutboxEntry, type StatusOutbox } from '../store/sqlite-status-outbox.js';
 
 /** GitHub's commit status states (https://docs.github.com/rest/commits/statuses). */
 export type CommitStatusState = 'pending' | 'success' | 'failure' | 'error';
@@ -46,6 +46,12 @@ export interface CommitStatusPublisher {
    * posting; resolves once it is queued, not posted (a GitHub outage never holds a build up).
    */
   publish(build: Build): Promise<void>;
+  /**
+   * Queues a commit status that belongs to no build (e.g. `autobuilder/config` on a config
+   * repository commit), with the same outbox, retries and newest-per-context rule.
+   * `buildId` only labels it in logs.
+   */
+  publishStatus(status: NewOutboxEntry): Promise<void>;
   /** Resolves when every status that is due has been tried (tests, shutdown). */
   flush(): Promise<void>;
   /** Stops retrying and closes the outbox; what is queued is posted after the next start. */
@@ -124,7 +130,7 @@ export function createCommitStatusPublisher(options: {
   const now = options.now ?? Date.now;
   if (options.token === undefined) {
     log.info('no GitHub token configured: commit statuses are skipped');
-    return { publish: async () => undefined, flush: async () => undefined, close: () => options.outbox?.close() };
+    return { publish: async () => undefined, publishStatus: async () => undefined, flush: async () => undefined, close: () => options.outbox?.close() };
   }
   const outbox = options.outbox ?? createSqliteStatusOutbox({ path: ':memory:' });
   const octokit = createOctokit({ apiUrl: options.apiUrl, token: options.token, log, fetch: options.fetch, writeIntervalMs: options.writeIntervalMs });
@@ -207,6 +213,10 @@ export function createCommitStatusPublisher(options: {
         },
         now(),
       );
+      void drain();
+    },
+    async publishStatus(status) {
+      outbox.enqueue({ ...status, description: toDescription(status.description) }, now());
       void drain();
     },
     async flush() {

@@ -125,6 +125,7 @@ ${row('config commit', 'configSha', build.configSha === null ? '' : `<code>${esc
 export function renderMonitorPage(input: { socketToken: string | null }): string {
   const body = `<main class="monitor">
 <section class="status-line"><span id="connection" class="conn conn-connecting">connecting</span> <span id="config-status" class="muted"></span></section>
+<section id="config-errors" class="config-errors" role="alert" hidden></section>
 <section><h2>Running <span id="running-count" class="count">0</span></h2><div id="running" class="running"></div></section>
 <section><h2>Queued <span id="queued-count" class="count">0</span></h2>
 <table class="builds"><thead><tr><th>state</th><th>repository</th><th>ref</th><th>build</th><th>queued</th><th>waiting for</th></tr></thead><tbody id="queued"></tbody></table></section>

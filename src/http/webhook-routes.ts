@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import type { Coordinator } from '../builds/coordinator.js';
 import { AppError, toMessage } from '../errors.js';
+import type { ConfigRepository } from '../config-repo/config-repository.js';
 import type { Logger } from '../logger.js';
 import type { Inbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
@@ -21,6 +22,8 @@ export function createWebhookRoutes(deps: {
   inbox: Inbox;
   /** cancels the waiting builds of a closed pull request */
   coordinator: Pick<Coordinator, 'cancelPullRequest'>;
+  /** a push to the config repository's branch reloads it (after the answer) */
+  configRepository: Pick<ConfigRepository, 'isConfigPush' | 'reload'>;
   log: Logger;
 }): Router {
   const router = new Router();
@@ -38,6 +41,11 @@ export function createWebhookRoutes(deps: {
       throw new AppError('BAD_REQUEST', 'the body is not JSON (set the webhook content type to application/json)', { status: 400 });
     }
     const log = deps.log.child({ deliveryId, event });
+    if (event === 'push' && deps.configRepository.isConfigPush(payload)) {
+      log.info('push to the config repository: reloading it');
+      ctx.set('X-Autobuilder-Config-Reload', 'started');
+      setImmediate(() => void deps.configRepository.reload('webhook'));
+    }
     const outcome = toBuildRequest(event, payload, deliveryId);
     const receivedAt = new Date().toISOString();
     switch (outcome.kind) {

@@ -3,11 +3,12 @@ import { Server as SocketServer } from 'socket.io';
 import type { Build } from '../builds/build.js';
 import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
 import type { BuildLogs, LogAppend } from '../builds/build-log.js';
+import type { ConfigRepository } from '../config-repo/config-repository.js';
 import type { PageAuth } from '../http/page-auth.js';
 import { toBuildView } from '../http/build-view.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/build-store.js';
-import { watchRequestSchema, type LogTail, type MonitorBuildDelta, type MonitorClientEvents, type MonitorServerEvents, type MonitorSnapshot, type WatchRequest } from './protocol.js';
+import { watchRequestSchema, type LogTail, type MonitorBuildDelta, type MonitorClientEvents, type MonitorConfigState, type MonitorServerEvents, type MonitorSnapshot, type WatchRequest } from './protocol.js';
 import { toWaitingReasons } from './waiting-reasons.js';
 
 /** The socket.io side of /monitor. */
@@ -30,11 +31,11 @@ const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started'
 const roomsOf = (repo: string) => ['all', `repo:${repo}`];
 
 /**
- * Where the build definitions come from, for people to read: `directory <path>` or
- * `git <url>#<branch>`, with any user name or password removed from the URL.
+ * Where the build definitions come from, for people to read: `directory <path>`,
+ * `github <owner/name>#<branch>` or `git <url>#<branch>`, with any user name or password removed from the URL.
  */
-export function toConfigSource(repository: { path: string; url?: string | undefined; branch: string }): string {
-  if (repository.url === undefined) return `directory ${repository.path}`;
+export function toConfigSource(repository: { path: string; url?: string | undefined; repository?: string | undefined; branch: string }): string {
+  if (repository.url === undefined) return repository.repository === undefined ? `directory ${repository.path}` : `github ${repository.repository}#${repository.branch}`;
   let url = repository.url;
   try {
     const parsed = new URL(url);
@@ -96,6 +97,8 @@ export function createMonitorHub(options: {
   allowedOrigins: readonly string[];
   concurrency: number;
   configSource: string;
+  /** the config repository: its state goes in every snapshot, and each reload to every watcher */
+  configRepository: Pick<ConfigRepository, 'status' | 'onReload'>;
   log: Logger;
   observeLogLag?: (seconds: number) => void;
   flushMs?: number;
@@ -182,6 +185,22 @@ export function createMonitorHub(options: {
   };
 
   const waiting = () => toWaitingReasons(active(), options.concurrency);
+  const configState = (): MonitorConfigState => {
+    const { active: snapshot, lastErrors } = options.configRepository.status();
+    const shown = 20;
+    return {
+      sha: snapshot?.sha ?? null,
+      source: options.configSource,
+      concurrency: options.concurrency,
+      activatedAt: snapshot?.loadedAt ?? null,
+      files: snapshot?.files.length ?? 0,
+      errors: lastErrors === null ? null : { sha: lastErrors.sha, at: lastErrors.at, problems: lastErrors.problems.slice(0, shown), more: Math.max(0, lastErrors.problems.length - shown) },
+    };
+  };
+  let closed = false;
+  options.configRepository.onReload(() => {
+    if (!closed) io.to('watchers').emit('config', { seq: ++seq, config: configState() });
+  });
   const view = (build: Build) => toBuildView(build, publicUrl);
 
   const onBuild = (name: BuildEventName) => (build: Build) => {
@@ -224,7 +243,7 @@ export function createMonitorHub(options: {
       waiting: waiting(),
       recent: recent.map(view),
       tails: tailsOut,
-      config: { sha: store.list({ limit: 1 })[0]?.configSha ?? null, source: options.configSource, concurrency: options.concurrency },
+      config: configState(),
     };
   }
 
@@ -244,6 +263,7 @@ export function createMonitorHub(options: {
 
   return {
     close() {
+      closed = true;
       if (timer !== null) clearTimeout(timer);
       for (const [name, listener] of listeners) events.off(name, listener);
       stopAppend();

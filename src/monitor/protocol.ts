@@ -44,14 +44,29 @@ export interface MonitorSnapshot {
   recent: BuildView[];
   /** log tails of the running builds, by build id */
   tails: Record<string, LogTail>;
-  config: {
-    /** config repository commit of the newest build; null in plain-directory mode or before any build */
-    sha: string | null;
-    /** where the definitions come from, e.g. `git https://…#main` or `directory ./projects` */
-    source: string;
-    /** builds that run at once */
-    concurrency: number;
-  };
+  config: MonitorConfigState;
+}
+
+/** The config repository as the monitor shows it. */
+export interface MonitorConfigState {
+  /** commit of the active definitions; null in plain-directory mode or before a valid revision */
+  sha: string | null;
+  /** where the definitions come from, e.g. `git https://…#main` or `directory ./projects` */
+  source: string;
+  /** builds that run at once */
+  concurrency: number;
+  /** when the active definitions were activated (ISO 8601); null before a valid revision */
+  activatedAt: string | null;
+  /** definition files active */
+  files: number;
+  /** the last refused revision since the active one, with its first problems; null when none */
+  errors: { sha: string | null; at: string; problems: { file: string; line: number | null; key: string; message: string }[]; more: number } | null;
+}
+
+/** The config repository changed: a revision was activated or refused. */
+export interface MonitorConfigDelta {
+  seq: number;
+  config: MonitorConfigState;
 }
 
 /** A build changed: `event` is the build event's name without `build.` (`queued`, `started`, `updated`, `finished`). */
@@ -87,6 +102,7 @@ export interface MonitorServerEvents {
   build: (delta: MonitorBuildDelta) => void;
   log: (delta: MonitorLogDelta) => void;
   queue: (delta: MonitorQueueDelta) => void;
+  config: (delta: MonitorConfigDelta) => void;
 }
 
 /** Messages a client sends, by event name. */

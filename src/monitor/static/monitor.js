@@ -35,7 +35,17 @@ import { renderLineText } from './log-view.js';
  * @property {Record<string, string>} waiting
  * @property {BuildView[]} recent
  * @property {Record<string, LogTail>} tails
- * @property {{ sha: string | null, source: string, concurrency: number }} config
+ * @property {ConfigState} config
+ */
+
+/**
+ * @typedef {object} ConfigState the config repository (MonitorConfigState in src/monitor/protocol.ts)
+ * @property {string | null} sha
+ * @property {string} source
+ * @property {number} concurrency
+ * @property {string | null} activatedAt
+ * @property {number} files
+ * @property {{ sha: string | null, at: string, problems: { file: string, line: number | null, key: string, message: string }[], more: number } | null} errors
  */
 
 const TAIL_LINES = 15;
@@ -51,7 +61,7 @@ let recent = [];
 const tails = new Map();
 /** @type {Record<string, string>} */
 let waiting = {};
-/** @type {{ sha: string | null, source: string, concurrency: number } | null} */
+/** @type {ConfigState | null} */
 let config = null;
 let lastSeq = 0;
 
@@ -162,7 +172,17 @@ function renderHistory() {
 
 function renderConfig() {
   if (config === null) return;
-  byId('config-status').textContent = `definitions: ${config.source}${config.sha === null ? '' : ` at ${config.sha.slice(0, 12)}`} · ${config.concurrency} at once`;
+  byId('config-status').textContent = `definitions: ${config.source}${config.sha === null ? '' : ` at ${config.sha.slice(0, 12)}`} (${config.files} files) · ${config.concurrency} at once`;
+  const errors = config.errors;
+  const box = byId('config-errors');
+  box.hidden = errors === null;
+  if (errors === null) return box.replaceChildren();
+  const title = `config revision ${errors.sha === null ? '' : `${errors.sha.slice(0, 12)} `}refused ${ago(errors.at)}; the definitions above stay active`;
+  box.replaceChildren(
+    el('strong', { text: title }),
+    el('ul', {}, errors.problems.map((p) => el('li', { text: `${p.file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}` }))),
+    ...(errors.more > 0 ? [el('span', { className: 'muted', text: `and ${errors.more} more (GET /api/config)` })] : []),
+  );
 }
 
 let frame = 0;
@@ -206,6 +226,12 @@ socket.on('snapshot', (/** @type {MonitorSnapshot} */ snapshot) => {
   schedule();
 });
 
+socket.on('config', (/** @type {{ seq: number, config: ConfigState }} */ delta) => {
+  if (stale(delta)) return;
+  config = delta.config;
+  schedule();
+});
+
 /** True for a delta older than what the page shows (sent before the last snapshot). @param {{ seq: number }} delta */
 function stale(delta) {
   if (delta.seq <= lastSeq) return true;
@@ -217,7 +243,6 @@ socket.on('build', (/** @type {{ seq: number, event: string, build: BuildView }}
   if (stale(delta)) return;
   const { build } = delta;
   builds.set(build.id, build);
-  if (config !== null && build.configSha !== null) config.sha = build.configSha;
   const listed = recent.indexOf(build.id);
   if (matchesHistory(build)) {
     if (listed === -1) recent = [build.id, ...recent].slice(0, HISTORY_LENGTH);

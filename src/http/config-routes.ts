@@ -1,0 +1,43 @@
+import Router from '@koa/router';
+import type { ConfigRepository } from '../config-repo/config-repository.js';
+import { AppError } from '../errors.js';
+import { requireBearer } from './control-routes.js';
+
+const one = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+
+/**
+ * The config repository API:
+ * - `GET /api/config`: the source, the active snapshot (config sha, digest, when it was
+ *   activated, every definition file with its `on:` and builds), the last refused revision
+ *   with every problem (file, line, key, message), and the last reload;
+ * - `GET /api/config/match?repo=owner/name&ref=refs/heads/x`: a dry run: which builds that
+ *   ref would run, from which files, and why each file of the repository matched or not
+ *   (400 for a missing or unsafe `repo` or `ref`);
+ * - `POST /api/config/reload` (bearer token): reloads now and answers the outcome.
+ */
+export function createConfigRoutes(deps: { configRepository: ConfigRepository; token: string | undefined }): Router {
+  const router = new Router();
+  router.get('/api/config', (ctx) => {
+    ctx.body = deps.configRepository.status();
+  });
+  router.get('/api/config/match', async (ctx) => {
+    const repo = one(ctx.query['repo']);
+    const ref = one(ctx.query['ref']);
+    if (repo === undefined || ref === undefined) throw new AppError('BAD_REQUEST', 'give repo=owner/name and ref=refs/heads/<branch> or refs/tags/<tag>', { status: 400 });
+    const [owner, name, ...rest] = repo.split('/');
+    if (owner === undefined || name === undefined || rest.length > 0) throw new AppError('BAD_REQUEST', 'repo must be owner/name', { status: 400 });
+    const lookup = await deps.configRepository.lookup({ owner, repo: name, ref });
+    ctx.body = {
+      repo,
+      ref,
+      configSha: lookup.configSha,
+      wouldRun: lookup.definitions.map((d) => ({ name: d.name, context: `autobuilder/${d.name}`, file: d.file, script: d.script, baseimage: d.baseimage, incremental: d.incremental })),
+      reason: lookup.reason,
+      candidates: lookup.candidates,
+    };
+  });
+  router.post('/api/config/reload', requireBearer(deps.token), async (ctx) => {
+    ctx.body = await deps.configRepository.reload('api');
+  });
+  return router;
+}
