@@ -5,6 +5,7 @@
  */
 import { benchCacheHit, benchIncrementalC } from './cache.js';
 import { benchChaos } from './chaos.js';
+import { benchConfigReload } from './config.js';
 import { benchLoad } from './load.js';
 import { benchLogs } from './logs.js';
 import { benchSnapshots } from './snapshots.js';
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<void>> = {
   logs: benchLogs,
   load: () => benchLoad(),
   chaos: benchChaos,
+  config: () => benchConfigReload(),
 };
 
 const wanted = process.argv.slice(2);
