@@ -37,16 +37,12 @@ interface Pending {
 /** A message from the writer thread: the outcome of batch `id`. */
 type Reply = { id: number; stored: boolean[] } | { id: number; error: string };
 
-/**
- * Starts a writer thread with its own connection to the SQLite database at `path` (WAL,
- * `synchronous=FULL`; the schema is the build store's). Throws when the thread cannot open
- * the database (the promise rejects).
- */
-export async function createDeliveryWriter(options: { path: string }): Promise<DeliveryWriter> {
+/** Starts the writer thread; resolves once its database connection is open. */
+async function startThread(path: string): Promise<Worker> {
   // the thread's file has this module's extension: .ts when run from source (tsx), .js when built
   const ext = extname(fileURLToPath(import.meta.url));
   const thread = new URL(`./delivery-writer-thread${ext}`, import.meta.url);
-  const workerData = { path: options.path };
+  const workerData = { path };
   const worker =
     ext === '.ts'
       ? // from source: the thread registers tsx before loading the TypeScript file
@@ -56,29 +52,33 @@ export async function createDeliveryWriter(options: { path: string }): Promise<D
     worker.once('message', (m: { ready?: boolean; error?: string }) => (m.ready === true ? ok() : fail(new Error(m.error ?? 'the delivery writer did not start'))));
     worker.once('error', fail);
   });
+  return worker;
+}
+
+/**
+ * Starts a writer thread with its own connection to the SQLite database at `path` (WAL,
+ * `synchronous=FULL`; the schema is the build store's). Throws when the thread cannot open
+ * the database (the promise rejects). A thread that dies fails the writes it was given
+ * (their webhooks answer 500, and GitHub can redeliver them) and is started again for the
+ * next ones.
+ */
+export async function createDeliveryWriter(options: { path: string; onThreadExit?: (err: Error) => void }): Promise<DeliveryWriter> {
+  let worker: Worker | null = null;
+  let starting: Promise<void> | null = null;
   let queue: Pending[] = [];
   let inFlight: { id: number; batch: Pending[] } | null = null;
   let nextId = 1;
   let closed = false;
   let drained: (() => void) | null = null;
 
-  const send = (): void => {
-    if (inFlight !== null || queue.length === 0) {
-      if (inFlight === null && drained !== null) drained();
-      return;
-    }
-    const batch = queue;
-    queue = [];
-    inFlight = { id: nextId++, batch };
-    worker.postMessage({ id: inFlight.id, records: batch.flatMap((p) => p.records), processed: batch.flatMap((p) => p.processed) });
-  };
   const fail = (err: Error): void => {
     const batch = [...(inFlight?.batch ?? []), ...queue];
     inFlight = null;
     queue = [];
     for (const p of batch) p.reject(err);
+    drained?.();
   };
-  worker.on('message', (reply: Reply) => {
+  const onReply = (reply: Reply): void => {
     if (inFlight === null || reply.id !== inFlight.id) return;
     const { batch } = inFlight;
     inFlight = null;
@@ -92,10 +92,45 @@ export async function createDeliveryWriter(options: { path: string }): Promise<D
       }
     }
     send();
-  });
-  worker.on('error', (err) => fail(err));
-  worker.on('exit', () => fail(new Error('the delivery writer has stopped')));
+  };
+  const start = (): Promise<void> =>
+    (starting ??= startThread(options.path).then(
+      (started) => {
+        starting = null;
+        worker = started;
+        started.on('message', onReply);
+        started.once('exit', () => {
+          worker = null;
+          if (closed) return;
+          const err = new Error('the delivery writer thread stopped');
+          options.onThreadExit?.(err);
+          fail(err);
+        });
+        started.on('error', () => undefined); // followed by 'exit'
+      },
+      (err: unknown) => {
+        starting = null;
+        fail(err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      },
+    ));
 
+  function send(): void {
+    if (inFlight !== null || queue.length === 0) {
+      if (inFlight === null && drained !== null) drained();
+      return;
+    }
+    if (worker === null) {
+      void start().then(send, () => undefined);
+      return;
+    }
+    const batch = queue;
+    queue = [];
+    inFlight = { id: nextId++, batch };
+    worker.postMessage({ id: inFlight.id, records: batch.flatMap((p) => p.records), processed: batch.flatMap((p) => p.processed) });
+  }
+
+  await start();
   return {
     write(records, processed = []) {
       if (closed) return Promise.reject(new Error('the delivery writer is closed'));
@@ -108,7 +143,7 @@ export async function createDeliveryWriter(options: { path: string }): Promise<D
       if (closed) return;
       closed = true;
       if (inFlight !== null || queue.length > 0) await new Promise<void>((ok) => (drained = ok));
-      await worker.terminate();
+      await (worker as Worker | null)?.terminate();
     },
   };
 }
