@@ -5,6 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { io } from 'socket.io-client';
 import type { ConfigStatus } from '../src/config-repo/index.js';
 import type { MonitorConfigDelta } from '../src/monitor/index.js';
+import type { Browser } from 'playwright-core';
+import { launchBrowser, openPage, waitForExpression, type WatchedPage } from './support/browser.js';
 import { makeTestDir } from './support/data-dir.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { createGitRepository, type GitRepository } from './support/git-repository.js';
@@ -17,6 +19,8 @@ describe('the config repository: hot reload from its push webhook', () => {
   let f: FixtureServer;
   let config: GitRepository & { head: string | null };
   let main: string;
+  let browser: Browser;
+  let monitor: WatchedPage;
 
   const configStatus = async (): Promise<ConfigStatus> => (await fetch(`${f.server.url}/api/config`)).json() as Promise<ConfigStatus>;
   /** Sends the config repository's push webhook for `sha`, as GitHub would. */
@@ -29,8 +33,12 @@ describe('the config repository: hot reload from its push webhook', () => {
     main = await readFile(join(FIXTURES, 'config-repo', 'acme', 'widget', 'main.yaml'), 'utf8');
     config.head = await config.commit({ 'acme/widget/main.yaml': main, 'README.md': 'build definitions\n' }, 'first definitions');
     f = await startFixtureServer('config-reload', { configRepository: { url: config.url, repository: 'acme/config', pollSeconds: 0 } });
+    browser = await launchBrowser();
+    monitor = await openPage(browser, `${f.server.url}/monitor`);
+    await monitor.page.waitForSelector('#connection.conn-live');
   });
   after(async () => {
+    await browser?.close();
     await f?.close();
   });
 
@@ -67,10 +75,15 @@ describe('the config repository: hot reload from its push webhook', () => {
       assert.equal(status.lastErrors?.sha, bad);
       assert.equal(status.lastErrors?.problems[0]?.file, 'acme/widget/main.yaml');
       assert.equal(typeof status.lastErrors?.problems[0]?.line, 'number');
-      // the monitor heard of it
+      // the monitor heard of it, and the page open in the browser shows it live
       const delta = await seen;
       assert.equal(delta.config.sha, good);
       assert.equal(delta.config.errors?.sha, bad);
+      const shown = await waitForExpression<string>(monitor.page, `(() => { const box = document.getElementById('config-errors'); return box && !box.hidden && box.textContent; })()`);
+      assert.match(shown, new RegExp(`config revision ${bad.slice(0, 12)} refused`));
+      assert.match(shown, /acme\/widget\/main\.yaml:\d+/);
+      assert.match(await monitor.page.textContent('#config-status') ?? '', new RegExp(`at ${good.slice(0, 12)}`));
+      await monitor.page.screenshot({ path: join(f.dir, 'monitor-config-refused.png'), fullPage: true });
     } finally {
       socket.close();
     }
@@ -91,6 +104,8 @@ describe('the config repository: hot reload from its push webhook', () => {
     const status = await configStatus();
     assert.equal(status.active?.sha, fixed);
     assert.equal(status.lastErrors, null);
+    await waitForExpression(monitor.page, `document.getElementById('config-errors').hidden && document.getElementById('config-status').textContent.includes('${fixed.slice(0, 12)}')`);
+    assert.deepEqual(monitor.problems, []);
 
     const sha = await f.repo.commit({ 'message.txt': 'built on the new config\n' }, 'widget change 2');
     await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/dev', sha, cloneUrl: f.cloneUrl }) });

@@ -172,7 +172,7 @@ function renderHistory() {
 
 function renderConfig() {
   if (config === null) return;
-  byId('config-status').textContent = `definitions: ${config.source}${config.sha === null ? '' : ` at ${config.sha.slice(0, 12)}`} (${config.files} files) · ${config.concurrency} at once`;
+  byId('config-status').textContent = `definitions: ${config.source}${config.sha === null ? '' : ` at ${config.sha.slice(0, 12)}`} (${config.files} file${config.files === 1 ? '' : 's'}) · ${config.concurrency} at once`;
   const errors = config.errors;
   const box = byId('config-errors');
   box.hidden = errors === null;
