@@ -28,7 +28,8 @@ const config: ConfigInput = {
   // `autobuilder/config` (state `error`) on the refused commit.
   configRepository: {
     path: './projects-config-repo-example',
-    // url: 'https://github.com/acme/autobuilder-config.git',
+    // url: 'https://github.com/acme/autobuilder-config.git', (no token in it: a private one on
+    //   the GitHub host is fetched with github.token, sent as a header, never in the URL)
     // repository: 'acme/autobuilder-config',
     branch: 'main',
     pollSeconds: 60,

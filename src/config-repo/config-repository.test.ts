@@ -242,6 +242,15 @@ describe('config repository in git mode', () => {
     assert.match(found.reason ?? '', /no valid revision/);
   });
 
+  test('a URL with credentials is shown and reported without them', async () => {
+    const secret = createConfigRepository({ source: { kind: 'git', url: `https://x-access-token:ghp_SECRET@127.0.0.1:1/acme/config.git`, branch: 'main', gitDir: join(tmp, 'data', 'secret.git') }, log });
+    const outcome = await secret.reload('start');
+    assert.equal(outcome.outcome, 'failed');
+    const shown = JSON.stringify(secret.status());
+    assert.doesNotMatch(shown, /ghp_SECRET/);
+    assert.match(shown, /https:\/\/\*\*\*@127\.0\.0\.1:1\/acme\/config\.git/);
+  });
+
   test('a push to the config branch of its repository is recognised; others are not', () => {
     assert.equal(repo.isConfigPush({ ref: 'refs/heads/main', repository: { full_name: 'Acme/Config' } }), true);
     assert.equal(repo.isConfigPush({ ref: 'refs/heads/other', repository: { full_name: 'acme/config' } }), false);

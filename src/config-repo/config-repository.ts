@@ -160,6 +160,11 @@ function catFileBatch(gitDir: string, oids: readonly string[]): Promise<Map<stri
   });
 }
 
+/** `text` with the user and password of every URL in it replaced by `***` (they may be a token). */
+export function withoutCredentials(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@');
+}
+
 /** `https://github.com/Acme/Config.git`, `git@github.com:acme/config` → `acme/config`; null when not recognisable. */
 export function repositoryOfUrl(url: string): string | null {
   const m = /[/:]([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+?)(?:\.git)?\/?$/.exec(url);
@@ -213,7 +218,7 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
   }
 
   const status = (): ConfigStatus => ({
-    source: source.kind === 'directory' ? { kind: 'directory', path: root, repository } : { kind: 'git', url: source.url, branch: source.branch, repository },
+    source: source.kind === 'directory' ? { kind: 'directory', path: root, repository } : { kind: 'git', url: withoutCredentials(source.url), branch: source.branch, repository },
     active: index?.snapshot ?? null,
     lastErrors,
     lastReload,
@@ -233,7 +238,8 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     try {
       revision = await readRevision();
     } catch (err) {
-      const outcome = done('failed', null, [{ file: '', line: null, key: '', message: `the config repository could not be read: ${toMessage(err).trim().split('\n').slice(-2).join(' ')}` }]);
+      const message = withoutCredentials(toMessage(err).trim().split('\n').slice(-2).join(' '));
+      const outcome = done('failed', null, [{ file: '', line: null, key: '', message: `the config repository could not be read: ${message}` }]);
       lastErrors = { sha: null, at: outcome.at, trigger, problems: outcome.problems };
       log.error({ trigger, err: outcome.problems[0]?.message }, 'config repository could not be read; the active definitions stay');
       return outcome;
