@@ -270,9 +270,22 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     if (next !== null) return next;
     const start = (): Promise<ReloadOutcome> => {
       running = load(trigger)
+        .catch((err: unknown): ReloadOutcome => {
+          // never expected (load reports what it can); the active snapshot stays whatever went wrong
+          log.error({ trigger, err: toMessage(err) }, 'config reload failed');
+          const problems = [{ file: '', line: null, key: '', message: `internal error: ${toMessage(err)}` }];
+          return { outcome: 'failed', trigger, sha: null, at: now().toISOString(), durationMs: 0, problems };
+        })
         .then((outcome) => {
           lastReload = outcome;
-          if (outcome.outcome !== 'unchanged') for (const l of listeners) l(outcome, status());
+          if (outcome.outcome === 'unchanged') return outcome;
+          for (const listener of listeners) {
+            try {
+              listener(outcome, status());
+            } catch (err) {
+              log.error({ err: toMessage(err) }, 'a config reload listener failed');
+            }
+          }
           return outcome;
         })
         .finally(() => {
