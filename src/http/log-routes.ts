@@ -98,8 +98,14 @@ export function createLogRoutes(deps: { store: BuildStore; logs: BuildLogs; even
         if (batch === null) return undefined;
         if (write(toServerSentEvent({ id: String(batch.end), event: 'log', data: batch.lines }))) return undefined;
         return new Promise((resolve) => {
-          out.once('drain', resolve);
-          signal.addEventListener('abort', () => resolve(), { once: true });
+          // whichever comes first removes the other: a long stream waits for drain many times
+          const done = () => {
+            out.off('drain', done);
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          out.once('drain', done);
+          signal.addEventListener('abort', done, { once: true });
         });
       };
       for await (const chunk of logs.follow(build.id, end, signal)) {
