@@ -37,12 +37,15 @@ export function createInbox(options: { store: BuildStore; writer: DeliveryWriter
   const handOn = async (deliveryId: string | null, request: BuildRequest): Promise<void> => {
     try {
       await coordinator.submit(request);
-      // a request that made builds was marked with them; this covers the ones that made none
-      // (a lost mark only means the request is looked up again after a restart)
-      if (deliveryId !== null) await writer.write([], [deliveryId]);
     } catch (err) {
       // stays unprocessed: the next start tries again
       log.error({ deliveryId, err: toMessage(err) }, 'build request failed');
+      return;
+    }
+    // a request that made builds was marked with them; this covers the ones that made none
+    // (a lost mark only means the request is looked up again after a restart)
+    if (deliveryId !== null) {
+      await writer.write([], [deliveryId]).catch((err: unknown) => log.warn({ deliveryId, err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
     }
   };
   return {
