@@ -242,6 +242,21 @@ describe('config repository in git mode', () => {
     assert.match(found.reason ?? '', /no valid revision/);
   });
 
+  test('the poll picks up a push whose webhook never came', async () => {
+    const sha = await commitAndPush({ 'acme/widget/polled.yaml': definition('polled.txt') }, 'no webhook for this one');
+    const activated = new Promise<string>((resolve) => repo.onReload((o) => o.outcome === 'activated' && resolve(`${o.trigger} ${o.sha}`)));
+    repo.watch({ pollSeconds: 1 });
+    // the poll's timer is unref'd (it never holds a server's process open); this test waits on it
+    const keepAlive = setInterval(() => undefined, 100);
+    try {
+      assert.equal(await activated, `poll ${sha}`);
+      assert.equal((await repo.lookup({ owner: 'acme', repo: 'widget', ref: 'refs/heads/polled' })).definitions[0]?.artifact, 'polled.txt');
+    } finally {
+      clearInterval(keepAlive);
+      await repo.close();
+    }
+  });
+
   test('a URL with credentials is shown and reported without them', async () => {
     const secret = createConfigRepository({ source: { kind: 'git', url: `https://x-access-token:ghp_SECRET@127.0.0.1:1/acme/config.git`, branch: 'main', gitDir: join(tmp, 'data', 'secret.git') }, log });
     const outcome = await secret.reload('start');
