@@ -147,6 +147,22 @@ describe('pull requests and tags from create events', () => {
     assert.equal(stop.status, 200);
   });
 
+  test('a pull request closed while its build is still being decided: the build is cancelled as it reaches the queue; a reopen builds again', async () => {
+    const sha = await pullRequestHead(5, { 'message.txt': 'closed while deciding\n' });
+    const request = { owner: 'acme', repo: 'widget', ref: 'refs/pull/5/head', definitionsRef: 'refs/heads/slow', pullRequest: 5, fromFork: false, sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: null };
+    // the close comes before the build is even stored: nothing waits yet
+    const deciding = f.server.coordinator.submit(request);
+    assert.deepEqual(await f.server.coordinator.cancelPullRequest({ owner: 'acme', repo: 'widget', pullRequest: 5 }, 'pull request #5 was closed'), []);
+    const [build] = (await deciding).builds;
+    const ended = await f.waitForBuild((b) => b.id === build?.id);
+    assert.equal(ended.state, 'cancelled');
+    assert.equal(ended.description, 'pull request #5 was closed');
+    assert.equal(ended.startedAt, null, 'it never ran');
+
+    const [reopened] = (await f.server.coordinator.submit(request)).builds;
+    assert.equal((await f.waitForBuild((b) => b.id === reopened?.id)).state, 'success');
+  });
+
   test('a tag push, then the create event of the same tag, make exactly one build; a manual rebuild still makes another', async () => {
     const sha = await f.repo.commit({ 'message.txt': 'release 2.0.0\n' }, 'release 2.0.0');
     await git.raw(['tag', 'v2.0.0', sha]);

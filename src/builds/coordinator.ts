@@ -81,8 +81,9 @@ export interface Coordinator {
   /**
    * Cancels the waiting builds of a pull request (those of its `refs/pull/<n>/head`); running
    * ones are left to finish, and so is a waiting one that builds of other refs joined
-   * (same inputs). Resolves with the builds it cancelled. A build still being decided at
-   * that moment is not cancelled.
+   * (same inputs). Resolves with the builds it cancelled then; a build still being decided
+   * at that moment is cancelled when it reaches the queue, unless a new request of the pull
+   * request (reopened) came after the close.
    */
   cancelPullRequest(target: PullRequestTarget, reason: string): Promise<Build[]>;
   /** True when as many builds wait as the backlog allows: the manual API then answers 503. */
@@ -172,6 +173,14 @@ export function createCoordinator(options: {
   const inFlight = new Map<string, InFlight>();
   /** leaders waiting for a slot, by build id */
   const waiting = new Map<string, Waiting>();
+  /**
+   * Pull requests closed since their last build request, by `owner/repo#n`, with the reason:
+   * a request still being decided when its pull request closed is cancelled as it reaches
+   * the queue. A later request of that pull request (reopened) clears it; kept one hour.
+   */
+  const closedPullRequests = new Map<string, { reason: string; at: number }>();
+  const pullRequestKey = (t: { owner: string; repo: string; pullRequest?: number | undefined }): string | null =>
+    t.pullRequest === undefined ? null : `${t.owner}/${t.repo}#${t.pullRequest}`.toLowerCase();
   /** running leaders, by build id */
   const running = new Map<string, { build: Build; controller: AbortController }>();
   let accepting = true;
@@ -405,6 +414,13 @@ export function createCoordinator(options: {
     save(build, { description });
     waiting.set(build.id, item);
     await statuses.publish(build);
+    const closedKey = pullRequestKey(item.request);
+    const closed = closedKey === null ? undefined : closedPullRequests.get(closedKey);
+    // its pull request closed while it was being decided; builds of other refs that joined it still need it
+    if (closed !== undefined && !item.flight.followers.some((f) => f.build.ref !== build.ref)) {
+      await dropWaiting(item, closed.reason);
+      return;
+    }
     if (!accepting) return;
     queue.add({ buildId: build.id, priority: priorityOf(item.request), run: () => lead(item) });
   }
@@ -518,6 +534,8 @@ export function createCoordinator(options: {
 
   return {
     async submit(input) {
+      const reopened = pullRequestKey(input);
+      if (reopened !== null) closedPullRequests.delete(reopened);
       let rlog = log.child({ repo: `${input.owner}/${input.repo}`, ref: input.ref, sha: input.sha, deliveryId: input.deliveryId });
       let request = input;
       let lookup;
@@ -604,6 +622,9 @@ export function createCoordinator(options: {
     cancel: cancelBuild,
 
     async cancelPullRequest(target, reason) {
+      const at = Date.now();
+      for (const [key, mark] of closedPullRequests) if (at - mark.at > 3600_000) closedPullRequests.delete(key);
+      closedPullRequests.set(pullRequestKey(target) as string, { reason, at });
       const cancelled: Build[] = [];
       const waitingOnes = store.list({ repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), state: 'queued', limit: 500 });
       const ids = new Set(waitingOnes.map((b) => b.id));
