@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BuildRequest } from '../builds/build-request.js';
-import { createDeliveryWriter, type DeliveryWriter } from './delivery-writer.js';
+import type { Worker } from 'node:worker_threads';
+import { createDeliveryWriter, startDeliveryWriterThread, type DeliveryWriter } from './delivery-writer.js';
 import { createSqliteBuildStore } from './sqlite-build-store.js';
 
 const request = (deliveryId: string): BuildRequest => ({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: 'a'.repeat(40), cloneUrl: 'file:///nowhere', defaultBranch: 'main', deliveryId });
@@ -55,6 +56,42 @@ describe('the delivery writer (group commit in a thread of its own)', () => {
     assert.deepEqual(await pending, [true]);
     await assert.rejects(writer.write([{ delivery: delivery('too-late') }]), /closed/);
     writer = await createDeliveryWriter({ path });
+  });
+
+  test('a thread that dies fails the writes it held and is started again for the next ones', async () => {
+    const threads: Worker[] = [];
+    const exits: string[] = [];
+    const own = await createDeliveryWriter({
+      path,
+      startThread: async (p) => {
+        const thread = await startDeliveryWriterThread(p);
+        threads.push(thread);
+        return thread;
+      },
+      onThreadExit: (err) => exits.push(err.message),
+    });
+    try {
+      assert.deepEqual(await own.write([{ delivery: delivery('before-death') }]), [true]);
+      const held = own.write([{ delivery: delivery('held-at-death') }]);
+      await threads[0]?.terminate();
+      // committed before the thread went, or refused: never answered true and then lost
+      const outcome = await held.then((stored) => `stored ${stored.join()}`, (err: Error) => `refused: ${err.message}`);
+      assert.match(outcome, /^stored true$|^refused: the delivery writer thread stopped$/);
+      assert.deepEqual(exits, ['the delivery writer thread stopped']);
+      assert.deepEqual(await own.write([{ delivery: delivery('after-death') }]), [true]);
+      assert.equal(threads.length, 2, 'a new thread was started');
+      const store = createSqliteBuildStore({ path });
+      try {
+        assert.equal(store.getDelivery('after-death')?.outcome, 'accepted');
+        // answered stored, so it is stored (a refused one may be too: committed, then the answer
+        // was lost; it stays unprocessed and the next start hands it on)
+        if (outcome === 'stored true') assert.equal(store.getDelivery('held-at-death')?.outcome, 'accepted');
+      } finally {
+        store.close();
+      }
+    } finally {
+      await own.close();
+    }
   });
 
   test('a database that cannot be opened fails the start', async () => {

@@ -37,8 +37,8 @@ interface Pending {
 /** A message from the writer thread: the outcome of batch `id`. */
 type Reply = { id: number; stored: boolean[] } | { id: number; error: string };
 
-/** Starts the writer thread; resolves once its database connection is open. */
-async function startThread(path: string): Promise<Worker> {
+/** Starts the writer thread for the database at `path`; resolves once its connection is open. */
+export async function startDeliveryWriterThread(path: string): Promise<Worker> {
   // the thread's file has this module's extension: .ts when run from source (tsx), .js when built
   const ext = extname(fileURLToPath(import.meta.url));
   const thread = new URL(`./delivery-writer-thread${ext}`, import.meta.url);
@@ -62,7 +62,13 @@ async function startThread(path: string): Promise<Worker> {
  * (their webhooks answer 500, and GitHub can redeliver them) and is started again for the
  * next ones.
  */
-export async function createDeliveryWriter(options: { path: string; onThreadExit?: (err: Error) => void }): Promise<DeliveryWriter> {
+export async function createDeliveryWriter(options: {
+  path: string;
+  onThreadExit?: (err: Error) => void;
+  /** starts a thread (default {@link startDeliveryWriterThread}); tests wrap it to reach the thread */
+  startThread?: (path: string) => Promise<Worker>;
+}): Promise<DeliveryWriter> {
+  const startThread = options.startThread ?? startDeliveryWriterThread;
   let worker: Worker | null = null;
   let starting: Promise<void> | null = null;
   let queue: Pending[] = [];
