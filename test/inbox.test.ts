@@ -32,11 +32,16 @@ describe('the durable webhook inbox', () => {
     await f.server.close();
     // what a process killed between its 202 and the work leaves: a stored, unprocessed delivery
     const store = createSqliteBuildStore({ path: join(f.dir, 'data', 'autobuilder.db') });
-    const accepted = store.recordDelivery(
-      { id: 'delivery-before-the-crash', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' },
-      { owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: 'delivery-before-the-crash' },
+    const accepted = store.writeDeliveries(
+      [
+        {
+          delivery: { id: 'delivery-before-the-crash', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' },
+          request: { owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: 'delivery-before-the-crash' },
+        },
+      ],
+      [],
     );
-    assert.equal(accepted, true);
+    assert.deepEqual(accepted, [true]);
     store.close();
     await f.restart();
     const build = await f.waitForBuild((b) => b.sha === sha);
@@ -49,7 +54,7 @@ describe('the durable webhook inbox', () => {
     const store = createSqliteBuildStore({ path: join(f.dir, 'atomic.db') });
     try {
       const request = { owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: 'c'.repeat(40), cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: 'd-atomic' };
-      store.recordDelivery({ id: 'd-atomic', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' }, request);
+      store.writeDeliveries([{ delivery: { id: 'd-atomic', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' }, request }], []);
       const template = (await f.builds())[0];
       assert.ok(template, 'an earlier test left a build to copy');
       const one = { ...template, id: 'atomic-1' };

@@ -18,6 +18,12 @@ export interface DeliveryRecord {
   outcome: string;
 }
 
+/** One delivery to store, with the build request it carries when it asks for one. */
+export interface DeliveryWrite {
+  delivery: DeliveryRecord;
+  request?: BuildRequest | undefined;
+}
+
 /**
  * Build history and deliveries. Contract: `insert` of an existing id throws; `update`
  * replaces the whole record and throws when the id is unknown; reads return copies, so
@@ -51,20 +57,14 @@ export interface BuildStore {
   /** newest first */
   list(query?: BuildQuery): Build[];
   /**
-   * Stores a delivery (durably, before the webhook is answered), with the build request it
-   * carries when it asks for one. Returns false, storing nothing, when a delivery of that id
-   * is already stored: a redelivery.
+   * Stores deliveries (durably, before their webhooks are answered), each with the build
+   * request it carries when it asks for one, and marks the `processed` delivery ids
+   * processed, all in one transaction (one fsync: the group commit of the delivery writer).
+   * Returns, per record, whether it was stored: false, storing nothing, when a delivery of
+   * that id is already stored (a redelivery).
    */
-  recordDelivery(delivery: DeliveryRecord, request?: BuildRequest): boolean;
-  /**
-   * Group commit: stores `records` as {@link recordDelivery} would and marks `processed`
-   * delivery ids processed, all in one transaction (one fsync). Returns, per record, whether
-   * it was stored (false: a redelivery).
-   */
-  writeDeliveries(records: readonly { delivery: DeliveryRecord; request?: BuildRequest | undefined }[], processed: readonly string[]): boolean[];
+  writeDeliveries(records: readonly DeliveryWrite[], processed: readonly string[]): boolean[];
   getDelivery(id: string): DeliveryRecord | null;
-  /** Marks a stored delivery's request as handed to the coordinator. */
-  markDeliveryProcessed(id: string): void;
   /** Deliveries whose request was never handed on (a crash between the answer and the work), oldest first. */
   unprocessedDeliveries(): { id: string; request: BuildRequest }[];
   /** Forgets deliveries received before `before` (ISO 8601); returns how many. */

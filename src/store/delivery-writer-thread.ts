@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createSqliteBuildStore } from './sqlite-build-store.js';
-import type { DeliveryWrite } from './delivery-writer.js';
+import type { DeliveryWrite } from './build-store.js';
 
 const port = parentPort;
 if (port === null) throw new Error('delivery-writer-thread runs in a worker thread');

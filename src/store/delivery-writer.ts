@@ -1,14 +1,7 @@
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { BuildRequest } from '../builds/build-request.js';
-import type { DeliveryRecord } from './build-store.js';
-
-/** One delivery to store, with the build request it carries when it asks for one. */
-export interface DeliveryWrite {
-  delivery: DeliveryRecord;
-  request?: BuildRequest | undefined;
-}
+import type { DeliveryWrite } from './build-store.js';
 
 /**
  * Writes webhook deliveries durably with group commit, off the event loop. Each call is

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import type { Build } from '../builds/build.js';
 import type { BuildRequest } from '../builds/build-request.js';
 import { AppError } from '../errors.js';
-import type { BuildQuery, BuildStore, DeliveryRecord } from './build-store.js';
+import type { BuildQuery, BuildStore, DeliveryWrite } from './build-store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS builds (
@@ -106,10 +106,8 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
     if (request.deliveryId !== null) markProcessed.run(new Date().toISOString(), request.deliveryId);
   });
 
-  const recordOne = (d: DeliveryRecord, request: BuildRequest | undefined): boolean =>
-    insertDelivery.run({ ...d, request: request === undefined ? null : JSON.stringify(request) }).changes === 1;
-  const writeDeliveries = db.transaction((records: readonly { delivery: DeliveryRecord; request?: BuildRequest | undefined }[], processed: readonly string[]) => {
-    const stored = records.map((r) => recordOne(r.delivery, r.request));
+  const writeDeliveries = db.transaction((records: readonly DeliveryWrite[], processed: readonly string[]) => {
+    const stored = records.map(({ delivery, request }) => insertDelivery.run({ ...delivery, request: request === undefined ? null : JSON.stringify(request) }).changes === 1);
     const at = new Date().toISOString();
     for (const id of processed) markProcessed.run(at, id);
     return stored;
@@ -150,11 +148,7 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
       const sql = `SELECT doc FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY queued_at DESC, id DESC LIMIT @limit`;
       return (db.prepare(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as Build);
     },
-    recordDelivery: (d, request) => recordOne(d, request),
     writeDeliveries: (records, processed) => writeDeliveries(records, processed),
-    markDeliveryProcessed(id) {
-      markProcessed.run(new Date().toISOString(), id);
-    },
     unprocessedDeliveries: () => unprocessed.all().map((row) => ({ id: row.id, request: JSON.parse(row.request) as BuildRequest })),
     pruneDeliveries: (before) => prune.run(before).changes,
     getDelivery(id) {
