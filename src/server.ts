@@ -11,6 +11,7 @@ import { createSecretMasker } from './builds/secret-masker.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
 import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
+import { formatProblem } from './config-repo/definition.js';
 import { createConfigRepository, repositoryOfUrl, type ConfigRepository, type ConfigRepositorySource } from './config-repo/config-repository.js';
 import { createCommitStatusPublisher, createOctokit } from './github/commit-statuses.js';
 import { createWebhookRegistrar, type WebhookRegistrar } from './github/webhook-registration.js';
@@ -91,8 +92,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     const repository = status.source.repository;
     if (repository === null || outcome.sha === null || (outcome.outcome !== 'activated' && outcome.outcome !== 'rejected')) return;
     const [owner = '', repo = ''] = repository.split('/');
-    const problems = outcome.problems;
-    const first = problems[0];
+    const { problems } = outcome;
     void statuses.publishStatus({
       buildId: `config@${outcome.sha.slice(0, 12)}`,
       owner,
@@ -104,7 +104,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
       description:
         outcome.outcome === 'activated'
           ? `Active: ${status.active?.files.length ?? 0} definition files`
-          : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${first === undefined ? '' : `${first.file}${first.line === null ? '' : `:${first.line}`}: ${first.message}`}`,
+          : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${problems[0] === undefined ? '' : formatProblem(problems[0])}`,
     });
   });
   await configRepository.reload('start');

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import picomatch from 'picomatch';
 import { assertRepoName, parseRef } from '../builds/refs.js';
-import { AppError, isAppError, toMessage } from '../errors.js';
-import { MAX_DEFINITION_BYTES, parseDefinitionDocument, type BuildDefinition, type DefinitionProblem, type Trigger } from './definition.js';
+import { AppError, toMessage } from '../errors.js';
+import { DefinitionError, MAX_DEFINITION_BYTES, parseDefinitionDocument, type BuildDefinition, type DefinitionProblem, type Trigger } from './definition.js';
 
 /** Most definition files one revision of the config repository may hold. */
 export const MAX_DEFINITION_FILES = 10_000;
@@ -91,19 +91,9 @@ export function definitionFileKey(file: string): { repository: string; inRepo: s
   return { repository: `${owner}/${repo}`, inRepo: parts.slice(2).join('/') };
 }
 
-/** The problems of an error thrown by the definition parser, one per line of its message when it carries no structured list. */
+/** The problems of an error thrown while parsing `file`: a {@link DefinitionError}'s own list, else the error as one problem. */
 function problemsOf(err: unknown, file: string): DefinitionProblem[] {
-  if (typeof err === 'object' && err !== null && Array.isArray((err as { problems?: unknown }).problems)) {
-    return (err as { problems: DefinitionProblem[] }).problems;
-  }
-  if (!isAppError(err, 'DEFINITION_INVALID')) return [{ file, line: null, key: '', message: `could not be read: ${toMessage(err)}` }];
-  return err.message.split('\n').map((text) => {
-    // "<file>:<line>: <key>: <message>" or "<file>: <message>"
-    const m = /^(.*?)(?::(\d+))?: (?:([^:]*): )?(.*)$/.exec(text);
-    return m === null || m[1] !== file
-      ? { file, line: null, key: '', message: text }
-      : { file, line: m[2] === undefined ? null : Number(m[2]), key: m[3] === '(root)' || m[3] === undefined ? '' : m[3], message: m[4] ?? text };
-  });
+  return err instanceof DefinitionError ? [...err.problems] : [{ file, line: null, key: '', message: `could not be read: ${toMessage(err)}` }];
 }
 
 /**

@@ -107,8 +107,8 @@ const MAX_ALIASED_NODES = 10_000;
 /** Most problems one error lists: a file of garbage must not make a message of megabytes. */
 const MAX_LISTED_PROBLEMS = 50;
 
-/** `file:line: key: message`; a problem of the whole file (no line, no key) is `file: message`. */
-function formatProblem(p: DefinitionProblem): string {
+/** One problem as one line: `file:line: key: message`; a problem of the whole file (no line, no key) is `file: message`. */
+export function formatProblem(p: DefinitionProblem): string {
   if (p.line === null && p.key === '') return `${p.file}: ${p.message}`;
   return `${p.file}${p.line === null ? '' : `:${p.line}`}: ${p.key || '(root)'}: ${p.message}`;
 }
