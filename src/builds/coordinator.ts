@@ -181,6 +181,8 @@ export function createCoordinator(options: {
   const closedPullRequests = new Map<string, { reason: string; at: number }>();
   const pullRequestKey = (t: { owner: string; repo: string; pullRequest?: number | undefined }): string | null =>
     t.pullRequest === undefined ? null : `${t.owner}/${t.repo}#${t.pullRequest}`.toLowerCase();
+  /** True when builds of other refs joined this waiting build (same inputs): they still need it to run. */
+  const joinedByOtherRefs = (item: Waiting): boolean => item.flight.followers.some((f) => f.build.ref !== item.flight.leader.ref);
   /** running leaders, by build id */
   const running = new Map<string, { build: Build; controller: AbortController }>();
   let accepting = true;
@@ -416,8 +418,8 @@ export function createCoordinator(options: {
     await statuses.publish(build);
     const closedKey = pullRequestKey(item.request);
     const closed = closedKey === null ? undefined : closedPullRequests.get(closedKey);
-    // its pull request closed while it was being decided; builds of other refs that joined it still need it
-    if (closed !== undefined && !item.flight.followers.some((f) => f.build.ref !== build.ref)) {
+    // its pull request closed while it was being decided
+    if (closed !== undefined && !joinedByOtherRefs(item)) {
       await dropWaiting(item, closed.reason);
       return;
     }
@@ -627,10 +629,9 @@ export function createCoordinator(options: {
       closedPullRequests.set(pullRequestKey(target) as string, { reason, at });
       const cancelled: Build[] = [];
       const waitingOnes = store.list({ repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), state: 'queued', limit: 500 });
-      const ids = new Set(waitingOnes.map((b) => b.id));
       for (const build of waitingOnes) {
-        // builds of other refs that joined it (same inputs) still need it to run
-        if (waiting.get(build.id)?.flight.followers.some((f) => !ids.has(f.build.id)) === true) {
+        const item = waiting.get(build.id);
+        if (item !== undefined && joinedByOtherRefs(item)) {
           log.info({ buildId: build.id }, 'build of a closed pull request left to run for the builds that joined it');
           continue;
         }
