@@ -5,8 +5,8 @@
  * monitor's socket.io `config` event (what an operator sees), side by side with the file
  * watcher of directory mode on the same 500 files. Goal: ≤ 1 s p95.
  */
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { io } from 'socket.io-client';
 import type { MonitorConfigDelta } from '../src/monitor/index.js';
 import { makeTestDir } from '../test/support/data-dir.js';
@@ -18,17 +18,22 @@ import { formatSummary, goal, since, summarize } from './stats.js';
 const REPOSITORIES = 50;
 const FILES_PER_REPOSITORY = 10;
 
+/** File `i` of a repository at `version`: even ones are exact branch files, odd ones `on:` glob files. */
+function definitionText(i: number, version: number): string {
+  const on = i % 2 === 0 ? '' : `on:\n  branches: ['feature-${i}/**']\n  tags: ['v${i}.*']\n`;
+  return `# version ${version}\n${on}buildscripts:\n  - build/${i}.sh\nbuild/${i}.sh:\n  archives: /out\n  artifact: a${i}.tgz\n  tag: b${i}\n  env: { LEVEL: "${i}" }\n`;
+}
+
 function definitionFiles(version: number): Record<string, string> {
   const files: Record<string, string> = {};
   for (let r = 0; r < REPOSITORIES; r++) {
-    for (let i = 0; i < FILES_PER_REPOSITORY; i++) {
-      const on = i % 2 === 0 ? '' : `on:\n  branches: ['feature-${i}/**']\n  tags: ['v${i}.*']\n`;
-      files[`org${r}/repo${r}/${i % 2 === 0 ? `branch-${i}` : `glob-${i}`}.yaml`] =
-        `# version ${version}\n${on}buildscripts:\n  - build/${i}.sh\nbuild/${i}.sh:\n  archives: /out\n  artifact: a${i}.tgz\n  tag: b${i}\n  env: { LEVEL: "${i}" }\n`;
-    }
+    for (let i = 0; i < FILES_PER_REPOSITORY; i++) files[`org${r}/repo${r}/${i % 2 === 0 ? `branch-${i}` : `glob-${i}`}.yaml`] = definitionText(i, version);
   }
   return files;
 }
+
+/** The file run `run` changes: one exact branch file, a different repository each run. */
+const changedFile = (run: number) => `org${run % REPOSITORIES}/repo${run % REPOSITORIES}/branch-0.yaml`;
 
 /** Resolves with the next `config` event whose active sha satisfies `done`. */
 function nextActivation(socket: ReturnType<typeof io>, done: (d: MonitorConfigDelta) => boolean): Promise<MonitorConfigDelta> {
@@ -61,7 +66,7 @@ export async function benchConfigReload(runs = 20): Promise<void> {
   try {
     const socket = await watching(git);
     for (let i = 1; i <= runs; i++) {
-      sha = await repo.commit({ [`org${i % REPOSITORIES}/repo${i % REPOSITORIES}/branch-0.yaml`]: definitionFiles(i)[`org0/repo0/branch-0.yaml`] ?? '' }, `change ${i}`);
+      sha = await repo.commit({ [changedFile(i)]: definitionText(0, i) }, `change ${i}`);
       const expected = sha;
       const active = nextActivation(socket, (d) => d.config.sha === expected);
       const start = performance.now();
@@ -78,8 +83,7 @@ export async function benchConfigReload(runs = 20): Promise<void> {
 
   const local = join(dir, 'directory');
   for (const [file, text] of Object.entries(definitionFiles(0))) {
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(join(local, file, '..'), { recursive: true });
+    await mkdir(dirname(join(local, file)), { recursive: true });
     await writeFile(join(local, file), text);
   }
   const directory = await startFixtureServer('bench-config-dir', { configRepository: { path: local, pollSeconds: 0 } });
@@ -90,7 +94,7 @@ export async function benchConfigReload(runs = 20): Promise<void> {
       const before = directory.server.configRepository.status().active?.digest;
       const active = nextActivation(socket, () => directory.server.configRepository.status().active?.digest !== before);
       const start = performance.now();
-      await writeFile(join(local, `org${i % REPOSITORIES}/repo${i % REPOSITORIES}/branch-0.yaml`), definitionFiles(i)['org0/repo0/branch-0.yaml'] ?? '');
+      await writeFile(join(local, changedFile(i)), definitionText(0, i));
       await active;
       watcher.push(since(start));
     }

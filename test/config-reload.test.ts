@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { io } from 'socket.io-client';
@@ -112,7 +112,6 @@ describe('the config repository: hot reload from its push webhook', () => {
     const build = await f.waitForBuild((b) => b.sha === sha);
     assert.equal(build.configSha, fixed);
 
-    const { rm } = await import('node:fs/promises');
     await rm(join(config.dir, 'acme/widget/dev.yaml'));
     const removed = await config.commit({}, 'remove dev');
     await pushConfig(removed);
@@ -126,7 +125,6 @@ describe('the config repository: hot reload from its push webhook', () => {
     const active = (await configStatus()).active?.sha;
     const laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
     for (let i = 1; i < 10; i++) laughs.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(',')}]`);
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(join(config.dir, 'acme/widget/latin1.yaml'), Buffer.from('buildscripts:\n  - caf\xe9.sh\n', 'latin1'));
     const hostile = await config.commit(
       {
@@ -151,7 +149,6 @@ describe('the config repository: hot reload from its push webhook', () => {
     assert.ok(performance.now() - started < 10_000, 'refused in bounded time');
     assert.equal((await fetch(`${f.server.url}/healthz`)).status, 200);
 
-    const { rm } = await import('node:fs/promises');
     for (const file of ['bomb', 'deep', 'huge', 'function', 'latin1']) await rm(join(config.dir, `acme/widget/${file}.yaml`));
     const clean = await config.commit({}, 'remove the hostile files');
     await pushConfig(clean);
