@@ -1,17 +1,67 @@
-import { lstat, rm } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AppError } from '../errors.js';
 import { mustNotExist, run } from './exec.js';
 import type { SnapshotDriver } from './snapshot-driver.js';
 
 /** Magic number of a Btrfs filesystem in statfs(2) `f_type` (linux/magic.h BTRFS_SUPER_MAGIC). */
 export const BTRFS_SUPER_MAGIC = 0x9123683e;
 
+/** A subvolume's root directory has inode number 256 (BTRFS_FIRST_FREE_OBJECTID); no other directory has. */
+const SUBVOLUME_ROOT_INODE = 256;
+
+/**
+ * Every subvolume below `root` (not `root` itself), parents before children. Walks the tree
+ * without following symlinks: a directory entry whose inode is 256 is the root of a nested
+ * subvolume (a subvolume's own inodes start at 257).
+ * @throws the fs error of a directory that cannot be read (e.g. ENAMETOOLONG)
+ */
+async function findNestedSubvolumes(root: string): Promise<string[]> {
+  const found: string[] = [];
+  const pending = [root];
+  for (let dir = pending.pop(); dir !== undefined; dir = pending.pop()) {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      // d_type: a symlink to a directory is not a directory here, so the walk stays inside
+      if (!entry.isDirectory()) continue;
+      const path = join(dir, entry.name);
+      if ((await lstat(path)).ino === SUBVOLUME_ROOT_INODE) found.push(path);
+      pending.push(path);
+    }
+  }
+  // a child is found after its parent and its path is longer: sort so that parents come first
+  return found.sort((a, b) => a.length - b.length);
+}
+
 /**
  * Snapshot driver over Btrfs subvolumes (`btrfs subvolume create|snapshot|delete`): a
  * snapshot is copy-on-write and takes milliseconds whatever the tree's size. Needs root
  * (or CAP_SYS_ADMIN) and a data directory on Btrfs.
+ *
+ * `remove` also deletes what a build may have made inside its workspace: creating a
+ * subvolume or a snapshot needs only write access to a directory (an unprivileged ioctl that
+ * Docker's default seccomp profile allows), and marking a subvolume read-only only its
+ * ownership. `btrfs subvolume delete` refuses a subvolume that holds another (ENOTEMPTY) and
+ * the kernel has no recursive delete (btrfs-progs 6.2 of Debian bookworm has no
+ * `--recursive` either), so on failure the driver finds the nested subvolumes, clears their
+ * read-only flag and deletes them deepest first, then tries again.
  */
 export function createBtrfsDriver(options: { btrfs?: string } = {}): SnapshotDriver {
   const btrfs = options.btrfs ?? 'btrfs';
+
+  async function removeOnce(path: string, isSubvolume: boolean): Promise<void> {
+    if (isSubvolume) await run(btrfs, ['subvolume', 'delete', '--', path]);
+    else await rm(path, { recursive: true, force: true });
+  }
+
+  async function removeNested(path: string, isSubvolume: boolean): Promise<void> {
+    const nested = await findNestedSubvolumes(path);
+    // a child cannot be unlinked from a read-only parent (EROFS)
+    for (const subvolume of isSubvolume ? [path, ...nested] : nested) {
+      await run(btrfs, ['property', 'set', '-f', '-ts', '--', subvolume, 'ro', 'false']);
+    }
+    for (const subvolume of nested.reverse()) await run(btrfs, ['subvolume', 'delete', '--', subvolume]);
+  }
+
   return {
     name: 'btrfs',
     async create(path) {
@@ -31,12 +81,18 @@ export function createBtrfsDriver(options: { btrfs?: string } = {}): SnapshotDri
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
         throw err;
       }
-      // A subvolume's root directory has inode number 256 (BTRFS_FIRST_FREE_OBJECTID);
-      // anything else is a plain directory, e.g. left by the copy driver.
-      if (stat.isDirectory() && stat.ino === 256) {
-        await run(btrfs, ['subvolume', 'delete', '--', path]);
-      } else {
-        await rm(path, { recursive: true, force: true });
+      // anything but a subvolume root is a plain directory, e.g. left by the copy driver
+      const isSubvolume = stat.isDirectory() && stat.ino === SUBVOLUME_ROOT_INODE;
+      try {
+        await removeOnce(path, isSubvolume);
+        return;
+      } catch (first) {
+        try {
+          await removeNested(path, isSubvolume);
+          await removeOnce(path, isSubvolume);
+        } catch (second) {
+          throw new AppError('SNAPSHOT_FAILED', `cannot remove workspace ${path}: ${String(second instanceof Error ? second.message : second)}`, { cause: first });
+        }
       }
     },
   };
