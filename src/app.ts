@@ -15,6 +15,7 @@ import { createLogRoutes } from './http/log-routes.js';
 import { createMetricsRoutes } from './http/metrics-routes.js';
 import { createMonitorRoutes } from './http/monitor-routes.js';
 import type { PageAuth } from './http/page-auth.js';
+import { assertRoutesGuarded, createRouteGuards } from './http/route-access.js';
 import { createConfigRoutes } from './http/config-routes.js';
 import { createWebhookRegistrationRoutes } from './http/webhook-registration-routes.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
@@ -51,34 +52,40 @@ export interface AppDeps {
   webhookRegistrar: WebhookRegistrar | null;
 }
 
-/** Creates the koa app with every route mounted; it does not listen (tests run it on port 0). */
+/**
+ * Creates the koa app with every route mounted; it does not listen (tests run it on port 0).
+ * Every route starts with the guard of its access (`open`, `protected` or `token`, see
+ * http/route-access.ts); throws AppError `INTERNAL` when one does not, so no route is served
+ * that nobody decided the access of.
+ */
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
   app.proxy = false;
   app.silent = true;
   app.use(errorHandler(deps.log.child({ component: 'http' })));
-  app.use(deps.pageAuth.middleware);
+  const access = createRouteGuards({ pageAuth: deps.pageAuth, token: deps.control.token });
   const health = new Router();
-  health.get('/healthz', (ctx) => {
+  health.get('/healthz', access.open, (ctx) => {
     ctx.body = { ok: true };
   });
   for (const router of [
     health,
-    createWebhookRoutes({ verify: deps.verify, inbox: deps.inbox, coordinator: deps.coordinator, configRepository: deps.configRepository, log: deps.log.child({ component: 'webhooks' }) }),
+    createWebhookRoutes({ access, verify: deps.verify, inbox: deps.inbox, coordinator: deps.coordinator, configRepository: deps.configRepository, log: deps.log.child({ component: 'webhooks' }) }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
-    createArtifactRoutes({ store: deps.store, artifacts: deps.artifacts }),
-    createControlRoutes({ coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),
-    createConfigRoutes({ configRepository: deps.configRepository, token: deps.control.token }),
-    createBuildRoutes({ store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
-    createLogRoutes({ store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
-    createMonitorRoutes({ socketToken: deps.pageAuth.socketToken }),
-    createBadgeRoutes({ store: deps.store }),
-    createMetricsRoutes({ metrics: deps.metrics }),
-    createWebhookRegistrationRoutes({ registrar: deps.webhookRegistrar }),
-    createAssetRoutes(),
+    createArtifactRoutes({ access, store: deps.store, artifacts: deps.artifacts }),
+    createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),
+    createConfigRoutes({ access, configRepository: deps.configRepository }),
+    createBuildRoutes({ access, store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
+    createLogRoutes({ access, store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
+    createMonitorRoutes({ access, socketToken: deps.pageAuth.socketToken }),
+    createBadgeRoutes({ access, store: deps.store }),
+    createMetricsRoutes({ access, metrics: deps.metrics }),
+    createWebhookRegistrationRoutes({ access, registrar: deps.webhookRegistrar }),
+    createAssetRoutes({ access }),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }
+  assertRoutesGuarded(app, access);
   return app;
 }

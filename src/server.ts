@@ -26,6 +26,7 @@ import type { BuildStore } from './store/build-store.js';
 import { createInbox } from './webhooks/inbox.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
 import { createPageAuth } from './http/page-auth.js';
+import { listRoutes, type DeclaredRoute } from './http/route-access.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createMonitorHub, toConfigSource } from './monitor/monitor-hub.js';
 
@@ -43,6 +44,8 @@ export interface RunningServer {
   retention: Retention;
   /** the build definitions (active snapshot, reloads) */
   configRepository: ConfigRepository;
+  /** every HTTP route with the access it declares (see src/http/route-access.ts) */
+  routes: readonly DeclaredRoute[];
   /**
    * Stops listening and taking work, lets running builds finish for `graceMs` (default: the
    * config's `builds.shutdownGraceSeconds`), cancels what still runs, closes the store.
@@ -207,6 +210,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     events,
     retention,
     configRepository,
+    routes: listRoutes(app),
     async close(closeOptions) {
       clearInterval(retentionTimer);
       webhookRegistrar?.close();

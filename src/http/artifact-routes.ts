@@ -9,6 +9,7 @@ import { assertBuildId } from '../builds/build-log.js';
 import { assertRepoName, parseRef } from '../builds/refs.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
+import type { RouteGuards } from './route-access.js';
 
 /**
  * Sends a stored artifact: `ETag` = the digest, immutable caching (content-addressed bytes
@@ -56,16 +57,17 @@ async function sendArtifact(ctx: Context, artifacts: ArtifactStore, digest: stri
  * (`/api/builds/:id/artifacts/:name`), and the latest successful one of a ref
  * (`/api/repos/:owner/:repo/artifacts/:name?ref=refs/tags/v1.2`).
  */
-export function createArtifactRoutes(deps: { store: BuildStore; artifacts: ArtifactStore }): Router {
-  const { store, artifacts } = deps;
+export function createArtifactRoutes(deps: { access: RouteGuards; store: BuildStore; artifacts: ArtifactStore }): Router {
+  const { access, store, artifacts } = deps;
   const router = new Router();
   const artifactOf = (build: Build, name: string) => build.artifacts.find((a) => a.name === name);
 
-  router.get('/api/artifacts/:digest', async (ctx) => {
+  // open: a sha256 digest is unguessable
+  router.get('/api/artifacts/:digest', access.open, async (ctx) => {
     await sendArtifact(ctx, artifacts, ctx.params['digest'] ?? '');
   });
 
-  router.get('/api/builds/:id/artifacts/:name', async (ctx) => {
+  router.get('/api/builds/:id/artifacts/:name', access.protected, async (ctx) => {
     const id = assertBuildId(ctx.params['id'] ?? '');
     const name = ctx.params['name'] ?? '';
     const build = store.get(id);
@@ -74,7 +76,7 @@ export function createArtifactRoutes(deps: { store: BuildStore; artifacts: Artif
     await sendArtifact(ctx, artifacts, artifact.digest, artifact.name);
   });
 
-  router.get('/api/repos/:owner/:repo/artifacts/:name', async (ctx) => {
+  router.get('/api/repos/:owner/:repo/artifacts/:name', access.protected, async (ctx) => {
     const owner = assertRepoName(ctx.params['owner'] ?? '', 'owner');
     const repo = assertRepoName(ctx.params['repo'] ?? '', 'repository name');
     const name = ctx.params['name'] ?? '';

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import Router from '@koa/router';
 import { AppError } from '../errors.js';
+import type { RouteGuards } from './route-access.js';
 
 /** Where the pages' scripts and styles live: plain files, served as they are (no build step). */
 export const ASSETS_DIR = join(import.meta.dirname, '..', 'monitor', 'static');
@@ -24,7 +25,7 @@ interface Asset {
  * only `.js`, `.css` and `.svg` files with plain names are served (never a path), with a
  * content `ETag` so browsers revalidate cheaply.
  */
-export function createAssetRoutes(options: { dir?: string } = {}): Router {
+export function createAssetRoutes(options: { access: RouteGuards; dir?: string }): Router {
   const dir = options.dir ?? ASSETS_DIR;
   const assets = new Map<string, Asset>();
   for (const name of readdirSync(dir)) {
@@ -34,7 +35,7 @@ export function createAssetRoutes(options: { dir?: string } = {}): Router {
     assets.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
   }
   const router = new Router();
-  router.get('/assets/:name', (ctx) => {
+  router.get('/assets/:name', options.access.open, (ctx) => {
     const asset = assets.get(ctx.params['name'] ?? '');
     if (asset === undefined) throw new AppError('NOT_FOUND', `no asset ${ctx.params['name'] ?? ''}`, { status: 404 });
     ctx.set('ETag', asset.etag);

@@ -4,15 +4,16 @@ import { assertRepoName } from '../builds/refs.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
 import { toBadgeStatus, toBadgeSvg } from './badge.js';
+import type { RouteGuards } from './route-access.js';
 
 /**
  * `GET /badge/:owner/:repo/:branch.svg`: the status of a branch as an SVG badge (a branch with
  * slashes keeps them: `/badge/acme/widget/feature/x.svg`). `?definition=` picks one build of
  * the branch, `?label=` changes the left text. Never cached for long: `no-cache` with an ETag.
  */
-export function createBadgeRoutes(deps: { store: BuildStore }): Router {
+export function createBadgeRoutes(deps: { access: RouteGuards; store: BuildStore }): Router {
   const router = new Router();
-  router.get(/^\/badge\/([^/]+)\/([^/]+)\/(.+)\.svg$/, (ctx) => {
+  router.get(/^\/badge\/([^/]+)\/([^/]+)\/(.+)\.svg$/, deps.access.open, (ctx) => {
     let parts: string[];
     try {
       parts = (ctx.captures ?? []).map((c) => decodeURIComponent(c));

@@ -9,6 +9,7 @@ import { AppError } from '../errors.js';
 import type { BuildQuery, BuildStore } from '../store/build-store.js';
 import { renderBuildPage, sendPage } from './build-page.js';
 import { toBuildView } from './build-view.js';
+import type { RouteGuards } from './route-access.js';
 
 const listQuery = z
   .object({
@@ -66,8 +67,8 @@ export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: 
  * `/build/status` (running builds) and `/build/history` (the last 25), `/api/artifacts/:digest`
  * and the HTML page `/builds/:id`.
  */
-export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; artifacts: ArtifactStore; publicUrl: string }): Router {
-  const { store, logs, artifacts, publicUrl } = deps;
+export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; artifacts: ArtifactStore; publicUrl: string }): Router {
+  const { access, store, logs, artifacts, publicUrl } = deps;
   const router = new Router();
   const find = (id: string): Build => {
     const build = store.get(assertBuildId(id));
@@ -76,7 +77,7 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
   };
   const views = (builds: Build[]) => builds.map((b) => toBuildView(b, publicUrl));
 
-  router.get('/api/builds', (ctx) => {
+  router.get('/api/builds', access.protected, (ctx) => {
     const parsed = listQuery.safeParse(ctx.query);
     if (!parsed.success) {
       throw new AppError('BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`).join('; '), { status: 400 });
@@ -99,19 +100,19 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
     ctx.body = { builds: views(page.builds), nextCursor: page.nextCursor };
   });
 
-  router.get('/api/builds/:id', (ctx) => {
+  router.get('/api/builds/:id', access.protected, (ctx) => {
     ctx.body = toBuildView(find(ctx.params['id'] ?? ''), publicUrl);
   });
 
-  router.get('/build/status', (ctx) => {
+  router.get('/build/status', access.protected, (ctx) => {
     ctx.body = { builds: views(store.list({ state: 'running', limit: 500 })) };
   });
 
-  router.get('/build/history', (ctx) => {
+  router.get('/build/history', access.protected, (ctx) => {
     ctx.body = { builds: views(store.list({ limit: HISTORY_LENGTH })) };
   });
 
-  router.get('/api/artifacts/:digest', async (ctx) => {
+  router.get('/api/artifacts/:digest', access.open, async (ctx) => {
     const digest = ctx.params['digest'] ?? '';
     if (!isDigest(digest)) throw new AppError('BAD_REQUEST', 'a digest is 64 lowercase hex characters (sha256)', { status: 400 });
     const stored = await artifacts.stat(digest);
@@ -127,7 +128,7 @@ export function createBuildRoutes(deps: { store: BuildStore; logs: BuildLogs; ar
     ctx.body = createReadStream(artifacts.pathOf(digest));
   });
 
-  router.get('/builds/:id', async (ctx) => {
+  router.get('/builds/:id', access.protected, async (ctx) => {
     const build = find(ctx.params['id'] ?? '');
     const tail = (await logs.readLines(build.id, { tail: NOSCRIPT_LINES })) ?? { start: 1, lines: [] };
     sendPage(ctx, renderBuildPage(toBuildView(build, publicUrl), tail));

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import { AppError } from '../errors.js';
-import { requireBearer } from './control-routes.js';
+import type { RouteGuards } from './route-access.js';
 
 const one = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
 
@@ -14,13 +14,14 @@ const one = (value: string | string[] | undefined): string | undefined => (Array
  *   ref would run, from which files, and why each file of the repository matched or not
  *   (400 for a missing or unsafe `repo` or `ref`);
  * - `POST /api/config/reload` (bearer token): reloads now and answers the outcome.
+ * The reads are protected (the definitions carry their `env`).
  */
-export function createConfigRoutes(deps: { configRepository: ConfigRepository; token: string | undefined }): Router {
+export function createConfigRoutes(deps: { access: RouteGuards; configRepository: ConfigRepository }): Router {
   const router = new Router();
-  router.get('/api/config', (ctx) => {
+  router.get('/api/config', deps.access.protected, (ctx) => {
     ctx.body = deps.configRepository.status();
   });
-  router.get('/api/config/match', async (ctx) => {
+  router.get('/api/config/match', deps.access.protected, async (ctx) => {
     const repo = one(ctx.query['repo']);
     const ref = one(ctx.query['ref']);
     if (repo === undefined || ref === undefined) throw new AppError('BAD_REQUEST', 'give repo=owner/name and ref=refs/heads/<branch> or refs/tags/<tag>', { status: 400 });
@@ -36,7 +37,7 @@ export function createConfigRoutes(deps: { configRepository: ConfigRepository; t
       candidates: lookup.candidates,
     };
   });
-  router.post('/api/config/reload', requireBearer(deps.token), async (ctx) => {
+  router.post('/api/config/reload', deps.access.token, async (ctx) => {
     ctx.body = await deps.configRepository.reload('api');
   });
   return router;

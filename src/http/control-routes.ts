@@ -1,6 +1,4 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
 import Router from '@koa/router';
-import type { Middleware } from 'koa';
 import { z } from 'zod';
 import type { BuildRequest } from '../builds/build-request.js';
 import { toCloneUrl, type Checkout } from '../builds/checkout.js';
@@ -10,27 +8,10 @@ import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
 import { readBody } from '../webhooks/read-body.js';
 import { toBuildView } from './build-view.js';
+import type { RouteGuards } from './route-access.js';
 
 /** Seconds a client is told to wait when the backlog is full. */
 export const RETRY_AFTER_SECONDS = 30;
-
-/**
- * Requires `Authorization: Bearer <token>` (RFC 6750), compared in constant time. With no
- * token configured the write endpoints are off: 403.
- */
-export function requireBearer(token: string | undefined): Middleware {
-  const digest = (value: string) => createHash('sha256').update(value).digest();
-  const expected = token === undefined ? null : digest(token);
-  return async (ctx, next) => {
-    if (expected === null) throw new AppError('FORBIDDEN', 'write endpoints are disabled: set api.token (or AUTOBUILDER_API_TOKEN)', { status: 403 });
-    const match = /^Bearer\s+(\S+)$/i.exec(ctx.get('Authorization'));
-    if (match?.[1] === undefined || !timingSafeEqual(digest(match[1]), expected)) {
-      ctx.set('WWW-Authenticate', 'Bearer realm="autobuilder"');
-      throw new AppError('UNAUTHORIZED', 'a valid bearer token is required', { status: 401 });
-    }
-    await next();
-  };
-}
 
 async function jsonBody<T extends z.ZodType>(req: Parameters<typeof readBody>[0], schema: T): Promise<z.infer<T>> {
   const raw = await readBody(req, 64 * 1024);
@@ -59,12 +40,11 @@ const triggerSchema = z
 /**
  * The control API (bearer token): `POST /api/builds` (manual trigger; 503 with
  * `Retry-After` when the backlog is full), `POST /api/builds/:id/rebuild` (`{ force }`),
- * `POST /api/builds/:id/cancel`; and `GET /api/queue`, open like the other reads.
+ * `POST /api/builds/:id/cancel`; and `GET /api/queue` (protected, like the other reads).
  */
-export function createControlRoutes(deps: { coordinator: Coordinator; store: BuildStore; checkout: Checkout; publicUrl: string; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[] }): Router {
-  const { coordinator, store, publicUrl } = deps;
+export function createControlRoutes(deps: { access: RouteGuards; coordinator: Coordinator; store: BuildStore; checkout: Checkout; publicUrl: string; cloneUrlRewrites: readonly { from: string; to: string }[] }): Router {
+  const { access, coordinator, store, publicUrl } = deps;
   const router = new Router();
-  const auth = requireBearer(deps.token);
   const refuseWhenFull = () => {
     if (coordinator.isBacklogFull()) {
       throw new AppError('BACKLOG_FULL', `the build backlog is full (${coordinator.queueInfo().backlog} waiting); retry later`, {
@@ -79,12 +59,12 @@ export function createControlRoutes(deps: { coordinator: Coordinator; store: Bui
       ? { status: 422, body: { error: { code: 'NO_DEFINITION', message: result.reason ?? 'no build definition matches' } } }
       : { status: 202, body: { builds: result.builds.map((b) => toBuildView(b, publicUrl)) } };
 
-  router.get('/api/queue', (ctx) => {
+  router.get('/api/queue', access.protected, (ctx) => {
     const info = coordinator.queueInfo();
     ctx.body = { ...info, waiting: info.waiting.map((w) => ({ ...w, build: store.get(w.buildId) })) };
   });
 
-  router.post('/api/builds', auth, async (ctx) => {
+  router.post('/api/builds', access.token, async (ctx) => {
     refuseWhenFull();
     const input = await jsonBody(ctx.req, triggerSchema);
     const [owner = '', repo = ''] = input.repo.split('/');
@@ -112,7 +92,7 @@ export function createControlRoutes(deps: { coordinator: Coordinator; store: Bui
     ctx.body = body;
   });
 
-  router.post('/api/builds/:id/rebuild', auth, async (ctx) => {
+  router.post('/api/builds/:id/rebuild', access.token, async (ctx) => {
     refuseWhenFull();
     const { force } = await jsonBody(ctx.req, z.object({ force: z.boolean().optional() }).strict());
     const id = ctx.params['id'] ?? '';
@@ -124,7 +104,7 @@ export function createControlRoutes(deps: { coordinator: Coordinator; store: Bui
     ctx.body = body;
   });
 
-  router.post('/api/builds/:id/cancel', auth, async (ctx) => {
+  router.post('/api/builds/:id/cancel', access.token, async (ctx) => {
     const build = await coordinator.cancel(ctx.params['id'] ?? '');
     ctx.body = toBuildView(build, publicUrl);
   });

@@ -10,6 +10,7 @@ import { assertBuildId, type BuildLogs } from '../builds/build-log.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
 import { toBuildView } from './build-view.js';
+import type { RouteGuards } from './route-access.js';
 import { createLineSplitter, toServerSentEvent } from './server-sent-events.js';
 
 const linesQuery = z.union([
@@ -47,7 +48,7 @@ const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started'
  * - `GET /api/builds/:id/log/lines?start=N&count=M` or `?tail=M`: whole lines by line number
  *   as JSON (see `LogLines`), for windows over logs of any size.
  */
-export function createLogRoutes(deps: { store: BuildStore; logs: BuildLogs; events: BuildEvents; publicUrl: string; heartbeatMs?: number }): Router {
+export function createLogRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; events: BuildEvents; publicUrl: string; heartbeatMs?: number }): Router {
   const { store, logs, events, publicUrl } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const router = new Router();
@@ -128,7 +129,7 @@ export function createLogRoutes(deps: { store: BuildStore; logs: BuildLogs; even
     });
   }
 
-  router.get('/api/builds/:id/log', async (ctx) => {
+  router.get('/api/builds/:id/log', deps.access.protected, async (ctx) => {
     const build = find(ctx.params['id'] ?? '');
     ctx.set('X-Content-Type-Options', 'nosniff');
     if (ctx.get('Accept').includes('text/event-stream')) {
@@ -169,7 +170,7 @@ export function createLogRoutes(deps: { store: BuildStore; logs: BuildLogs; even
     ctx.body = createReadStream(logs.pathOf(build.id), { start: 0, end: size - 1 });
   });
 
-  router.get('/api/builds/:id/log/lines', async (ctx) => {
+  router.get('/api/builds/:id/log/lines', deps.access.protected, async (ctx) => {
     const build = find(ctx.params['id'] ?? '');
     const parsed = linesQuery.safeParse(ctx.query);
     if (!parsed.success) throw new AppError('BAD_REQUEST', 'give ?tail=N, or ?start=N with an optional &count=M (each at most 10000)', { status: 400 });

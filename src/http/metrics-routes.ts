@@ -1,10 +1,11 @@
 import Router from '@koa/router';
 import type { Metrics } from '../metrics/metrics.js';
+import type { RouteGuards } from './route-access.js';
 
 /** `GET /metrics`: the Prometheus text exposition of `metrics.registry`. */
-export function createMetricsRoutes(deps: { metrics: Metrics }): Router {
+export function createMetricsRoutes(deps: { access: RouteGuards; metrics: Metrics }): Router {
   const router = new Router();
-  router.get('/metrics', async (ctx) => {
+  router.get('/metrics', deps.access.open, async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.type = deps.metrics.registry.contentType;
     ctx.body = await deps.metrics.registry.metrics();

@@ -1,7 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Middleware } from 'koa';
-import type { ErrorBody } from './error-handler.js';
 
 /** A user name and password for HTTP Basic authentication (RFC 7617). */
 export interface PageCredentials {
@@ -9,25 +7,19 @@ export interface PageCredentials {
   password: string;
 }
 
-/** Who may see the pages, their APIs and the monitor's socket. */
+/**
+ * Who may see the pages, the reads behind them and the monitor's socket. Which routes need it
+ * is said by each route (`protected`, see route-access.ts), never by matching paths here.
+ */
 export interface PageAuth {
-  /** Koa middleware: a protected read without the credentials gets 401 and a Basic challenge. */
-  middleware: Middleware;
+  /** True when an `Authorization` header carries the page credentials; always true when none are configured. */
+  allowsRequest(authorization: string): boolean;
+  /** The `WWW-Authenticate` challenge of a refused request: `Basic realm="…", charset="UTF-8"`. */
+  challenge: string;
   /** The token pages hand to their socket.io client (`auth.token`); null when no credentials are set. */
   socketToken: string | null;
   /** True when a socket.io handshake with these headers and `auth` payload may connect. */
   allowsSocket(headers: IncomingHttpHeaders, auth: unknown): boolean;
-}
-
-/**
- * True for the reads the page credentials protect: the pages (`GET /monitor`, `/builds/…`),
- * the build API they read (`GET /api/builds…`) and the seed's `/build/…` routes. Webhooks
- * (signed), writes (the control API has its own token), `/healthz`, `/metrics`, badges (made
- * to be embedded), static assets and artifacts by digest (unguessable) stay open.
- */
-export function isProtectedRead(method: string, path: string): boolean {
-  if (method !== 'GET' && method !== 'HEAD') return false;
-  return path === '/monitor' || path.startsWith('/builds/') || path === '/api/builds' || path.startsWith('/api/builds/') || path.startsWith('/build/');
 }
 
 const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
@@ -44,9 +36,9 @@ function basicCredentials(header: string | undefined): PageCredentials | null {
 }
 
 /**
- * Creates the page guard. Without `credentials` everything is open and `socketToken` is null;
- * with them, protected paths need HTTP Basic credentials, and a socket.io handshake needs the
- * same header or the per-process token the (authenticated) pages embed.
+ * Creates the page guard. Without `credentials` every request is allowed and `socketToken` is
+ * null; with them, a request needs HTTP Basic credentials (RFC 7617), and a socket.io handshake
+ * needs the same header or the per-process token the (authenticated) pages embed.
  */
 export function createPageAuth(options: { credentials?: PageCredentials | undefined; realm?: string }): PageAuth {
   const { credentials } = options;
@@ -60,15 +52,8 @@ export function createPageAuth(options: { credentials?: PageCredentials | undefi
   };
   return {
     socketToken,
-    middleware: async (ctx, next) => {
-      if (credentials !== undefined && isProtectedRead(ctx.method, ctx.path) && !valid(ctx.get('Authorization'))) {
-        ctx.status = 401;
-        ctx.set('WWW-Authenticate', `Basic realm="${realm}", charset="UTF-8"`);
-        ctx.body = { error: { code: 'UNAUTHORIZED', message: 'these pages need the credentials set in the server configuration (pages.credentials)' } } satisfies ErrorBody;
-        return;
-      }
-      await next();
-    },
+    challenge: `Basic realm="${realm}", charset="UTF-8"`,
+    allowsRequest: valid,
     allowsSocket(headers, auth) {
       if (credentials === undefined || socketToken === null) return true;
       const token = typeof auth === 'object' && auth !== null && 'token' in auth && typeof auth.token === 'string' ? auth.token : null;

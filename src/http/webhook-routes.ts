@@ -7,6 +7,7 @@ import type { Inbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
 import { toBuildRequest } from '../webhooks/to-build-request.js';
 import type { SignatureVerifier } from '../webhooks/verify-signature.js';
+import type { RouteGuards } from './route-access.js';
 
 const header = (value: string | string[] | undefined): string | null => (typeof value === 'string' && value !== '' ? value : null);
 
@@ -18,6 +19,7 @@ const header = (value: string | string[] | undefined): string | null => (typeof 
  * cancelling of a closed pull request's waiting builds, happen after the answer.
  */
 export function createWebhookRoutes(deps: {
+  access: RouteGuards;
   verify: SignatureVerifier;
   inbox: Inbox;
   /** cancels the waiting builds of a closed pull request */
@@ -28,7 +30,8 @@ export function createWebhookRoutes(deps: {
 }): Router {
   const router = new Router();
   const { inbox } = deps;
-  router.post('/hooks/github', async (ctx) => {
+  // open: the signature over the raw body is the authentication
+  router.post('/hooks/github', deps.access.open, async (ctx) => {
     const body = await readBody(ctx.req);
     await deps.verify(body, ctx.req.headers);
     const deliveryId = header(ctx.req.headers['x-github-delivery']);
