@@ -90,6 +90,19 @@ const config: ConfigInput = {
     // On SIGTERM: seconds running builds get to finish before they are cancelled. Waiting
     // builds stay queued and resume at the next start.
     shutdownGraceSeconds: 60,
+    // MiB one build may add to its workspace, the checkout included (a Btrfs qgroup on its
+    // subvolume, on the exclusive bytes: what it shares with the lineage head it was
+    // snapshotted from does not count). A definition's `resources.diskMiB` may ask for less,
+    // never more. A build that runs out ends `failure` "disk quota exceeded". 0: no quota.
+    // The server turns Btrfs quotas on at start; the copy driver cannot enforce quotas.
+    diskQuotaMiB: 4096,
+    // Bytes the artifact of one build may have (default 1 GiB); a bigger one is not copied
+    // out and the build ends `failure` "artifact larger than …".
+    maxArtifactBytes: 1024 ** 3,
+    // MiB that must stay free on the data volume (database, logs, artifacts). Under it new
+    // builds wait, queued, with the reason in their status; webhooks are still taken. Checked
+    // every 10 s and whenever a build ends. 0: no reserve.
+    diskReserveMiB: 2048,
     // Env every build gets, except builds of pull requests from forks. Values are masked as
     // *** in build logs, like every other secret the server knows.
     secretEnv: {},

@@ -9,8 +9,10 @@ import { createBuildLogs } from './builds/build-log.js';
 import { createCheckout, gitAuthEnv, toCloneUrl, toGitHost } from './builds/checkout.js';
 import { createSecretMasker } from './builds/secret-masker.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
+import { createDiskReserve } from './builds/disk-reserve.js';
 import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
+import { toMessage } from './errors.js';
 import { formatProblem } from './config-repo/definition.js';
 import { createConfigRepository, repositoryOfUrl, type ConfigRepository, type ConfigRepositorySource } from './config-repo/config-repository.js';
 import { createCommitStatusPublisher, createOctokit } from './github/commit-statuses.js';
@@ -57,9 +59,12 @@ export interface RunningServer {
 /**
  * Wires every part from `config` and listens on `config.listen` (port 0 picks a free one).
  * `webhookSecret` is the resolved secret (see `ensureWebhookSecret`); `fetch` is handed to
- * Octokit (tests).
+ * Octokit (tests); `freeBytes` reads the data volume's free space (default statfs; tests).
  */
-export async function startServer(config: Readonly<Config>, options: { log: Logger; webhookSecret: string; fetch?: typeof globalThis.fetch }): Promise<RunningServer> {
+export async function startServer(
+  config: Readonly<Config>,
+  options: { log: Logger; webhookSecret: string; fetch?: typeof globalThis.fetch; freeBytes?: (dir: string) => Promise<number> },
+): Promise<RunningServer> {
   const { log } = options;
   const dataDir = resolve(config.dataDir);
   const driver = await detectDriver(join(dataDir, 'workspaces'), config.snapshotDriver);
@@ -82,6 +87,15 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
   const events = createBuildEvents();
   const metrics = createMetrics({ events, store });
   const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
+  if (config.builds.diskQuotaMiB > 0) {
+    // Btrfs quotas are per filesystem: on once, they bound every workspace (see README, disk)
+    await workspaces.enableQuotas().then(
+      (enabled) => log.info({ enforced: enabled, snapshotDriver: driver.name }, enabled ? 'disk quotas of builds on' : 'disk quotas of builds cannot be enforced by this snapshot driver'),
+      (err: unknown) => log.warn({ err: toMessage(err) }, 'disk quotas could not be turned on: builds run without one'),
+    );
+  }
+  const reserve = createDiskReserve({ dir: dataDir, reserveBytes: config.builds.diskReserveMiB * 1024 ** 2, log: log.child({ component: 'disk-reserve' }), ...(options.freeBytes === undefined ? {} : { freeBytes: options.freeBytes }) });
+  await reserve.check();
   const statuses = createCommitStatusPublisher({
     outbox: createSqliteStatusOutbox({ path: join(dataDir, 'autobuilder.db') }),
     writeIntervalMs: config.github.writeIntervalMs,
@@ -157,7 +171,10 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
       cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede,
       backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
       secretEnv: config.builds.secretEnv,
+      diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
+      maxArtifactBytes: config.builds.maxArtifactBytes,
     },
+    reserve,
     mask: createSecretMasker([config.github.token, options.webhookSecret, config.api.token, ...Object.values(config.builds.secretEnv)]),
     cloneUrlRewrites: config.cloneUrlRewrites,
   });
@@ -213,6 +230,7 @@ export async function startServer(config: Readonly<Config>, options: { log: Logg
     routes: listRoutes(app),
     async close(closeOptions) {
       clearInterval(retentionTimer);
+      reserve.close();
       webhookRegistrar?.close();
       monitor.close();
       metrics.close();

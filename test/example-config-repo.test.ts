@@ -88,11 +88,11 @@ describe('projects-config-repo-example', () => {
         incremental: false,
         timeoutSeconds: 1800,
         outputTimeoutSeconds: 300,
-        resources: { memoryBytes: 2048 * 2 ** 20, cpus: 2, pidsLimit: 512 },
+        resources: { memoryBytes: 2048 * 2 ** 20, cpus: 2, pidsLimit: 512, diskBytes: null },
       },
     );
     // no tag: named by its script path
-    assert.deepEqual([test?.name, test?.tag, test?.resources], ['autobuild/test.sh', null, { memoryBytes: 512 * 2 ** 20, cpus: 0.5, pidsLimit: null }]);
+    assert.deepEqual([test?.name, test?.tag, test?.resources], ['autobuild/test.sh', null, { memoryBytes: 512 * 2 ** 20, cpus: 0.5, pidsLimit: null, diskBytes: null }]);
   });
 
   test('a branch without a file of its own runs every glob file that matches, in path order', async () => {

@@ -36,12 +36,18 @@ export interface BuildQueue {
   readonly concurrency: number;
   /** Starts no more jobs (shutdown); running ones go on. */
   stop(): void;
+  /** Starts waiting jobs that may start now: call it when `canStart` may have turned true. */
+  wake(): void;
   /** Resolves when nothing runs and nothing waits (or nothing runs, once stopped). */
   onIdle(): Promise<void>;
 }
 
-/** Creates a build queue with `concurrency` slots (≥ 1). */
-export function createBuildQueue(options: { concurrency: number; onError?: (err: unknown, buildId: string) => void }): BuildQueue {
+/**
+ * Creates a build queue with `concurrency` slots (≥ 1). While `canStart` answers false no
+ * waiting job starts, free slots or not (e.g. the data volume is under its reserve); see
+ * {@link BuildQueue.wake}.
+ */
+export function createBuildQueue(options: { concurrency: number; onError?: (err: unknown, buildId: string) => void; canStart?: () => boolean }): BuildQueue {
   const { concurrency } = options;
   const waiting: (QueuedJob & { seq: number })[] = [];
   let seq = 0;
@@ -57,7 +63,7 @@ export function createBuildQueue(options: { concurrency: number; onError?: (err:
     for (const resolve of waiters) resolve();
   };
   const pump = () => {
-    while (!stopped && running < concurrency && waiting.length > 0) {
+    while (!stopped && running < concurrency && waiting.length > 0 && (options.canStart?.() ?? true)) {
       const job = waiting.shift() as QueuedJob;
       running++;
       void Promise.resolve()
@@ -100,6 +106,7 @@ export function createBuildQueue(options: { concurrency: number; onError?: (err:
       stopped = true;
       settleIdle();
     },
+    wake: () => pump(),
     onIdle() {
       return isIdle() ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
     },

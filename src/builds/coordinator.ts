@@ -8,11 +8,12 @@ import { AppError, isAppError, toMessage } from '../errors.js';
 import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
-import type { Workspaces } from '../snapshots/workspaces.js';
+import type { PreparedWorkspace, Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
+import type { DiskReserve } from './disk-reserve.js';
 import { createBuildQueue, type BuildPriority, type QueuePosition } from './build-queue.js';
 import type { BuildRequest, PullRequestTarget } from './build-request.js';
 import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
@@ -49,6 +50,10 @@ export interface BuildPolicy {
   outputTimeoutSeconds: number | null;
   /** the maxima (and defaults) of container resources */
   maxResources: { memoryBytes: number; cpus: number; pidsLimit: number };
+  /** bytes a build may add to its workspace, and the most a definition may ask for; null: no quota */
+  diskQuotaBytes: number | null;
+  /** bytes the collected artifact may have; a bigger one ends the build `failure` */
+  maxArtifactBytes: number;
   /** a newer push also stops the running build of the same ref and definition */
   cancelRunningOnSupersede: boolean;
   /** waiting builds past which {@link Coordinator.isBacklogFull} is true */
@@ -111,6 +116,9 @@ export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
+/** `bytes` in whole MiB for logs and descriptions, e.g. `16 MiB`. */
+const toMiB = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
+
 /** Why a running build was stopped, carried as its AbortController's reason. */
 type StopReason =
   | { kind: 'timeout'; seconds: number }
@@ -160,6 +168,8 @@ export function createCoordinator(options: {
   cloneUrlRewrites: readonly CloneUrlRewrite[];
   /** masks known secret values in build logs and descriptions */
   mask?: SecretMasker;
+  /** free-space reserve of the data volume: under it no build starts (they stay queued) */
+  reserve?: DiskReserve;
   now?: () => Date;
 }): Coordinator {
   const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log, policy } = options;
@@ -168,6 +178,7 @@ export function createCoordinator(options: {
   const queue = createBuildQueue({
     concurrency: options.concurrency,
     onError: (err, buildId) => log.error({ buildId, err: toMessage(err) }, 'build job crashed'),
+    canStart: () => options.reserve?.isLow() !== true,
   });
   /** builds queued or running, by cache key */
   const inFlight = new Map<string, InFlight>();
@@ -273,9 +284,15 @@ export function createCoordinator(options: {
         fallbackBranch: request.defaultBranch === null || request.fromFork === true ? null : toLineageBranch(`refs/heads/${request.defaultBranch}`),
         buildId: build.id,
         incremental: definition.incremental,
+        diskQuotaBytes: policy.diskQuotaBytes === null ? null : Math.min(definition.resources.diskBytes ?? policy.diskQuotaBytes, policy.diskQuotaBytes),
       });
       save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
       buildLog.line(prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`);
+      buildLog.line(
+        prepared.diskQuota.enforced
+          ? `[autobuilder] disk quota: the build may add ${toMiB(prepared.diskQuota.bytes)} to its workspace`
+          : `[autobuilder] disk quota: not enforced (${prepared.diskQuota.reason})`,
+      );
       checkpoint();
 
       const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), sha: build.sha, paths: [] });
@@ -320,6 +337,7 @@ export function createCoordinator(options: {
         },
         collect: posix.join(definition.archives, definition.artifact),
         collectTo,
+        maxCollectBytes: policy.maxArtifactBytes,
         resources,
         signal,
         onLine: (_stream, line) => {
@@ -333,6 +351,20 @@ export function createCoordinator(options: {
         checkpoint();
       }
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      if ((result.exitCode !== 0 || !result.collected) && (await isOverQuota(prepared, blog))) {
+        await unlink(collectTo).catch(() => undefined);
+        await finish(build, buildLog, { state: 'failure', exitCode: result.exitCode, description: `disk quota exceeded: the build wrote ${prepared.diskQuota.enforced ? toMiB(prepared.diskQuota.bytes) : 'its limit'} to its workspace (builds.diskQuotaMiB, resources.diskMiB)` });
+        return;
+      }
+      if (result.collectTooLarge !== undefined) {
+        await unlink(collectTo).catch(() => undefined);
+        await finish(build, buildLog, {
+          state: 'failure',
+          exitCode: result.exitCode,
+          description: `artifact larger than ${policy.maxArtifactBytes} bytes (builds.maxArtifactBytes): ${posix.join(definition.archives, definition.artifact)} has ${result.collectTooLarge}`,
+        });
+        return;
+      }
       if (result.exitCode !== 0) {
         await unlink(collectTo).catch(() => undefined);
         await finish(build, buildLog, { state: 'failure', exitCode: result.exitCode, description: `${definition.script} exited with code ${result.exitCode} after ${seconds} s` });
@@ -384,8 +416,42 @@ export function createCoordinator(options: {
       // between finds it in the store, never neither
       releaseKey(flight);
       await settleFollowers(flight);
+      // before the slot frees: what this build wrote may have taken the volume under its reserve
+      await options.reserve?.check();
     }
   }
+
+  /** The disk-quota check of a build that failed or produced nothing; a failed read is logged, not thrown. */
+  async function isOverQuota(prepared: PreparedWorkspace, blog: Logger): Promise<boolean> {
+    try {
+      return await workspaces.isOverQuota(prepared);
+    } catch (err) {
+      blog.warn({ err: toMessage(err) }, 'disk quota usage could not be read');
+      return false;
+    }
+  }
+
+  /** Why a waiting leader has not started, as its description says. */
+  function waitingDescription(): string {
+    const lowSpace = options.reserve?.reason() ?? null;
+    if (lowSpace !== null) return `Queued: ${lowSpace}`;
+    if (queue.size >= policy.backlog) return `Queued: backlog full (${queue.size} waiting)`;
+    return queue.running >= queue.concurrency ? `Queued: all ${queue.concurrency} slots busy` : 'Queued';
+  }
+
+  // when the volume crosses its reserve: waiting builds start (or stop starting), and say why they wait
+  options.reserve?.onChange((low) => {
+    if (!low) queue.wake();
+    void (async () => {
+      for (const item of [...waiting.values()]) {
+        const build = item.flight.leader;
+        const description = waitingDescription();
+        if (build.state !== 'queued' || build.description === description) continue;
+        save(build, { description });
+        await statuses.publish(build);
+      }
+    })().catch((err: unknown) => log.error({ err: toMessage(err) }, 'waiting builds could not be updated'));
+  });
 
   /** Ends a waiting leader (and its followers) without running it. */
   async function dropWaiting(item: Waiting, description: string): Promise<void> {
@@ -410,9 +476,7 @@ export function createCoordinator(options: {
         }
       }
     }
-    const full = queue.size >= policy.backlog;
-    const busy = queue.running >= queue.concurrency;
-    const description = full ? `Queued: backlog full (${queue.size} waiting)` : busy ? `Queued: all ${queue.concurrency} slots busy` : 'Queued';
+    const description = waitingDescription();
     save(build, { description });
     waiting.set(build.id, item);
     await statuses.publish(build);
@@ -656,7 +720,7 @@ export function createCoordinator(options: {
         running: [...running.keys()],
         waiting: queue.waiting().map((w) => ({
           ...w,
-          reason: !accepting ? 'autobuilder is stopping' : w.position > policy.backlog ? 'backlog full' : slotsBusy ? `all ${queue.concurrency} slots busy` : 'starting',
+          reason: !accepting ? 'autobuilder is stopping' : (options.reserve?.reason() ?? (w.position > policy.backlog ? 'backlog full' : slotsBusy ? `all ${queue.concurrency} slots busy` : 'starting')),
         })),
       };
     },

@@ -49,7 +49,7 @@ describe('parseDefinitionFile', () => {
         incremental: true,
         timeoutSeconds: null,
         outputTimeoutSeconds: null,
-        resources: { memoryBytes: null, cpus: null, pidsLimit: null },
+        resources: { memoryBytes: null, cpus: null, pidsLimit: null, diskBytes: null },
         file: FILE,
       },
       {
@@ -63,17 +63,17 @@ describe('parseDefinitionFile', () => {
         incremental: true,
         timeoutSeconds: null,
         outputTimeoutSeconds: null,
-        resources: { memoryBytes: null, cpus: null, pidsLimit: null },
+        resources: { memoryBytes: null, cpus: null, pidsLimit: null, diskBytes: null },
         file: FILE,
       },
     ]);
   });
 
   test('reads timeout, outputTimeout and resources of a build script', () => {
-    const [d] = parseDefinitionFile('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 30\n  outputTimeout: 5\n  resources: { memoryMiB: 512, cpus: 1.5, pids: 100 }\n', FILE);
+    const [d] = parseDefinitionFile('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 30\n  outputTimeout: 5\n  resources: { memoryMiB: 512, cpus: 1.5, pids: 100, diskMiB: 64 }\n', FILE);
     assert.equal(d?.timeoutSeconds, 30);
     assert.equal(d?.outputTimeoutSeconds, 5);
-    assert.deepEqual(d?.resources, { memoryBytes: 512 * 1024 * 1024, cpus: 1.5, pidsLimit: 100 });
+    assert.deepEqual(d?.resources, { memoryBytes: 512 * 1024 * 1024, cpus: 1.5, pidsLimit: 100, diskBytes: 64 * 1024 * 1024 });
     assert.match(invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: -1\n'), /a\.sh\.timeout/);
   });
 

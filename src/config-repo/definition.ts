@@ -31,7 +31,7 @@ export interface BuildDefinition {
   /** seconds the build may go without printing a line before it is stopped; null: the server's setting */
   outputTimeoutSeconds: number | null;
   /** limits asked for; each is capped by the server's maximum */
-  resources: { memoryBytes: number | null; cpus: number | null; pidsLimit: number | null };
+  resources: { memoryBytes: number | null; cpus: number | null; pidsLimit: number | null; diskBytes: number | null };
   /** the config-repository file this came from, relative to its root */
   file: string;
 }
@@ -56,7 +56,13 @@ const scriptOptions = z
     timeout: z.number().int().positive().optional(),
     outputTimeout: z.number().int().positive().optional(),
     resources: z
-      .object({ memoryMiB: z.number().int().positive().optional(), cpus: z.number().positive().optional(), pids: z.number().int().positive().optional() })
+      .object({
+        memoryMiB: z.number().int().positive().optional(),
+        cpus: z.number().positive().optional(),
+        pids: z.number().int().positive().optional(),
+        /** MiB the build may add to its workspace (capped by the server's builds.diskQuotaMiB) */
+        diskMiB: z.number().int().positive().optional(),
+      })
       .strict()
       .optional(),
   })
@@ -570,6 +576,7 @@ export function parseDefinitionDocument(input: string | Uint8Array, file: string
         memoryBytes: o.resources?.memoryMiB === undefined ? null : o.resources.memoryMiB * 1024 * 1024,
         cpus: o.resources?.cpus ?? null,
         pidsLimit: o.resources?.pids ?? null,
+        diskBytes: o.resources?.diskMiB === undefined ? null : o.resources.diskMiB * 1024 * 1024,
       },
       file,
     });

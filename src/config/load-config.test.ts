@@ -41,6 +41,9 @@ describe('loadConfig', () => {
       maxTimeoutSeconds: 4 * 3600,
       cancelRunningOnSupersede: false,
       shutdownGraceSeconds: 60,
+      diskQuotaMiB: 4096,
+      maxArtifactBytes: 1024 ** 3,
+      diskReserveMiB: 2048,
       secretEnv: {},
     });
     assert.deepEqual(config.api, {});

@@ -75,6 +75,15 @@ export const configSchema = z
         outputTimeoutSeconds: z.number().int().positive().optional(),
         cancelRunningOnSupersede: z.boolean().default(false),
         shutdownGraceSeconds: z.number().int().min(0).default(60),
+        /**
+         * MiB one build may add to its workspace (Btrfs qgroup on its subvolume; the most a
+         * definition's `resources.diskMiB` may ask for); 0: no quota. The copy driver cannot enforce it.
+         */
+        diskQuotaMiB: z.number().int().min(0).default(4096),
+        /** bytes the collected artifact of one build may have (1 GiB); a bigger one fails the build */
+        maxArtifactBytes: z.number().int().positive().default(1024 ** 3),
+        /** MiB that must stay free on the data volume: under it, new builds wait (webhooks are still taken) */
+        diskReserveMiB: z.number().int().min(0).default(2048),
         secretEnv: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string()).default({}),
       })
       .strict()

@@ -15,6 +15,8 @@ export interface ContainerSpec {
   collect: string;
   /** host file to write the collected file to */
   collectTo: string;
+  /** most bytes the collected file may have; a bigger one is not copied (see {@link ContainerResult.collectTooLarge}) */
+  maxCollectBytes?: number;
   /** called once per output line (without its newline), in order per stream */
   onLine(stream: 'stdout' | 'stderr', line: string): void;
   /** this build's limits, already capped by the server's maxima; absent fields use the runner's */
@@ -29,6 +31,11 @@ export interface ContainerResult {
   exitCode: number;
   /** true when `collect` existed and was copied to `collectTo` */
   collected: boolean;
+  /**
+   * Set when `collect` was larger than `maxCollectBytes`: its size in bytes as far as it was
+   * read. `collected` is false then and nothing is left at `collectTo`.
+   */
+  collectTooLarge?: number;
   /** true when `signal` stopped the container (nothing is collected then) */
   aborted: boolean;
 }

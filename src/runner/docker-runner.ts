@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { PassThrough, type Readable } from 'node:stream';
+import { rm } from 'node:fs/promises';
+import { PassThrough, Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Docker from 'dockerode';
 import { extract } from 'tar-stream';
@@ -30,28 +31,70 @@ function forEachLine(stream: Readable, onLine: (line: string) => void): Promise<
   return new Promise((resolve) => lines.once('close', resolve));
 }
 
-/** Copies the single file at `path` of a stopped container to `to`; false when it does not exist. */
-async function copyOut(container: Docker.Container, path: string, to: string): Promise<boolean> {
+/** What {@link copyOut} did: copied, found nothing, or found a file over the cap (its size). */
+interface CopyOutcome {
+  collected: boolean;
+  collectTooLarge?: number;
+}
+
+/**
+ * Copies the single file at `path` of a stopped container to `to`; `collected` is false when
+ * it does not exist. A file over `maxBytes` (by its tar header, or by the bytes that came)
+ * is not copied: the read stops there and a partial `to` is removed.
+ */
+async function copyOut(container: Docker.Container, path: string, to: string, maxBytes = Number.POSITIVE_INFINITY): Promise<CopyOutcome> {
   let archive: NodeJS.ReadableStream;
   try {
     archive = await container.getArchive({ path });
   } catch (err) {
-    if (statusCodeOf(err) === 404) return false;
+    if (statusCodeOf(err) === 404) return { collected: false };
     throw err;
   }
   const tar = extract();
+  const stop = new AbortController();
   let found = false;
+  let tooLarge: number | undefined;
   tar.on('entry', (header, stream, next) => {
     if (!found && header.type === 'file') {
       found = true;
-      pipeline(stream, createWriteStream(to)).then(() => next(), next);
+      if ((header.size ?? 0) > maxBytes) {
+        tooLarge = header.size ?? 0;
+        // the abort destroys this entry's stream too: its error is expected
+        stream.on('error', () => undefined);
+        stop.abort();
+        return;
+      }
+      let written = 0;
+      const cap = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          written += chunk.length;
+          // the header is Docker's, but the count guards a header that understates the data
+          if (written > maxBytes) {
+            tooLarge = written;
+            stop.abort();
+            done(new Error('artifact over the cap'));
+          } else done(null, chunk);
+        },
+      });
+      pipeline(stream, cap, createWriteStream(to)).then(
+        () => next(),
+        (err: Error) => (tooLarge === undefined ? next(err) : undefined),
+      );
     } else {
       stream.on('end', () => next());
       stream.resume();
     }
   });
-  await pipeline(archive as Readable, tar);
-  return found;
+  try {
+    await pipeline(archive as Readable, tar, { signal: stop.signal });
+  } catch (err) {
+    if (tooLarge === undefined) throw err;
+  }
+  if (tooLarge !== undefined) {
+    await rm(to, { force: true });
+    return { collected: false, collectTooLarge: tooLarge };
+  }
+  return { collected: found };
 }
 
 /**
@@ -149,8 +192,8 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
           const { StatusCode } = await exited;
           await drained;
           if (spec.signal?.aborted) return { exitCode: StatusCode, collected: false, aborted: true };
-          const collected = await copyOut(container, spec.collect, spec.collectTo);
-          return { exitCode: StatusCode, collected, aborted: false };
+          const copied = await copyOut(container, spec.collect, spec.collectTo, spec.maxCollectBytes);
+          return { exitCode: StatusCode, ...copied, aborted: false };
         } finally {
           spec.signal?.removeEventListener('abort', kill);
         }

@@ -2,7 +2,7 @@ import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 import { mustNotExist, run } from './exec.js';
-import type { SnapshotDriver } from './snapshot-driver.js';
+import type { QuotaUsage, SnapshotDriver, WorkspaceQuota } from './snapshot-driver.js';
 
 /** Magic number of a Btrfs filesystem in statfs(2) `f_type` (linux/magic.h BTRFS_SUPER_MAGIC). */
 export const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -30,6 +30,47 @@ async function findNestedSubvolumes(root: string): Promise<string[]> {
   }
   // a child is found after its parent and its path is longer: sort so that parents come first
   return found.sort((a, b) => a.length - b.length);
+}
+
+/**
+ * Parses the row of the subvolume's own qgroup (`0/<id>`) from
+ * `btrfs qgroup show -e --raw -f <path>`: columns qgroupid, referenced, exclusive, max
+ * exclusive (`none` when unlimited), path.
+ * @throws AppError `SNAPSHOT_FAILED` when no such row is found
+ */
+export function toQuotaUsage(output: string, path: string): QuotaUsage {
+  for (const line of output.split('\n')) {
+    const [id, , exclusive, max] = line.trim().split(/\s+/);
+    if (id === undefined || !/^0\/\d+$/.test(id) || exclusive === undefined || !/^\d+$/.test(exclusive)) continue;
+    return { exclusiveBytes: Number(exclusive), limitBytes: max !== undefined && /^\d+$/.test(max) ? Number(max) : null };
+  }
+  throw new AppError('SNAPSHOT_FAILED', `no qgroup of ${path} in: ${output.trim().slice(0, 300)}`);
+}
+
+/**
+ * Workspace quotas over Btrfs qgroups: each workspace subvolume has its level-0 qgroup, and
+ * the limit is on its *exclusive* bytes (`btrfs qgroup limit -e`), so a snapshot of a big
+ * lineage head starts near zero and only what the build writes (new or rewritten extents)
+ * counts; a limit on *referenced* bytes would count the inherited tree too. A snapshot
+ * inherits its source's limit, so every workspace gets its own set (or lifted). Stale qgroups
+ * of deleted subvolumes are dropped by the kernel (6.x) on its own.
+ */
+function createBtrfsQuota(btrfs: string): WorkspaceQuota {
+  return {
+    async enable(dir) {
+      // a no-op when quotas are on already; when it turns them on, the kernel starts a rescan
+      // (these two take no `--`; `dir` is the absolute workspaces root, never user input)
+      await run(btrfs, ['quota', 'enable', dir]);
+      await run(btrfs, ['quota', 'rescan', '-W', dir]);
+    },
+    async limit(path, bytes) {
+      await run(btrfs, ['qgroup', 'limit', '-e', bytes === null ? 'none' : String(bytes), '--', path]);
+    },
+    async usage(path) {
+      // --sync commits the transaction first: accounting is only updated at commit
+      return toQuotaUsage(await run(btrfs, ['qgroup', 'show', '-e', '--raw', '--sync', '-f', '--', path]), path);
+    },
+  };
 }
 
 /**
@@ -64,6 +105,7 @@ export function createBtrfsDriver(options: { btrfs?: string } = {}): SnapshotDri
 
   return {
     name: 'btrfs',
+    quota: createBtrfsQuota(btrfs),
     async create(path) {
       await mustNotExist(path);
       await run(btrfs, ['subvolume', 'create', '--', path]);

@@ -5,7 +5,9 @@ import type { SnapshotDriver } from './snapshot-driver.js';
 
 /**
  * Snapshot driver for any filesystem: a snapshot is a full `cp -a` (reflinks where the
- * filesystem offers them), so it costs time and space in proportion to the tree.
+ * filesystem offers them), so it costs time and space in proportion to the tree. It has no
+ * `quota`: plain directories cannot bound what a build writes, so builds on it run without a
+ * disk quota (their log says so); only the server's free-space reserve protects the volume.
  */
 export function createCopyDriver(): SnapshotDriver {
   return {

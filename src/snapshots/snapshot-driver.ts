@@ -12,6 +12,8 @@
  * - Drivers never follow a path out of what they were given and never run a shell:
  *   every command gets its arguments as an array.
  * - They do not decide lineage (which workspace is the parent of which): see `workspaces.ts`.
+ * - `quota` is optional: only a driver that can bound what a workspace writes has it (the
+ *   copy driver cannot, so its builds run without a disk quota).
  */
 export interface SnapshotDriver {
   /** `btrfs` (subvolume snapshots, O(1)) or `copy` (a full copy, any filesystem). */
@@ -19,4 +21,33 @@ export interface SnapshotDriver {
   create(path: string): Promise<void>;
   snapshot(source: string, target: string): Promise<void>;
   remove(path: string): Promise<void>;
+  /** Disk quotas of workspaces; absent when the driver cannot enforce them. */
+  readonly quota?: WorkspaceQuota;
+}
+
+/** How much a workspace holds of its own and how much it may, in bytes. */
+export interface QuotaUsage {
+  /** bytes only this workspace references (what it added over the snapshot it was made from) */
+  exclusiveBytes: number;
+  /** the limit on `exclusiveBytes`; null when none is set */
+  limitBytes: number | null;
+}
+
+/**
+ * Per-workspace disk quotas.
+ *
+ * Contract:
+ * - `enable(dir)` turns quota accounting on for the filesystem holding `dir` and resolves
+ *   once the numbers are consistent. Idempotent: cheap when it is already on.
+ * - `limit(path, bytes)` bounds what the workspace at `path` (made by `create` or `snapshot`)
+ *   may add: writes that would take its exclusive bytes past `bytes` fail with EDQUOT.
+ *   Data it shares with the workspace it was snapshotted from does not count. `null` lifts
+ *   the limit (a snapshot may inherit its source's).
+ * - `usage(path)` reads the current numbers after flushing pending writes.
+ * - All three throw AppError `SNAPSHOT_FAILED` when the filesystem refuses.
+ */
+export interface WorkspaceQuota {
+  enable(dir: string): Promise<void>;
+  limit(path: string, bytes: number | null): Promise<void>;
+  usage(path: string): Promise<QuotaUsage>;
 }

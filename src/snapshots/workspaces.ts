@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readlink, rename, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AppError } from '../errors.js';
+import { AppError, toMessage } from '../errors.js';
 import { createSerializeByKey } from '../serialize-by-key.js';
 import type { SnapshotDriver } from './snapshot-driver.js';
 
@@ -21,21 +21,47 @@ export interface LineageScope {
   definition: string;
 }
 
+/** A workspace's disk quota: enforced with its limit in bytes, or why not. */
+export type DiskQuota = { enforced: true; bytes: number } | { enforced: false; reason: string };
+
 /** A prepared workspace: where it is and what it was made from. */
 export interface PreparedWorkspace {
   path: string;
   /** the build whose workspace this is a snapshot of; null for a fresh workspace */
   parentBuildId: string | null;
+  diskQuota: DiskQuota;
 }
+
+/**
+ * How close to its limit a workspace must be for a failed build to count as over its quota:
+ * a write that hits EDQUOT leaves the usage within a few KiB of the limit (measured: 16 KiB
+ * under a 16 MiB limit after `dd` ran into it), so 1 MiB (at most 1/16 of the limit) is slack.
+ */
+const quotaSlack = (limitBytes: number) => Math.min(1024 * 1024, Math.floor(limitBytes / 16));
 
 /** Workspaces grouped in lineages, with the last green workspace of each branch as its head. */
 export interface Workspaces {
   /**
    * Makes the workspace of build `buildId`: a snapshot of the head of `branch`, else of
    * `fallbackBranch` (the default branch), else a fresh one; always fresh when `incremental`
-   * is false.
+   * is false. With `diskQuotaBytes` the workspace may add at most that many bytes to what it
+   * shares with its source (the checkout included); a driver that cannot enforce it, or a
+   * limit the filesystem refuses, leaves the build without one (`diskQuota.enforced` false
+   * and why), it never fails the build.
    */
-  prepare(input: { scope: LineageScope; branch: string; fallbackBranch: string | null; buildId: string; incremental: boolean }): Promise<PreparedWorkspace>;
+  prepare(input: { scope: LineageScope; branch: string; fallbackBranch: string | null; buildId: string; incremental: boolean; diskQuotaBytes?: number | null }): Promise<PreparedWorkspace>;
+  /**
+   * Turns on disk quotas for the workspaces' filesystem when the driver can enforce them
+   * (waits for the first accounting scan); resolves with whether it can.
+   * @throws AppError `SNAPSHOT_FAILED` when the filesystem refuses
+   */
+  enableQuotas(): Promise<boolean>;
+  /**
+   * True when a workspace with an enforced quota has used it up (within a little slack):
+   * what tells a build that ran out of its quota from one that failed on its own.
+   * @throws AppError `SNAPSHOT_FAILED` when the usage cannot be read
+   */
+  isOverQuota(workspace: PreparedWorkspace): Promise<boolean>;
   /**
    * Makes build `buildId`'s workspace the head of `branch`, atomically: a new symlink is
    * renamed over the old one (rename(2)), so a crash leaves either the old head or the new.
@@ -74,9 +100,25 @@ export function createWorkspaces(options: { root: string; driver: SnapshotDriver
     }
   }
 
+  async function limit(path: string, bytes: number | null): Promise<DiskQuota> {
+    const { quota } = driver;
+    if (quota === undefined) return { enforced: false, reason: `the ${driver.name} snapshot driver cannot enforce disk quotas` };
+    if (bytes === null) {
+      // a snapshot inherits its source's limit; with quotas off there is none to lift
+      await quota.limit(path, null).catch(() => undefined);
+      return { enforced: false, reason: 'no disk quota is configured' };
+    }
+    try {
+      await quota.limit(path, bytes);
+      return { enforced: true, bytes };
+    } catch (err) {
+      return { enforced: false, reason: toMessage(err) };
+    }
+  }
+
   return {
     head,
-    async prepare({ scope, branch, fallbackBranch, buildId, incremental }) {
+    async prepare({ scope, branch, fallbackBranch, buildId, incremental, diskQuotaBytes }) {
       const dir = scopeDir(scope);
       await mkdir(dir, { recursive: true });
       const path = join(dir, toPathSegment(buildId));
@@ -89,7 +131,18 @@ export function createWorkspaces(options: { root: string; driver: SnapshotDriver
       }
       if (parentBuildId === null) await driver.create(path);
       else await driver.snapshot(join(dir, toPathSegment(parentBuildId)), path);
-      return { path, parentBuildId };
+      return { path, parentBuildId, diskQuota: await limit(path, diskQuotaBytes ?? null) };
+    },
+    async enableQuotas() {
+      if (driver.quota === undefined) return false;
+      await mkdir(root, { recursive: true });
+      await driver.quota.enable(root);
+      return true;
+    },
+    async isOverQuota(workspace) {
+      if (!workspace.diskQuota.enforced || driver.quota === undefined) return false;
+      const { exclusiveBytes, limitBytes } = await driver.quota.usage(workspace.path);
+      return limitBytes !== null && exclusiveBytes >= limitBytes - quotaSlack(limitBytes);
     },
     promote({ scope, branch, buildId }) {
       const link = headLink(scope, branch);

@@ -26,8 +26,8 @@ export interface FixtureServer {
   waitForBuild(match: (b: BuildView) => boolean, timeoutMs?: number): Promise<BuildView>;
   /** All builds the API lists for `acme/widget`. */
   builds(): Promise<BuildView[]>;
-  /** Stops the server and starts a new one on the same data directory (a restart). */
-  restart(): Promise<void>;
+  /** Stops the server and starts a new one on the same data directory (a restart), with `changes` over its config. */
+  restart(changes?: ConfigInput): Promise<void>;
   /** Closes the server (see RunningServer.close) and the stand-in. */
   close(options?: { graceMs?: number }): Promise<void>;
 }
@@ -36,26 +36,25 @@ export interface FixtureServer {
  * Starts the fixture: config repository test/fixtures/config-repo, the widget project in a
  * new git repository, the GitHub stand-in as API, Docker and the Btrfs volume for real.
  */
-export async function startFixtureServer(name: string, overrides: ConfigInput = {}): Promise<FixtureServer> {
+export async function startFixtureServer(name: string, overrides: ConfigInput = {}, serverOptions: { freeBytes?: (dir: string) => Promise<number> } = {}): Promise<FixtureServer> {
   const dir = await makeTestDir(name);
   const github = await startGitHubStandIn();
   const repo = await createGitRepository(join(dir, 'widget'), join(FIXTURES, 'projects', 'widget'));
   const cloneUrl = 'https://github.com/acme/widget.git';
   const secret = 'it is a secret to everybody';
-  const config = loadConfig(
-    {
-      dataDir: join(dir, 'data'),
-      listen: { host: '127.0.0.1', port: 0 },
-      configRepository: { path: join(FIXTURES, 'config-repo') },
-      github: { apiUrl: github.url, token: 'test-token' },
-      docker: { defaultImage: TEST_IMAGE, network: 'none' },
-      cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
-      logLevel: 'silent',
-      ...overrides,
-    },
-    {},
-  );
-  const start = () => startServer(config, { log: createLogger({ level: 'silent' }), webhookSecret: secret });
+  const input: ConfigInput = {
+    dataDir: join(dir, 'data'),
+    listen: { host: '127.0.0.1', port: 0 },
+    configRepository: { path: join(FIXTURES, 'config-repo') },
+    github: { apiUrl: github.url, token: 'test-token' },
+    docker: { defaultImage: TEST_IMAGE, network: 'none' },
+    cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
+    logLevel: 'silent',
+    ...overrides,
+  };
+  const config = loadConfig(input, {});
+  const start = (changes?: ConfigInput) =>
+    startServer(changes === undefined ? config : loadConfig({ ...input, ...changes }, {}), { log: createLogger({ level: 'silent' }), webhookSecret: secret, ...serverOptions });
   const fixture: FixtureServer = {
     server: await start(),
     github,
@@ -76,9 +75,9 @@ export async function startFixtureServer(name: string, overrides: ConfigInput = 
         await new Promise((r) => setTimeout(r, 100));
       }
     },
-    async restart() {
+    async restart(changes) {
       await fixture.server.close();
-      fixture.server = await start();
+      fixture.server = await start(changes);
     },
     async close(options) {
       await fixture.server.close(options);
