@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createSqliteBuildStore } from '../src/store/index.js';
@@ -24,6 +25,22 @@ describe('the durable webhook inbox', () => {
     assert.equal((again.body as { duplicate: boolean }).duplicate, true);
     await f.waitForBuild((b) => b.sha === sha);
     await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await f.builds()).filter((b) => b.sha === sha).length, 1);
+  });
+
+  test('a signed delivery without X-GitHub-Delivery is stored under the sha256 of its body, built once, and deduplicated', async () => {
+    const sha = await f.repo.commit({ 'message.txt': 'no delivery id\n' }, 'no delivery id');
+    const payload = pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl });
+    const expectedId = `sha256:${createHash('sha256').update(JSON.stringify(payload)).digest('hex')}`;
+    const first = await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-github-delivery': null } });
+    assert.equal(first.status, 202, JSON.stringify(first.body));
+    assert.equal((first.body as { deliveryId: string }).deliveryId, expectedId);
+    assert.equal(f.server.store.getDelivery(expectedId)?.outcome, 'accepted');
+    const again = await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-github-delivery': null } });
+    assert.equal(again.status, 200);
+    assert.equal((again.body as { duplicate: boolean }).duplicate, true);
+    const build = await f.waitForBuild((b) => b.sha === sha);
+    assert.equal(build.deliveryId, expectedId);
     assert.equal((await f.builds()).filter((b) => b.sha === sha).length, 1);
   });
 

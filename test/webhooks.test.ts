@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
@@ -43,7 +44,6 @@ describe('POST /hooks/github', () => {
   });
 
   test('answers 401 to a delivery signed with SHA-1 only', async () => {
-    const { createHmac } = await import('node:crypto');
     const sha1 = `sha1=${createHmac('sha1', f.secret).update(JSON.stringify(payload)).digest('hex')}`;
     const response = await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': null, 'x-hub-signature': sha1 } });
     await assertRefused(response, 'SIGNATURE_MISSING');
@@ -81,6 +81,32 @@ describe('POST /hooks/github', () => {
     });
     assert.equal(response.status, 400);
     assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'BAD_REQUEST');
+  });
+
+  /** POSTs `body` as raw bytes, signed over exactly those bytes; resolves with the status and the error code. */
+  const postSignedBytes = async (body: Buffer, event = 'ping') => {
+    const signature = `sha256=${createHmac('sha256', f.secret).update(body).digest('hex')}`;
+    const response = await fetch(`${f.server.url}/hooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': event, 'x-hub-signature-256': signature },
+      body,
+    });
+    const answer = (await response.json()) as { ok?: boolean; zen?: string; error?: { code: string; message: string } };
+    return { status: response.status, answer };
+  };
+
+  test('checks the signature over the raw bytes: a signed body that is not UTF-8 passes it and gets 400, not 401', async () => {
+    const body = Buffer.concat([Buffer.from('{"zen":"'), Buffer.from([0xff, 0xfe]), Buffer.from('","hook_id":1}')]);
+    const { status, answer } = await postSignedBytes(body);
+    assert.equal(status, 400, JSON.stringify(answer));
+    assert.equal(answer.error?.code, 'BAD_REQUEST');
+    assert.match(answer.error?.message ?? '', /UTF-8/);
+  });
+
+  test('accepts a signed body with multi-byte UTF-8 characters', async () => {
+    const { status, answer } = await postSignedBytes(Buffer.from(JSON.stringify({ zen: 'Grüße, 日本 🚀', hook_id: 1 }), 'utf8'));
+    assert.equal(status, 200, JSON.stringify(answer));
+    assert.equal(answer.zen, 'Grüße, 日本 🚀');
   });
 
   test('answers 413 to a body over 25 MB, declared or streamed, without buffering it, and stays up', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import Router from '@koa/router';
 import type { Coordinator } from '../builds/coordinator.js';
 import { AppError, toMessage } from '../errors.js';
@@ -12,8 +13,17 @@ import type { RouteGuards } from './route-access.js';
 const header = (value: string | string[] | undefined): string | null => (typeof value === 'string' && value !== '' ? value : null);
 
 /**
+ * The dedupe key of a delivery: its `X-GitHub-Delivery`, or for a signed delivery without
+ * one, `sha256:<hex>` of its body (the same body sent again is the same delivery).
+ */
+export function toDeliveryId(headerValue: string | string[] | undefined, body: Buffer): string {
+  return header(headerValue) ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
+}
+
+/**
  * `POST /hooks/github`: GitHub webhook receiver. Order matters: the body is read raw
- * (25 MB cap, 413), the signature checked over those bytes (401), then parsed (400).
+ * (25 MB cap, 413), the signature checked over those bytes (401), then decoded as UTF-8
+ * and parsed (400). Every delivery is stored under {@link toDeliveryId}.
  * Answers `ping` and ignored events with 200 and the reason, build requests and closed
  * pull requests with 202 and the delivery id; the build lookup and queueing, and the
  * cancelling of a closed pull request's waiting builds, happen after the answer.
@@ -34,12 +44,19 @@ export function createWebhookRoutes(deps: {
   router.post('/hooks/github', deps.access.open, async (ctx) => {
     const body = await readBody(ctx.req);
     await deps.verify(body, ctx.req.headers);
-    const deliveryId = header(ctx.req.headers['x-github-delivery']);
+    const deliveryId = toDeliveryId(ctx.req.headers['x-github-delivery'], body);
     const event = header(ctx.req.headers['x-github-event']);
     if (event === null) throw new AppError('BAD_REQUEST', 'missing X-GitHub-Event header', { status: 400 });
     let payload: unknown;
+    let text: string;
     try {
-      payload = JSON.parse(body.toString('utf8'));
+      // GitHub sends UTF-8; a lenient decode would turn bad bytes into U+FFFD and parse
+      text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+    } catch {
+      throw new AppError('BAD_REQUEST', 'the body is not valid UTF-8', { status: 400 });
+    }
+    try {
+      payload = JSON.parse(text);
     } catch {
       throw new AppError('BAD_REQUEST', 'the body is not JSON (set the webhook content type to application/json)', { status: 400 });
     }
@@ -53,13 +70,13 @@ export function createWebhookRoutes(deps: {
     const receivedAt = new Date().toISOString();
     switch (outcome.kind) {
       case 'ping':
-        if (deliveryId !== null) await inbox.record({ id: deliveryId, event, receivedAt, outcome: 'ping' });
+        await inbox.record({ id: deliveryId, event, receivedAt, outcome: 'ping' });
         log.info('ping received');
         ctx.status = 200;
         ctx.body = { ok: true, event, deliveryId, zen: outcome.zen };
         return;
       case 'ignored':
-        if (deliveryId !== null) await inbox.record({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
+        await inbox.record({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
         log.info({ reason: outcome.reason }, 'delivery ignored');
         ctx.status = 200;
         ctx.body = { ignored: true, event, deliveryId, reason: outcome.reason };
@@ -67,7 +84,7 @@ export function createWebhookRoutes(deps: {
       case 'build': {
         const request = outcome.request;
         // stored (synchronous=FULL, group commit) before the answer: an accepted delivery is never lost
-        if (deliveryId !== null && !(await inbox.accept({ id: deliveryId, event, receivedAt, outcome: 'accepted' }, request))) {
+        if (!(await inbox.accept({ id: deliveryId, event, receivedAt, outcome: 'accepted' }, request))) {
           log.info('redelivery of a delivery received before: no build');
           ctx.status = 200;
           ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
@@ -81,7 +98,7 @@ export function createWebhookRoutes(deps: {
       }
       case 'cancel': {
         const { target, reason } = outcome;
-        if (deliveryId !== null && !(await inbox.record({ id: deliveryId, event, receivedAt, outcome: `cancel: ${reason}` }))) {
+        if (!(await inbox.record({ id: deliveryId, event, receivedAt, outcome: `cancel: ${reason}` }))) {
           log.info('redelivery of a delivery received before: nothing to cancel');
           ctx.status = 200;
           ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
