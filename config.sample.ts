@@ -90,6 +90,10 @@ const config: ConfigInput = {
     // On SIGTERM: seconds running builds get to finish before they are cancelled. Waiting
     // builds stay queued and resume at the next start.
     shutdownGraceSeconds: 60,
+    // Bytes one build's log may hold (default 256 MiB). A build that prints more is stopped
+    // and ends `failure`; its log ends with a line saying where it was cut. Output lines
+    // longer than 64 KiB are split into lines of 64 KiB (no byte is lost).
+    maxLogBytes: 256 * 1024 ** 2,
     // MiB one build may add to its workspace, the checkout included (a Btrfs qgroup on its
     // subvolume, on the exclusive bytes: what it shares with the lineage head it was
     // snapshotted from does not count). A definition's `resources.diskMiB` may ask for less,

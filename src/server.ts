@@ -171,6 +171,7 @@ export async function startServer(
       cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede,
       backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
       secretEnv: config.builds.secretEnv,
+      maxLogBytes: config.builds.maxLogBytes,
       diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
       maxArtifactBytes: config.builds.maxArtifactBytes,
     },

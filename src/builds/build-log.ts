@@ -10,6 +10,8 @@ export interface BuildLogWriter {
   line(text: string): void;
   /** Marks the log complete: followers drain what is left and end. Idempotent. */
   close(): void;
+  /** bytes written to the log so far */
+  readonly size: number;
 }
 
 /** One line appended to a live log, as {@link BuildLogs.onAppend} listeners hear of it. */
@@ -202,6 +204,9 @@ export async function createBuildLogs(options: { dir: string }): Promise<BuildLo
           indexBytes(state.index, bytes);
           state.events.emit('change');
           bus.emit('append', { buildId, start, end: state.index.size, text, at: performance.timeOrigin + performance.now() });
+        },
+        get size() {
+          return state.index.size;
         },
         close() {
           if (state.closed) return;

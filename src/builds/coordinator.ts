@@ -19,7 +19,7 @@ import type { BuildRequest, PullRequestTarget } from './build-request.js';
 import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 import { parseBuildRef, toLineageBranch, toPullRequestRef } from './refs.js';
-import type { SecretMasker } from './secret-masker.js';
+import { createPieceMasker, createSecretMasker, type SecretMasker } from './secret-masker.js';
 
 /** Where builds run inside their container. */
 export const CONTAINER_WORKDIR = '/workspace';
@@ -60,6 +60,8 @@ export interface BuildPolicy {
   backlog: number;
   /** env every build gets except those of pull requests from forks; the values are masked in logs */
   secretEnv: Readonly<Record<string, string>>;
+  /** bytes a build's log may hold; a build that prints more is stopped and ends `failure` */
+  maxLogBytes: number;
 }
 
 /** Turns build requests into builds and runs them. */
@@ -116,6 +118,9 @@ export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
+/** `bytes` as MiB for a description, e.g. `256 MiB` (or `1.5 MiB`). */
+const toMebibytes = (bytes: number): string => `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`;
+
 /** `bytes` in whole MiB for logs and descriptions, e.g. `16 MiB`. */
 const toMiB = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
 
@@ -123,7 +128,8 @@ const toMiB = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
 type StopReason =
   | { kind: 'timeout'; seconds: number }
   | { kind: 'output-timeout'; seconds: number }
-  | { kind: 'cancelled'; description: string };
+  | { kind: 'cancelled'; description: string }
+  | { kind: 'log-limit'; bytes: number };
 
 class BuildStopped extends Error {
   constructor(readonly reason: StopReason) {
@@ -174,7 +180,7 @@ export function createCoordinator(options: {
 }): Coordinator {
   const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log, policy } = options;
   const now = options.now ?? (() => new Date());
-  const mask = options.mask ?? ((text: string) => text);
+  const mask = options.mask ?? createSecretMasker([]);
   const queue = createBuildQueue({
     concurrency: options.concurrency,
     onError: (err, buildId) => log.error({ buildId, err: toMessage(err) }, 'build job crashed'),
@@ -248,6 +254,8 @@ export function createCoordinator(options: {
         return { state: 'error', description: `no output for ${reason.seconds} s` };
       case 'cancelled':
         return { state: 'cancelled', description: reason.description };
+      case 'log-limit':
+        return { state: 'failure', description: `output passed the log limit of ${toMebibytes(reason.bytes)} (builds.maxLogBytes)` };
       default: {
         const unreachable: never = reason;
         return unreachable;
@@ -313,6 +321,8 @@ export function createCoordinator(options: {
       };
       buildLog.line(`[autobuilder] running ${definition.script} in ${image} (timeout ${timeoutSeconds} s)`);
       feedWatchdog();
+      const pieceMaskers = { stdout: createPieceMasker(mask), stderr: createPieceMasker(mask) };
+      let logCut = false;
       const result = await runner.run({
         buildId: build.id,
         image,
@@ -340,9 +350,19 @@ export function createCoordinator(options: {
         maxCollectBytes: policy.maxArtifactBytes,
         resources,
         signal,
-        onLine: (_stream, line) => {
+        onLine: (stream, piece, complete) => {
           feedWatchdog();
-          buildLog.line(mask(line));
+          if (logCut) return;
+          const text = pieceMaskers[stream].piece(piece, complete);
+          if (text === null) return;
+          // the cap is checked before the line is written: the log never holds more than it
+          if (buildLog.size + Buffer.byteLength(text) + 1 > policy.maxLogBytes) {
+            logCut = true;
+            buildLog.line(`[autobuilder] log cut at ${buildLog.size} bytes: the build printed more than builds.maxLogBytes (${policy.maxLogBytes} bytes); it is stopped`);
+            controller.abort({ kind: 'log-limit', bytes: policy.maxLogBytes } satisfies StopReason);
+            return;
+          }
+          buildLog.line(text);
         },
       });
       clearTimeout(watchdog);

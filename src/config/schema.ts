@@ -75,6 +75,8 @@ export const configSchema = z
         outputTimeoutSeconds: z.number().int().positive().optional(),
         cancelRunningOnSupersede: z.boolean().default(false),
         shutdownGraceSeconds: z.number().int().min(0).default(60),
+        /** bytes one build's log may hold (256 MiB); a build that prints more is stopped, `failure` */
+        maxLogBytes: z.number().int().min(64 * 1024).default(256 * 1024 ** 2),
         /**
          * MiB one build may add to its workspace (Btrfs qgroup on its subvolume; the most a
          * definition's `resources.diskMiB` may ask for); 0: no quota. The copy driver cannot enforce it.

@@ -6,12 +6,13 @@ import parseRange from 'range-parser';
 import { z } from 'zod';
 import type { Build } from '../builds/build.js';
 import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
-import { assertBuildId, type BuildLogs } from '../builds/build-log.js';
+import { assertBuildId, MAX_LINE_BYTES, type BuildLogs } from '../builds/build-log.js';
+import { createLineSplitter, toShownLine, type SplitLine } from '../builds/line-splitter.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
 import { toBuildView } from './build-view.js';
+import { toServerSentEvent } from './server-sent-events.js';
 import type { RouteGuards } from './route-access.js';
-import { createLineSplitter, toServerSentEvent } from './server-sent-events.js';
 
 const linesQuery = z.union([
   z.object({ tail: z.coerce.number().int().min(0).max(10_000) }).strict(),
@@ -94,10 +95,14 @@ export function createLogRoutes(deps: { access: RouteGuards; store: BuildStore; 
       sendBuild(build);
       const size = (await logs.stat(build.id))?.size ?? 0;
       let end = Math.min(from, size);
-      const splitter = createLineSplitter(end);
-      const send = (batch: { lines: string[]; end: number } | null): Promise<void> | undefined => {
-        if (batch === null) return undefined;
-        if (write(toServerSentEvent({ id: String(batch.end), event: 'log', data: batch.lines }))) return undefined;
+      // lines past 64 KiB are cut for the event (the raw log has them whole): each byte is read
+      // once and a client holds at most one cut line, however long the log's lines are
+      const splitter = createLineSplitter({ maxLineBytes: MAX_LINE_BYTES, overflow: 'truncate', offset: end });
+      const send = (lines: readonly SplitLine[]): Promise<void> | undefined => {
+        const last = lines.at(-1);
+        if (last === undefined) return undefined;
+        end = last.end;
+        if (write(toServerSentEvent({ id: String(last.end), event: 'log', data: lines.map(toShownLine) }))) return undefined;
         return new Promise((resolve) => {
           // whichever comes first removes the other: a long stream waits for drain many times
           const done = () => {
@@ -109,15 +114,10 @@ export function createLogRoutes(deps: { access: RouteGuards; store: BuildStore; 
           signal.addEventListener('abort', done, { once: true });
         });
       };
-      for await (const chunk of logs.follow(build.id, end, signal)) {
-        const batch = splitter.push(chunk);
-        if (batch !== null) end = batch.end;
-        await send(batch);
-      }
+      for await (const chunk of logs.follow(build.id, end, signal)) await send(splitter.push(chunk));
       if (signal.aborted) return;
       const last = splitter.flush();
-      if (last !== null) end = last.end;
-      await send(last);
+      await send(last === null ? [] : [last]);
       const now = store.get(build.id) ?? build;
       sendBuild(now);
       write(toServerSentEvent({ event: 'end', data: { state: now.state, offset: end } }));

@@ -16,37 +16,3 @@ export function toServerSentEvent(message: ServerSentEvent): string {
   // JSON escapes U+000A and U+000D inside strings; U+2028/2029 are not line ends for SSE parsers
   return `${text}data: ${JSON.stringify(message.data)}\n\n`;
 }
-
-/**
- * Splits a stream of log bytes into whole lines: `push(chunk)` returns the lines the chunk
- * completes and the byte offset after them; bytes after the last newline wait for the next
- * chunk (so a multi-byte character is never cut). `flush()` returns what is left as a last
- * line without a newline.
- */
-export function createLineSplitter(offset: number): {
-  push(chunk: Buffer): { lines: string[]; end: number } | null;
-  flush(): { lines: string[]; end: number } | null;
-} {
-  let carry: Buffer = Buffer.alloc(0);
-  let end = offset;
-  return {
-    push(chunk) {
-      const bytes = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
-      const last = bytes.lastIndexOf(0x0a);
-      if (last === -1) {
-        carry = Buffer.from(bytes);
-        return null;
-      }
-      carry = Buffer.from(bytes.subarray(last + 1));
-      end += last + 1;
-      return { lines: bytes.subarray(0, last).toString('utf8').split('\n'), end };
-    },
-    flush() {
-      if (carry.length === 0) return null;
-      end += carry.length;
-      const lines = [carry.toString('utf8')];
-      carry = Buffer.alloc(0);
-      return { lines, end };
-    },
-  };
-}

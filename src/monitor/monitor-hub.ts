@@ -27,6 +27,9 @@ interface Tail {
   closed: boolean;
 }
 
+/** Characters of a log line sent to monitor clients (the tail of a build). */
+const MAX_TAIL_LINE_CHARS = 2048;
+
 const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started', 'build.updated', 'build.finished'];
 const roomsOf = (repo: string) => ['all', `repo:${repo}`];
 
@@ -79,7 +82,8 @@ function withLoopbackAliases(origins: readonly string[]): Set<string> {
  * then build, log and queue deltas to the rooms `all` and `repo:<owner/name>`.
  *
  * Log lines are on disk before they get here (see BuildLogs.onAppend); they are batched for
- * `flushMs` (default 15 ms), at most `maxBatchLines` per build per batch. A build's pending
+ * `flushMs` (default 15 ms), at most `maxBatchLines` per build per batch, each line cut to
+ * 2,048 characters. A build's pending
  * lines are always sent before a change of that build, so a client sees them in order.
  *
  * Security: a handshake from a browser whose `Origin` is not one of `allowedOrigins` (and
@@ -167,7 +171,8 @@ export function createMonitorHub(options: {
     }
     tail.pending ??= { start: append.start, end: append.start, lines: [], at: [], skipped: 0 };
     const batch = tail.pending;
-    batch.lines.push(append.text);
+    // a tail shows the start of a long line: a flood of 64 KiB lines stays small on every socket
+    batch.lines.push(append.text.length > MAX_TAIL_LINE_CHARS ? `${append.text.slice(0, MAX_TAIL_LINE_CHARS)} … [cut: the build page shows the whole line]` : append.text);
     batch.at.push(append.at);
     batch.end = append.end;
     if (batch.lines.length > maxBatchLines) {

@@ -17,8 +17,13 @@ export interface ContainerSpec {
   collectTo: string;
   /** most bytes the collected file may have; a bigger one is not copied (see {@link ContainerResult.collectTooLarge}) */
   maxCollectBytes?: number;
-  /** called once per output line (without its newline), in order per stream */
-  onLine(stream: 'stdout' | 'stderr', line: string): void;
+  /**
+   * Called once per output line (without its newline), in order per stream. A line longer
+   * than {@link MAX_OUTPUT_LINE_BYTES} comes in pieces of at most that many bytes, all but
+   * its last with `complete: false`; no byte is dropped. The runner reads no more output
+   * until the call returns (back-pressure on the container).
+   */
+  onLine(stream: 'stdout' | 'stderr', line: string, complete: boolean): void;
   /** this build's limits, already capped by the server's maxima; absent fields use the runner's */
   resources?: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
   /** aborting kills the container (SIGKILL); the run then resolves with `aborted: true` */
@@ -45,7 +50,7 @@ export interface ContainerResult {
  *
  * Lifecycle of {@link ContainerRunner.run}: create the container (labelled
  * `autobuilder.build-id=<buildId>`), attach to its output, start it, stream each output
- * line to `onLine`, wait for the exit, copy `collect` out, remove the container, resolve.
+ * line to `onLine` (bounded pieces, read with back-pressure), wait for the exit, copy `collect` out, remove the container, resolve.
  * An aborted `signal` kills the container at any point of that.
  * The container is removed on every path, including errors. A non-zero exit is a result,
  * not an exception.
@@ -67,6 +72,9 @@ export interface ContainerRunner {
    */
   removeOrphans(): Promise<string[]>;
 }
+
+/** Longest piece of an output line handed to {@link ContainerSpec.onLine}, in bytes (64 KiB, what log readers show of a line). */
+export const MAX_OUTPUT_LINE_BYTES = 64 * 1024;
 
 /** Label every build container carries, with its build id as value. */
 export const BUILD_ID_LABEL = 'autobuilder.build-id';

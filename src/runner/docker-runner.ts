@@ -1,13 +1,13 @@
 import { createWriteStream } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { rm } from 'node:fs/promises';
-import { PassThrough, Transform, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Docker from 'dockerode';
 import { extract } from 'tar-stream';
 import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { BUILD_ID_LABEL, INSTANCE_LABEL, type ContainerRunner, type ContainerSpec } from './container-runner.js';
+import { BUILD_ID_LABEL, INSTANCE_LABEL, MAX_OUTPUT_LINE_BYTES, type ContainerRunner, type ContainerSpec } from './container-runner.js';
+import { readDockerOutput } from './docker-output.js';
 
 /** Resource limits and network of build containers. */
 export interface DockerRunnerLimits {
@@ -23,12 +23,6 @@ export interface DockerRunnerLimits {
 
 function statusCodeOf(err: unknown): number | undefined {
   return typeof err === 'object' && err !== null && 'statusCode' in err ? Number((err as { statusCode: unknown }).statusCode) : undefined;
-}
-
-function forEachLine(stream: Readable, onLine: (line: string) => void): Promise<void> {
-  const lines = createInterface({ input: stream, crlfDelay: Infinity });
-  lines.on('line', onLine);
-  return new Promise((resolve) => lines.once('close', resolve));
 }
 
 /** What {@link copyOut} did: copied, found nothing, or found a file over the cap (its size). */
@@ -168,15 +162,8 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
       }
       owned.add(container.id);
       try {
-        const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadWriteStream & { destroy(): void };
-        const stdout = new PassThrough();
-        const stderr = new PassThrough();
-        container.modem.demuxStream(stream, stdout, stderr);
-        stream.on('end', () => (stdout.end(), stderr.end()));
-        const drained = Promise.all([
-          forEachLine(stdout, (line) => spec.onLine('stdout', line)),
-          forEachLine(stderr, (line) => spec.onLine('stderr', line)),
-        ]);
+        const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
+        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, onLine: (name, line) => spec.onLine(name, line.text, line.complete) });
         const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
         exited.catch(() => undefined); // never awaited when the build is aborted before it starts
         if (spec.signal?.aborted) {
