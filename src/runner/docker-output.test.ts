@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { readDockerOutput, type OutputStream } from './docker-output.js';
+
+/** One frame of Docker's multiplexed stream: 8-byte header, then the payload. */
+function frame(stream: 1 | 2 | 0, payload: string | Buffer): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const header = Buffer.alloc(8);
+  header[0] = stream;
+  header.writeUInt32BE(body.length, 4);
+  return Buffer.concat([header, body]);
+}
+
+/** Reads `bytes` as if the socket delivered them in chunks of `size`. */
+async function read(bytes: Buffer, size: number, maxLineBytes = 1024): Promise<[OutputStream, string, boolean][]> {
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
+  const lines: [OutputStream, string, boolean][] = [];
+  await readDockerOutput(Readable.from(chunks), { maxLineBytes, onLine: (stream, line) => lines.push([stream, line.text, line.complete]) });
+  return lines;
+}
+
+describe('Docker output reader', () => {
+  test('demultiplexes stdout and stderr into lines, frames and lines cut anywhere', async () => {
+    const bytes = Buffer.concat([frame(1, 'out 1\nout'), frame(2, 'err 1\n'), frame(1, ' 2\n'), frame(0, 'stdin echo\n'), frame(2, 'err 2 without newline')]);
+    for (const size of [1, 3, 8, 9, 1000]) {
+      assert.deepEqual(
+        await read(bytes, size),
+        [
+          ['stdout', 'out 1', true],
+          ['stderr', 'err 1', true],
+          ['stdout', 'out 2', true],
+          ['stderr', 'err 2 without newline', true],
+        ],
+        `chunks of ${size}`,
+      );
+    }
+  });
+
+  test('a line longer than maxLineBytes comes in pieces', async () => {
+    const lines = await read(frame(1, `${'z'.repeat(2500)}\n`), 700);
+    assert.deepEqual(
+      lines.map(([, text, complete]) => [text.length, complete]),
+      [
+        [1024, false],
+        [1024, false],
+        [452, true],
+      ],
+    );
+  });
+
+  test('a stream that fails ends the output with what came before', async () => {
+    const stream = new Readable({ read() {} });
+    stream.push(frame(1, 'before\npartial'));
+    const lines: string[] = [];
+    const done = readDockerOutput(stream, { maxLineBytes: 64, onLine: (_s, line) => lines.push(line.text) });
+    setImmediate(() => stream.destroy(new Error('connection reset')));
+    await done;
+    assert.deepEqual(lines, ['before', 'partial']);
+  });
+});
