@@ -6,6 +6,7 @@
 import { benchCacheHit, benchIncrementalC } from './cache.js';
 import { benchChaos } from './chaos.js';
 import { benchConfigReload } from './config.js';
+import { benchHostile } from './hostile.js';
 import { benchLoad } from './load.js';
 import { benchLogs } from './logs.js';
 import { benchSnapshots } from './snapshots.js';
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<void>> = {
   load: () => benchLoad(),
   chaos: benchChaos,
   config: () => benchConfigReload(),
+  hostile: benchHostile,
 };
 
 const wanted = process.argv.slice(2);
