@@ -11,8 +11,11 @@ const config: ConfigInput = {
   // workspace snapshots (scripts/host-setup.sh does); elsewhere workspaces are copied.
   dataDir: './data',
 
-  // Address and port the HTTP server listens on (webhooks, API, build pages).
-  listen: { host: '127.0.0.1', port: 8462 },
+  // Address and port the HTTP server listens on (webhooks, API, build pages). Against DNS
+  // rebinding, a request's Host must name this server: the listen host (any IP literal when
+  // it is 0.0.0.0 or ::, and localhost when it is a loopback address), the publicUrl host,
+  // the pages.allowedOrigins hosts, or one of `allowedHosts`; any other gets 421.
+  listen: { host: '127.0.0.1', port: 8462, allowedHosts: [] },
 
   // Base URL GitHub and people reach this server at; used in commit status target URLs.
   // Default: http://<listen.host>:<listen.port>

@@ -28,7 +28,10 @@ import type { BuildStore } from './store/build-store.js';
 import { createInbox } from './webhooks/inbox.js';
 import { createSignatureVerifier } from './webhooks/verify-signature.js';
 import { createPageAuth } from './http/page-auth.js';
-import { listRoutes, type DeclaredRoute } from './http/route-access.js';
+import { createHostGuard } from './http/host-guard.js';
+import { createStartUpGate } from './http/start-up-gate.js';
+import { createWebhookRoutes } from './http/webhook-routes.js';
+import { createRouteGuards, listRoutes, type DeclaredRoute } from './http/route-access.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createMonitorHub, toConfigSource } from './monitor/monitor-hub.js';
 
@@ -70,7 +73,12 @@ export async function startServer(
   const driver = await detectDriver(join(dataDir, 'workspaces'), config.snapshotDriver);
   log.info({ dataDir, snapshotDriver: driver.name }, 'data directory ready');
 
-  const server: Server = createServer();
+  // answers from the first request on: 503 while starting, webhooks once the inbox is open
+  const gate = createStartUpGate({
+    hostGuard: createHostGuard({ listenHost: config.listen.host, publicUrl: config.publicUrl, allowedOrigins: config.pages.allowedOrigins, allowedHosts: config.listen.allowedHosts }),
+    log: log.child({ component: 'http' }),
+  });
+  const server: Server = createServer(gate.listener);
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(config.listen.port, config.listen.host, () => ok());
@@ -110,7 +118,7 @@ export async function startServer(
     if (repository === null || outcome.sha === null || (outcome.outcome !== 'activated' && outcome.outcome !== 'rejected')) return;
     const [owner = '', repo = ''] = repository.split('/');
     const { problems } = outcome;
-    void statuses.publishStatus({
+    statuses.publishStatus({
       buildId: `config@${outcome.sha.slice(0, 12)}`,
       owner,
       repo,
@@ -122,10 +130,8 @@ export async function startServer(
         outcome.outcome === 'activated'
           ? `Active: ${status.active?.files.length ?? 0} definition files`
           : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${problems[0] === undefined ? '' : formatProblem(problems[0])}`,
-    });
+    }).catch((err: unknown) => log.error({ err: toMessage(err), sha: outcome.sha }, 'config status not queued'));
   });
-  await configRepository.reload('start');
-  configRepository.watch({ pollSeconds: config.configRepository.pollSeconds });
   const retention = createRetention({
     store,
     logs,
@@ -144,8 +150,6 @@ export async function startServer(
     instance: createHash('sha256').update(dataDir).digest('hex').slice(0, 16),
     log: log.child({ component: 'runner' }),
   });
-  await runner.removeOrphans();
-  await retention.recover();
   const checkout = createCheckout({
     mirrorsDir: join(dataDir, 'git'),
     ...(config.github.token === undefined ? {} : { token: { value: config.github.token, host: toGitHost(config.github.apiUrl) } }),
@@ -182,9 +186,28 @@ export async function startServer(
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
   const deliveryWriter = await createDeliveryWriter({ path: join(dataDir, 'autobuilder.db') });
   const inbox = createInbox({ store, writer: deliveryWriter, coordinator, log: log.child({ component: 'webhooks' }) });
+  const verify = createSignatureVerifier(options.webhookSecret);
+  // webhooks taken in while starting are stored now and built once started (inbox.recover);
+  // a closed pull request's waiting builds are cancelled once the queued ones are resumed
+  let resumed: () => void = () => undefined;
+  const whenResumed = new Promise<void>((ok) => (resumed = ok));
+  gate.acceptWebhooks(
+    createWebhookRoutes({
+      access: createRouteGuards({ pageAuth, token: config.api.token }),
+      verify,
+      inbox,
+      coordinator: { cancelPullRequest: async (target, reason) => whenResumed.then(() => coordinator.cancelPullRequest(target, reason)) },
+      configRepository,
+      log: log.child({ component: 'webhooks' }),
+    }),
+  );
+  await configRepository.reload('start');
+  configRepository.watch({ pollSeconds: config.configRepository.pollSeconds });
+  await runner.removeOrphans();
+  await retention.recover();
   const webhookRegistrar = createWebhookRegistrarFor(config, { publicUrl, webhookSecret: options.webhookSecret, fetch: options.fetch, log });
-  const app = createApp({ inbox, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify: createSignatureVerifier(options.webhookSecret), publicUrl, log, events, metrics, pageAuth });
-  server.on('request', app.callback());
+  const app = createApp({ inbox, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify, publicUrl, log, events, metrics, pageAuth });
+  gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
     server,
@@ -204,16 +227,18 @@ export async function startServer(
   // in the background: a slow or failing GitHub never holds the start up (failures are reported, not thrown)
   if (webhookRegistrar !== null) {
     let registered = configRepository.repositories().join('\n');
-    void webhookRegistrar.sync(configRepository.repositories());
+    const syncFailed = (err: unknown) => log.error({ err: toMessage(err) }, 'webhook registration failed');
+    webhookRegistrar.sync(configRepository.repositories()).catch(syncFailed);
     // a config revision that adds or removes a repository registers again (not every poll)
     configRepository.onReload((outcome) => {
       const repositories = configRepository.repositories();
       if (outcome.outcome !== 'activated' || repositories.join('\n') === registered) return;
       registered = repositories.join('\n');
-      void webhookRegistrar.sync(repositories);
+      webhookRegistrar.sync(repositories).catch(syncFailed);
     });
   }
   await coordinator.resume();
+  resumed();
   await inbox.recover();
   const retentionPass = () => void retention.run().catch((err: unknown) => log.error({ err }, 'retention pass failed'));
   const retentionTimer = setInterval(retentionPass, config.retention.intervalSeconds * 1000).unref();

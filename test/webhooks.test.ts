@@ -196,3 +196,61 @@ describe('POST /hooks/github', () => {
     assert.equal(build.state, 'success', build.description ?? '');
   });
 });
+
+describe('the Host allowlist (DNS rebinding)', () => {
+  let f: FixtureServer;
+  before(async () => {
+    f = await startFixtureServer('host-guard', {
+      listen: { host: '127.0.0.1', port: 0, allowedHosts: ['builds.internal'] },
+      publicUrl: 'https://ci.example.test',
+      pages: { allowedOrigins: ['https://monitor.example.test:8443'] },
+    });
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  /** Sends a request with a forged `Host` header; resolves with the status and the JSON answer. */
+  const send = (host: string, options: { method?: string; path?: string; headers?: Record<string, string>; body?: string } = {}) =>
+    new Promise<{ status: number; body: { error?: { code: string; message: string } } }>((resolve, reject) => {
+      const url = new URL(f.server.url);
+      const req = request({ host: url.hostname, port: url.port, method: options.method ?? 'GET', path: options.path ?? '/healthz', headers: { ...options.headers, host } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { error?: { code: string; message: string } } }));
+      });
+      req.on('error', reject);
+      req.end(options.body);
+    });
+
+  test('answers 421 with a JSON error to a request whose Host is a name this server does not have', async () => {
+    const { status, body } = await send('attacker.example:8462');
+    assert.equal(status, 421);
+    assert.equal(body.error?.code, 'HOST_NOT_ALLOWED');
+    assert.match(body.error?.message ?? '', /attacker\.example/);
+  });
+
+  test('refuses a signed webhook sent to a foreign Host before storing it', async () => {
+    const payload = examplePayloads('ping')[0];
+    const body = JSON.stringify(payload);
+    const headers = { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': 'forged-host-delivery', 'x-hub-signature-256': await sign(f.secret, body) };
+    const refused = await send('rebound.attacker.example', { method: 'POST', path: '/hooks/github', headers, body });
+    assert.equal(refused.status, 421);
+    assert.equal(f.server.store.getDelivery('forged-host-delivery'), null);
+    // the same delivery to the publicUrl host, as GitHub sends it, is taken in
+    const taken = await send('ci.example.test', { method: 'POST', path: '/hooks/github', headers, body });
+    assert.equal(taken.status, 200, JSON.stringify(taken.body));
+    assert.equal(f.server.store.getDelivery('forged-host-delivery')?.outcome, 'ping');
+  });
+
+  test('answers the listen address, localhost, the publicUrl host, the allowed origins and listen.allowedHosts', async () => {
+    const { port } = new URL(f.server.url);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'ci.example.test', 'CI.Example.Test:443', 'monitor.example.test:8443', 'builds.internal']) {
+      assert.equal((await send(host)).status, 200, host);
+    }
+    for (const host of ['ci.example.test.attacker.example', 'builds.internal.attacker.example', '10.0.0.1', 'localhost.attacker.example']) {
+      assert.equal((await send(host)).status, 421, host);
+    }
+  });
+});

@@ -20,6 +20,11 @@ export const configSchema = z
       .object({
         host: nonEmpty.default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8462),
+        /**
+         * extra host names (or IP literals) a request's `Host` may name, beside the listen host,
+         * the publicUrl host and the pages.allowedOrigins hosts (the DNS-rebinding guard)
+         */
+        allowedHosts: z.array(nonEmpty.regex(/^[^\s/:@]+$|^\[[0-9A-Fa-f:.]+\]$/, 'a host name or IP literal, without port or scheme')).default([]),
       })
       .strict()
       .prefault({}),

@@ -187,12 +187,19 @@ export function createCommitStatusPublisher(options: {
           if (outbox.has(entry.id)) await post(entry);
         }
       }
-    })().finally(() => {
-      draining = null;
-      // a call that came after the last pass looked at `again`, but before this settled
-      if (again) void drain();
-      else schedule();
-    });
+    })()
+      // the outbox itself failing (its database closed, full, locked): said, never an unhandled rejection
+      .catch((err: unknown) => log.error({ err: toMessage(err) }, 'commit status outbox failed; statuses wait for the next one'))
+      .finally(() => {
+        draining = null;
+        // a call that came after the last pass looked at `again`, but before this settled
+        try {
+          if (again) void drain();
+          else schedule();
+        } catch (err) {
+          log.error({ err: toMessage(err) }, 'commit status outbox failed; statuses wait for the next one');
+        }
+      });
     return draining;
   }
 

@@ -17,15 +17,24 @@ export const DELIVERY_RETENTION_DAYS = 7;
  * Writes are group-committed off the event loop ({@link DeliveryWriter}): the deliveries that
  * arrive while one transaction is being committed are stored together in the next, so one
  * fsync (`synchronous=FULL`) acknowledges many deliveries. The answer waits for the commit.
+ *
+ * Deliveries are taken in from the moment the server listens, before the coordinator may
+ * build: what is handed on before {@link Inbox.recover} is held and handed on by it.
  */
 export interface Inbox {
   /** Stores a delivery that asks for a build; resolves false when that delivery id was stored before (a redelivery). */
   accept(delivery: DeliveryRecord, request: BuildRequest): Promise<boolean>;
   /** Stores a delivery that asks for nothing (ping, ignored), for dedupe and the record; resolves false on a redelivery. */
   record(delivery: DeliveryRecord): Promise<boolean>;
-  /** Hands an accepted request to the coordinator, then marks its delivery processed. Never throws. */
-  handOn(deliveryId: string | null, request: BuildRequest): Promise<void>;
-  /** At start: hands on every accepted, unprocessed delivery, oldest first; returns how many. */
+  /**
+   * Hands an accepted request to the coordinator, then marks its delivery processed. Before
+   * {@link Inbox.recover} has run, the request is held for it instead. Never throws.
+   */
+  handOn(deliveryId: string, request: BuildRequest): Promise<void>;
+  /**
+   * Once, when the server has started: hands on every accepted, unprocessed delivery, oldest
+   * first, then those held meanwhile that were not among them; returns how many it handed on.
+   */
   recover(): Promise<number>;
 }
 
@@ -34,7 +43,10 @@ export function createInbox(options: { store: BuildStore; writer: DeliveryWriter
   const { store, writer, coordinator, log } = options;
   const write = async (delivery: DeliveryRecord, request?: BuildRequest): Promise<boolean> => (await writer.write([{ delivery, request }]))[0] === true;
 
-  const handOn = async (deliveryId: string | null, request: BuildRequest): Promise<void> => {
+  /** requests handed on before recover() ended, by delivery id, in arrival order */
+  let held: Map<string, BuildRequest> | null = new Map();
+
+  const handOnNow = async (deliveryId: string, request: BuildRequest): Promise<void> => {
     try {
       await coordinator.submit(request);
     } catch (err) {
@@ -44,19 +56,33 @@ export function createInbox(options: { store: BuildStore; writer: DeliveryWriter
     }
     // a request that made builds was marked with them; this covers the ones that made none
     // (a lost mark only means the request is looked up again after a restart)
-    if (deliveryId !== null) {
-      await writer.write([], [deliveryId]).catch((err: unknown) => log.warn({ deliveryId, err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
-    }
+    await writer.write([], [deliveryId]).catch((err: unknown) => log.warn({ deliveryId, err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
   };
   return {
     accept: (delivery, request) => write(delivery, request),
     record: (delivery) => write(delivery),
-    handOn,
+    async handOn(deliveryId, request) {
+      if (held !== null) held.set(deliveryId, request);
+      else await handOnNow(deliveryId, request);
+    },
     async recover() {
       const pending = store.unprocessedDeliveries();
-      for (const { id, request } of pending) await handOn(id, request);
-      if (pending.length > 0) log.info({ deliveries: pending.length }, 'handed on deliveries accepted before a restart');
-      return pending.length;
+      for (const { id, request } of pending) await handOnNow(id, request);
+      if (pending.length > 0) log.info({ deliveries: pending.length }, 'handed on deliveries accepted before a restart or during the start');
+      // held ones that were committed after the read above (the others were just handed on)
+      const seen = new Set(pending.map((p) => p.id));
+      let late = 0;
+      const queue = held;
+      // re-read each turn: more may be held while one is handed on
+      for (let next = queue?.entries().next(); queue !== null && next !== undefined && next.done !== true; next = queue.entries().next()) {
+        const [id, request] = next.value;
+        queue.delete(id);
+        if (seen.has(id)) continue;
+        late++;
+        await handOnNow(id, request);
+      }
+      held = null; // no await since the queue was found empty: nothing is left behind
+      return pending.length + late;
     },
   };
 }
