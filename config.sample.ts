@@ -65,8 +65,11 @@ const config: ConfigInput = {
     socketPath: '/var/run/docker.sock',
     // Image for build scripts whose definition names no `baseimage`.
     defaultImage: 'autobuilder/debian-build:bookworm',
-    // Network of build containers: 'bridge', 'none' or 'host'.
-    network: 'bridge',
+    // Network of build containers. 'autobuilder-builds' is made by scripts/host-setup.sh: it
+    // reaches the outside world (package registries) but not the host's own addresses, link-local
+    // (cloud metadata) or private ranges. Any existing Docker network, or 'bridge', 'none', 'host'.
+    // A build fails with an error naming host-setup.sh when the network does not exist.
+    network: 'autobuilder-builds',
     // Limits of every build container: memory in bytes, process count, CPUs.
     memoryBytes: 2 * 1024 ** 3,
     pidsLimit: 1024,
@@ -97,6 +100,11 @@ const config: ConfigInput = {
     // and ends `failure`; its log ends with a line saying where it was cut. Output lines
     // longer than 64 KiB are split into lines of 64 KiB (no byte is lost).
     maxLogBytes: 256 * 1024 ** 2,
+    // Network of builds of pull requests from forks: 'none' (no network at all: the safe
+    // default, anyone can open a pull request) or 'builds' (the `docker.network` above).
+    forkNetwork: 'none',
+    // Seconds a git fetch, ls-remote or checkout may go without output before it is stopped.
+    gitTimeoutSeconds: 600,
     // MiB one build may add to its workspace, the checkout included (a Btrfs qgroup on its
     // subvolume, on the exclusive bytes: what it shares with the lineage head it was
     // snapshotted from does not count). A definition's `resources.diskMiB` may ask for less,

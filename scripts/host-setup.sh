@@ -15,6 +15,8 @@
 #   AUTOBUILDER_DEBIAN_MIRROR mirror for debootstrap (default: from the apt sources)
 #   AUTOBUILDER_DOCKERD_TIMEOUT seconds to wait for a new dockerd (default: 60)
 #   AUTOBUILDER_SKIP_VERIFY=1 skip the verification containers
+#   AUTOBUILDER_BUILDS_ALLOW  comma-separated IPv4 CIDRs builds may still reach although they are
+#                             private or the host's (e.g. an internal package mirror); default none
 set -Eeuo pipefail
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
@@ -401,6 +403,99 @@ step_images() {
   fi
 }
 
+# ---------------------------------------------------------------- 5. builds network
+# Builds run hostile code (pull requests from forks). They get their own bridge network,
+# whose traffic iptables lets out to the world (package registries, via Docker's NAT) but not
+# to the host itself (its API listening on 0.0.0.0, dockerd, …), to link-local addresses
+# (cloud instance metadata at 169.254.169.254) or to private ranges and the host's own
+# networks. A container reaching one of the host's addresses goes through INPUT, not FORWARD,
+# so both chains are filtered. Every rule is checked (`-C`) before it is added.
+BUILDS_NETWORK=autobuilder-builds
+BUILDS_BRIDGE=ab-builds # the bridge interface, named so the rules can match it (-i)
+BUILDS_NETWORK_RECIPE=1
+FWD_CHAIN=AUTOBUILDER-BUILDS
+IN_CHAIN=AUTOBUILDER-BUILDS-IN
+RULES_ADDED=0
+
+# ensure_rule CMD CHAIN POS RULE...: adds RULE (append for POS "A", else insert at POS) unless it is there.
+ensure_rule() {
+  local cmd=$1 chain=$2 pos=$3
+  shift 3
+  "$cmd" -w -C "$chain" "$@" 2>/dev/null && return 0
+  if [[ $pos == A ]]; then "$cmd" -w -A "$chain" "$@"; else "$cmd" -w -I "$chain" "$pos" "$@"; fi
+  RULES_ADDED=$((RULES_ADDED + 1))
+}
+ensure_chain() { "$1" -w -n -L "$2" >/dev/null 2>&1 || "$1" -w -N "$2"; }
+
+step_network() {
+  local did=()
+  if ! docker network inspect "$BUILDS_NETWORK" >/dev/null 2>&1; then
+    # no inter-container traffic: one build cannot reach another running at the same time
+    docker network create --driver bridge \
+      -o "com.docker.network.bridge.name=$BUILDS_BRIDGE" \
+      -o com.docker.network.bridge.enable_icc=false \
+      --label "org.autobuilder.recipe=$BUILDS_NETWORK_RECIPE" \
+      "$BUILDS_NETWORK" >/dev/null
+    did+=("created network $BUILDS_NETWORK")
+  fi
+  local iface subnet id
+  iface=$(docker network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$BUILDS_NETWORK")
+  if [[ -z $iface ]]; then # made by hand without a bridge name: Docker's default one
+    id=$(docker network inspect -f '{{.Id}}' "$BUILDS_NETWORK")
+    iface=br-${id:0:12}
+  fi
+  subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "$BUILDS_NETWORK" | awk '{ print $1 }')
+  [[ -n $subnet ]] || die "network $BUILDS_NETWORK has no IPv4 subnet"
+
+  local blocked=() addr allow ns
+  # the host's own addresses (INPUT handles them; listed in FORWARD too, for DNAT'd paths)
+  while read -r addr; do blocked+=("$addr/32"); done < <(ip -4 -o addr show | awk '{ split($4, a, "/"); print a[1] }')
+  # the networks the host is directly on, link-local, and the private ranges
+  while read -r addr; do [[ $addr == */* ]] && blocked+=("$addr"); done < <(ip -4 route show scope link | awk '{ print $1 }')
+  blocked+=(169.254.0.0/16 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10)
+
+  ensure_chain iptables "$FWD_CHAIN"
+  ensure_chain iptables "$IN_CHAIN"
+  # exceptions first (inserted at the top, so a later run's new one still precedes the drops):
+  # replies, the configured allow-list, and DNS to the host's resolvers (which may be private)
+  local exceptions=()
+  IFS=, read -r -a exceptions <<<"${AUTOBUILDER_BUILDS_ALLOW:-}"
+  for allow in "${exceptions[@]}"; do
+    [[ -n $allow ]] || continue
+    ensure_rule iptables "$FWD_CHAIN" 1 -d "$allow" -j RETURN
+    ensure_rule iptables "$IN_CHAIN" 1 -d "$allow" -j RETURN
+  done
+  while read -r ns; do
+    [[ $ns =~ ^[0-9.]+$ && $ns != 127.* ]] || continue
+    for proto in udp tcp; do
+      ensure_rule iptables "$FWD_CHAIN" 1 -d "$ns/32" -p "$proto" --dport 53 -j RETURN
+      ensure_rule iptables "$IN_CHAIN" 1 -d "$ns/32" -p "$proto" --dport 53 -j RETURN
+    done
+  done < <(awk '$1 == "nameserver" { print $2 }' /etc/resolv.conf 2>/dev/null)
+  ensure_rule iptables "$FWD_CHAIN" 1 -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
+  ensure_rule iptables "$IN_CHAIN" 1 -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
+  # then the drops (rejected, so a build fails at once instead of hanging on a timeout)
+  for addr in "${blocked[@]}"; do
+    ensure_rule iptables "$FWD_CHAIN" A -d "$addr" -j REJECT --reject-with icmp-admin-prohibited
+  done
+  ensure_rule iptables "$IN_CHAIN" A -j REJECT --reject-with icmp-admin-prohibited
+  # the jumps: DOCKER-USER is Docker's place for user rules, run before its own in FORWARD
+  ensure_chain iptables DOCKER-USER
+  ensure_rule iptables DOCKER-USER 1 -i "$iface" -j "$FWD_CHAIN"
+  ensure_rule iptables INPUT 1 -i "$iface" -j "$IN_CHAIN"
+  # the network is IPv4 only, but containers still get IPv6 link-local addresses: the host's
+  # fe80:: address on the bridge would reach services listening on ::
+  if ip6tables -w -n -L INPUT >/dev/null 2>&1; then
+    ensure_rule ip6tables INPUT 1 -i "$iface" -j DROP
+    ensure_rule ip6tables FORWARD 1 -i "$iface" -j DROP
+  else
+    detail "WARNING: ip6tables does not work here; IPv6 from $BUILDS_NETWORK is not filtered"
+  fi
+  did+=("$RULES_ADDED iptables rules added")
+  local IFS=,
+  STEP_RESULT="$BUILDS_NETWORK ($subnet on $iface): ${did[*]}; ${#blocked[@]} destinations rejected"
+}
+
 # ---------------------------------------------------------------- verification
 step_verify() {
   if [[ ${AUTOBUILDER_SKIP_VERIFY:-} == 1 ]]; then
@@ -440,6 +535,15 @@ step_verify() {
     detail "WARNING: a bridge container could not reach $mirror_host:80 (outbound NAT?)"
     checks+=("container CANNOT reach $mirror_host:80")
   fi
+  # builds network: the host (its gateway address) refused, the mirror (best effort) reached
+  local bgw
+  bgw=$(docker network inspect "$BUILDS_NETWORK" --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+  out=$(docker run --rm --network "$BUILDS_NETWORK" "$BUSYBOX_IMAGE" sh -c "
+    nc -w 3 $bgw 22 </dev/null >/dev/null 2>&1 && echo host-reached
+    (printf 'HEAD / HTTP/1.0\r\n\r\n'; sleep 2) | nc -w 5 $mirror_host 80 2>/dev/null | grep -q HTTP && echo mirror-ok
+    true")
+  [[ $out != *host-reached* ]] || die "a container on $BUILDS_NETWORK reached the host at $bgw"
+  checks+=("$BUILDS_NETWORK: host $bgw refused$([[ $out == *mirror-ok* ]] && echo ", $mirror_host:80 reached" || echo ", $mirror_host:80 NOT reached")")
   # bind mount of a directory on the Btrfs data dir + subvolume create/snapshot/delete
   local t
   t=$(mktemp -d "$DATA_DIR/.host-setup-check.XXXXXX")
@@ -460,6 +564,7 @@ run_step apt step_apt
 run_step docker step_docker
 run_step btrfs step_btrfs
 run_step images step_images
+run_step network step_network
 run_step verify step_verify
 
 T_TOTAL=$(($(now_us) - T_START))

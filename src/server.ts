@@ -176,6 +176,7 @@ export async function startServer(
       backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
       secretEnv: config.builds.secretEnv,
       maxLogBytes: config.builds.maxLogBytes,
+      forkNetwork: config.builds.forkNetwork,
       diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
       maxArtifactBytes: config.builds.maxArtifactBytes,
     },

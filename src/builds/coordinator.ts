@@ -62,6 +62,8 @@ export interface BuildPolicy {
   secretEnv: Readonly<Record<string, string>>;
   /** bytes a build's log may hold; a build that prints more is stopped and ends `failure` */
   maxLogBytes: number;
+  /** network of builds of pull requests from forks: `none`, or `builds` (the runner's configured network) */
+  forkNetwork: 'none' | 'builds';
 }
 
 /** Turns build requests into builds and runs them. */
@@ -350,6 +352,8 @@ export function createCoordinator(options: {
         maxCollectBytes: policy.maxArtifactBytes,
         resources,
         signal,
+        // anyone can open a pull request from a fork: by default its code gets no network at all
+        ...(request.fromFork === true && policy.forkNetwork === 'none' ? { network: 'none' } : {}),
         onLine: (stream, piece, complete) => {
           feedWatchdog();
           if (logCut) return;

@@ -41,6 +41,8 @@ describe('loadConfig', () => {
       maxTimeoutSeconds: 4 * 3600,
       cancelRunningOnSupersede: false,
       shutdownGraceSeconds: 60,
+      forkNetwork: 'none',
+      gitTimeoutSeconds: 600,
       diskQuotaMiB: 4096,
       maxArtifactBytes: 1024 ** 3,
       diskReserveMiB: 2048,
@@ -51,7 +53,7 @@ describe('loadConfig', () => {
     assert.deepEqual(config.docker, {
       socketPath: '/var/run/docker.sock',
       defaultImage: 'autobuilder/debian-build:bookworm',
-      network: 'bridge',
+      network: 'autobuilder-builds',
       memoryBytes: 2 * 1024 ** 3,
       pidsLimit: 1024,
       cpus: 2,
@@ -90,7 +92,7 @@ describe('loadConfig', () => {
   });
 
   test('names every problem in one CONFIG_INVALID error', () => {
-    const message = invalid({ listen: { port: 'x' }, docker: { network: 'weird' }, bogus: 1 });
+    const message = invalid({ listen: { port: 'x' }, docker: { network: '-not a name' }, bogus: 1 });
     assert.match(message, /listen\.port/);
     assert.match(message, /docker\.network/);
     assert.match(message, /bogus/);

@@ -63,7 +63,14 @@ export const configSchema = z
       .object({
         socketPath: nonEmpty.default('/var/run/docker.sock'),
         defaultImage: nonEmpty.default('autobuilder/debian-build:bookworm'),
-        network: z.enum(['bridge', 'none', 'host']).default('bridge'),
+        /**
+         * Docker network of build containers: `autobuilder-builds` (made by scripts/host-setup.sh,
+         * cut off from the host and private ranges), another existing network, or `bridge`/`none`/`host`
+         */
+        network: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a Docker network name')
+          .default('autobuilder-builds'),
         memoryBytes: z.number().int().positive().default(2 * 1024 ** 3),
         pidsLimit: z.number().int().positive().default(1024),
         cpus: z.number().positive().default(2),
@@ -82,6 +89,10 @@ export const configSchema = z
         shutdownGraceSeconds: z.number().int().min(0).default(60),
         /** bytes one build's log may hold (256 MiB); a build that prints more is stopped, `failure` */
         maxLogBytes: z.number().int().min(64 * 1024).default(256 * 1024 ** 2),
+        /** network of builds of pull requests from forks: `none` (no network at all) or `builds` (docker.network) */
+        forkNetwork: z.enum(['none', 'builds']).default('none'),
+        /** seconds a git fetch, ls-remote or checkout may go without output before it is stopped */
+        gitTimeoutSeconds: z.number().int().positive().default(600),
         /**
          * MiB one build may add to its workspace (Btrfs qgroup on its subvolume; the most a
          * definition's `resources.diskMiB` may ask for); 0: no quota. The copy driver cannot enforce it.

@@ -28,6 +28,8 @@ export interface ContainerSpec {
   resources?: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
   /** aborting kills the container (SIGKILL); the run then resolves with `aborted: true` */
   signal?: AbortSignal;
+  /** Docker network of this container (e.g. `none` for a fork's build); absent: the runner's configured one */
+  network?: string;
 }
 
 /** How a container run ended. */
@@ -59,8 +61,8 @@ export interface ContainerResult {
  * except the configured few, `no-new-privileges`, pids/memory/CPU limits, and never the
  * Docker socket.
  *
- * @throws AppError `CONTAINER_FAILED` when the image is missing or Docker fails: an `error`
- *   of ours, not a `failure` of the build
+ * @throws AppError `CONTAINER_FAILED` when the image or the network is missing or Docker
+ *   fails: an `error` of ours, not a `failure` of the build
  */
 export interface ContainerRunner {
   run(spec: ContainerSpec): Promise<ContainerResult>;

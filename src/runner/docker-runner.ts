@@ -16,7 +16,8 @@ export interface DockerRunnerLimits {
   pidsLimit: number;
   /** CPUs, fractional allowed */
   cpus: number;
-  network: 'bridge' | 'none' | 'host';
+  /** Docker network name: `bridge`, `none`, `host` or a user-defined network (checked to exist before each run) */
+  network: string;
   /** capabilities added back after `CapDrop: ALL` */
   capAdd?: readonly string[];
 }
@@ -111,6 +112,19 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
     }
   }
 
+  /** Docker would otherwise answer a missing network with a bare 404 at create time. */
+  async function assertNetworkExists(network: string): Promise<void> {
+    if (network === 'none' || network === 'host' || network === 'bridge') return;
+    try {
+      await docker.getNetwork(network).inspect();
+    } catch (err) {
+      if (statusCodeOf(err) === 404) {
+        throw new AppError('CONTAINER_FAILED', `Docker network ${network} does not exist (run scripts/host-setup.sh, which creates autobuilder-builds, or set docker.network)`);
+      }
+      throw new AppError('CONTAINER_FAILED', `cannot reach Docker: ${toMessage(err)}`, { cause: err });
+    }
+  }
+
   return {
     imageId,
     async removeOrphans() {
@@ -131,6 +145,8 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
       if ((await imageId(spec.image)) === null) {
         throw new AppError('CONTAINER_FAILED', `image ${spec.image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
       }
+      const network = spec.network ?? limits.network;
+      await assertNetworkExists(network);
       let container: Docker.Container;
       try {
         container = await docker.createContainer({
@@ -142,7 +158,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
           Tty: false,
           AttachStdout: true,
           AttachStderr: true,
-          NetworkDisabled: limits.network === 'none',
+          NetworkDisabled: network === 'none',
           HostConfig: {
             Binds: [`${spec.workspace}:${spec.workdir}:rw`],
             Privileged: false,
@@ -153,7 +169,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
             Memory: spec.resources?.memoryBytes ?? limits.memoryBytes,
             MemorySwap: spec.resources?.memoryBytes ?? limits.memoryBytes,
             NanoCpus: Math.round((spec.resources?.cpus ?? limits.cpus) * 1e9),
-            NetworkMode: limits.network,
+            NetworkMode: network,
             AutoRemove: false,
           },
         });
