@@ -33,7 +33,7 @@ describe('loadConfig', () => {
   test('gives the documented defaults for {}', () => {
     const config = loadConfig({}, {});
     assert.equal(config.dataDir, './data');
-    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8462 });
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8462, allowedHosts: [] });
     assert.deepEqual(config.configRepository, { path: './projects-config-repo-example', branch: 'main', pollSeconds: 60 });
     assert.deepEqual(config.github, { apiUrl: 'https://api.github.com', writeIntervalMs: 0, registerWebhooks: false });
     assert.deepEqual(config.builds, {
@@ -85,7 +85,7 @@ describe('loadConfig', () => {
 
   test('keeps given values and fills in the rest', () => {
     const config = loadConfig({ listen: { port: 9000 }, docker: { network: 'none' }, publicUrl: 'https://ci.example.com' }, {});
-    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 9000 });
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 9000, allowedHosts: [] });
     assert.equal(config.docker.network, 'none');
     assert.equal(config.docker.pidsLimit, 1024);
     assert.equal(config.publicUrl, 'https://ci.example.com');
@@ -102,6 +102,7 @@ describe('loadConfig', () => {
   for (const [what, input, key] of [
     ['a port out of range', { listen: { port: 70000 } }, 'listen.port'],
     ['a fractional port', { listen: { port: 80.5 } }, 'listen.port'],
+    ['an allowed host with a port', { listen: { allowedHosts: ['ci.example.com:443'] } }, 'listen.allowedHosts.0'],
     ['an empty data dir', { dataDir: '   ' }, 'dataDir'],
     ['a non-http public URL', { publicUrl: 'javascript:alert(1)' }, 'publicUrl'],
     ['an unknown key in a section', { github: { secret: 'x' } }, 'github'],
