@@ -61,6 +61,9 @@ export interface RunningServer {
 
 /**
  * Wires every part from `config` and listens on `config.listen` (port 0 picks a free one).
+ * It listens early and answers from then on: while the rest starts (config fetch, orphan
+ * containers, recovery) webhooks are stored and other requests get 503 (see
+ * {@link createStartUpGate}); it resolves once everything answers.
  * `webhookSecret` is the resolved secret (see `ensureWebhookSecret`); `fetch` is handed to
  * Octokit (tests); `freeBytes` reads the data volume's free space (default statfs; tests).
  */
