@@ -9,7 +9,7 @@ import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
 import type { PreparedWorkspace, Workspaces } from '../snapshots/workspaces.js';
-import type { BuildStore } from '../store/build-store.js';
+import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
@@ -716,7 +716,7 @@ export function createCoordinator(options: {
       for (const [key, mark] of closedPullRequests) if (at - mark.at > 3600_000) closedPullRequests.delete(key);
       closedPullRequests.set(pullRequestKey(target) as string, { reason, at });
       const cancelled: Build[] = [];
-      const waitingOnes = store.list({ repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), state: 'queued', limit: 500 });
+      const waitingOnes = listAll(store, { repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), state: 'queued' });
       for (const build of waitingOnes) {
         const item = waiting.get(build.id);
         if (item !== undefined && joinedByOtherRefs(item)) {
@@ -750,7 +750,7 @@ export function createCoordinator(options: {
     },
 
     async resume() {
-      const stranded = [...store.list({ state: 'queued', limit: 500 })].reverse();
+      const stranded = listAll(store, { state: 'queued' }).reverse();
       for (const build of stranded) {
         const request = store.getRequest(build.id);
         const old = ((await logs.read(build.id)) ?? Buffer.alloc(0)).toString('utf8').replace(/\n$/, '');

@@ -3,7 +3,7 @@ import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import { DELIVERY_RETENTION_DAYS } from '../webhooks/inbox.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
-import type { BuildStore } from '../store/build-store.js';
+import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build, type BuildState } from './build.js';
 import type { BuildLogs } from './build-log.js';
 import { toLineageBranch } from './refs.js';
@@ -106,7 +106,7 @@ export function createRetention(options: {
     async recover() {
       let interrupted = 0;
       // queued builds are resumed by the coordinator; a running one lost its process
-      for (const build of store.list({ state: 'running', limit: 500 })) {
+      for (const build of listAll(store, { state: 'running' })) {
         Object.assign(build, { state: 'error', finishedAt: new Date(now()).toISOString(), description: 'autobuilder restarted while the build was running' });
         store.update(build);
         await statuses.publish(build);

@@ -7,6 +7,27 @@ export interface BuildQuery {
   ref?: string;
   state?: BuildState;
   limit?: number;
+  /** a cursor: only builds listed after this one (older: `queuedAt`, then `id`, descending) */
+  olderThan?: Pick<Build, 'queuedAt' | 'id'>;
+}
+
+/** Most builds one {@link BuildStore.list} call returns. */
+export const BUILD_PAGE_SIZE = 500;
+
+/**
+ * Every build matching `query`, newest first, read page by page through the `olderThan`
+ * cursor, so no limit of one call cuts the list short (start-up recovery, cancelling a pull
+ * request's builds). A build whose state changes between pages is seen at most once.
+ */
+export function listAll(store: Pick<BuildStore, 'list'>, query: Omit<BuildQuery, 'limit' | 'olderThan'> = {}): Build[] {
+  const all: Build[] = [];
+  for (let page = store.list({ ...query, limit: BUILD_PAGE_SIZE }); page.length > 0; ) {
+    all.push(...page);
+    if (page.length < BUILD_PAGE_SIZE) break;
+    const last = page[page.length - 1] as Build;
+    page = store.list({ ...query, limit: BUILD_PAGE_SIZE, olderThan: { queuedAt: last.queuedAt, id: last.id } });
+  }
+  return all;
 }
 
 /** A webhook delivery as received, for dedupe and audit. */

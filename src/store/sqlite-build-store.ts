@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import type { Build } from '../builds/build.js';
 import type { BuildRequest } from '../builds/build-request.js';
 import { AppError } from '../errors.js';
-import type { BuildQuery, BuildStore, DeliveryWrite } from './build-store.js';
+import { BUILD_PAGE_SIZE, type BuildQuery, type BuildStore, type DeliveryWrite } from './build-store.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS builds (
@@ -144,7 +144,12 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
       if (query.repo !== undefined) (where.push('repo = @repo'), (params['repo'] = query.repo));
       if (query.ref !== undefined) (where.push('ref = @ref'), (params['ref'] = query.ref));
       if (query.state !== undefined) (where.push('state = @state'), (params['state'] = query.state));
-      params['limit'] = Math.min(Math.max(query.limit ?? 50, 1), 500);
+      if (query.olderThan !== undefined) {
+        where.push('(queued_at < @olderQueuedAt OR (queued_at = @olderQueuedAt AND id < @olderId))');
+        params['olderQueuedAt'] = query.olderThan.queuedAt;
+        params['olderId'] = query.olderThan.id;
+      }
+      params['limit'] = Math.min(Math.max(query.limit ?? 50, 1), BUILD_PAGE_SIZE);
       const sql = `SELECT doc FROM builds ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY queued_at DESC, id DESC LIMIT @limit`;
       return (db.prepare(sql).all(params) as { doc: string }[]).map((row) => JSON.parse(row.doc) as Build);
     },
