@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CACHE_INPUT_NAMES, diffCacheInputs, toCacheInputs, toCacheKey, toCanonicalJson } from './cache-key.js';
 
+const at = { repository: 'acme/widget' };
 const base = {
   tree: 'a'.repeat(40),
   definition: { script: 'autobuild/build.sh', archives: '/tmp/out', artifact: 'result.txt', image: 'autobuilder/busybox:latest', incremental: true },
@@ -12,13 +13,13 @@ const base = {
 
 describe('cache key', () => {
   test('is a sha256 of the inputs and stable', () => {
-    const key = toCacheKey(toCacheInputs(base));
+    const key = toCacheKey(toCacheInputs(base), at);
     assert.match(key, /^[0-9a-f]{64}$/);
-    assert.equal(toCacheKey(toCacheInputs(structuredClone(base))), key);
+    assert.equal(toCacheKey(toCacheInputs(structuredClone(base)), at), key);
   });
 
   test('changes when any single input changes', () => {
-    const key = toCacheKey(toCacheInputs(base));
+    const key = toCacheKey(toCacheInputs(base), at);
     const variants = {
       tree: { ...base, tree: 'd'.repeat(40) },
       definition: { ...base, definition: { ...base.definition, artifact: 'other.txt' } },
@@ -28,30 +29,37 @@ describe('cache key', () => {
     };
     for (const name of CACHE_INPUT_NAMES) {
       const inputs = toCacheInputs(variants[name]);
-      assert.notEqual(toCacheKey(inputs), key, `${name} must change the key`);
+      assert.notEqual(toCacheKey(inputs, at), key, `${name} must change the key`);
       assert.deepEqual(diffCacheInputs(toCacheInputs(base), inputs), [name]);
     }
   });
 
   test('does not depend on the order of env keys', () => {
-    assert.equal(toCacheKey(toCacheInputs({ ...base, env: { B: '2', A: '1' } })), toCacheKey(toCacheInputs(base)));
+    assert.equal(toCacheKey(toCacheInputs({ ...base, env: { B: '2', A: '1' } }), at), toCacheKey(toCacheInputs(base), at));
   });
 
   test('is not fooled by values that concatenate alike', () => {
-    const ab = toCacheKey(toCacheInputs({ ...base, env: { AB: 'C' } }));
-    const a = toCacheKey(toCacheInputs({ ...base, env: { A: 'BC' } }));
+    const ab = toCacheKey(toCacheInputs({ ...base, env: { AB: 'C' } }), at);
+    const a = toCacheKey(toCacheInputs({ ...base, env: { A: 'BC' } }), at);
     assert.notEqual(ab, a);
     assert.notEqual(
-      toCacheKey(toCacheInputs({ ...base, definition: { ...base.definition, archives: '/tmp/ou', artifact: 'tresult.txt' } })),
-      toCacheKey(toCacheInputs(base)),
+      toCacheKey(toCacheInputs({ ...base, definition: { ...base.definition, archives: '/tmp/ou', artifact: 'tresult.txt' } }), at),
+      toCacheKey(toCacheInputs(base), at),
     );
   });
 
   test('with a scope, is the same only for the same scope and never the unscoped key', () => {
     const inputs = toCacheInputs(base);
-    assert.equal(toCacheKey(inputs, 'pull/7'), toCacheKey(structuredClone(inputs), 'pull/7'));
-    assert.notEqual(toCacheKey(inputs, 'pull/7'), toCacheKey(inputs));
-    assert.notEqual(toCacheKey(inputs, 'pull/7'), toCacheKey(inputs, 'pull/8'));
+    assert.equal(toCacheKey(inputs, { ...at, scope: 'pull/7' }), toCacheKey(structuredClone(inputs), { ...at, scope: 'pull/7' }));
+    assert.notEqual(toCacheKey(inputs, { ...at, scope: 'pull/7' }), toCacheKey(inputs, at));
+    assert.notEqual(toCacheKey(inputs, { ...at, scope: 'pull/7' }), toCacheKey(inputs, { ...at, scope: 'pull/8' }));
+  });
+
+  test('differs between repositories with the same inputs, and ignores the case of the name', () => {
+    const inputs = toCacheInputs(base);
+    assert.notEqual(toCacheKey(inputs, { repository: 'acceptance-org/twin-a' }), toCacheKey(inputs, { repository: 'other-org/twin-b' }));
+    assert.equal(toCacheKey(inputs, { repository: 'Acme/Widget' }), toCacheKey(inputs, at));
+    assert.notEqual(toCacheKey(inputs, { repository: 'acme/widget', scope: 'x' }), toCacheKey(inputs, { repository: 'acme/widgetx' }));
   });
 
   test('a missing script is an input of its own', () => {

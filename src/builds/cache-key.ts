@@ -21,8 +21,11 @@ export interface CacheInputs {
 /** The names of {@link CacheInputs}, in a fixed order. */
 export const CACHE_INPUT_NAMES = ['tree', 'definition', 'image', 'script', 'env'] as const satisfies readonly (keyof CacheInputs)[];
 
-/** Version of the key's encoding: changing what goes into a key must change this. */
-const KEY_VERSION = 1;
+/**
+ * Version of the key's encoding: changing what goes into a key must change this.
+ * 2: the repository is part of every key.
+ */
+const KEY_VERSION = 2;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
@@ -64,13 +67,17 @@ export function toCacheInputs(input: {
 }
 
 /**
- * The cache key of a build: sha256 (64 hex) of the canonical JSON of its inputs. A `scope`
- * keeps builds that must not share results with others apart: only builds of the same
- * scope get the same key (a fork's pull request, whose untrusted workspace could otherwise
- * hand a made-up result to a trusted build of the same tree).
+ * The cache key of a build: sha256 (64 hex) of the canonical JSON of its inputs and its
+ * `repository` (`owner/name`, case-insensitive, as GitHub's names are): two repositories
+ * never share results, whatever their trees, since a repository's owner decides what its
+ * result may be (an artifact of `other-org/twin` is never served for `acme/twin`). A `scope`
+ * keeps builds that must not share results with others of the same repository apart: only
+ * builds of the same scope get the same key (a fork's pull request, whose untrusted
+ * workspace could otherwise hand a made-up result to a trusted build of the same tree).
  */
-export function toCacheKey(inputs: CacheInputs, scope?: string): string {
-  return sha256(toCanonicalJson(scope === undefined ? { v: KEY_VERSION, ...inputs } : { v: KEY_VERSION, ...inputs, scope }));
+export function toCacheKey(inputs: CacheInputs, where: { repository: string; scope?: string | undefined }): string {
+  const repository = where.repository.toLowerCase();
+  return sha256(toCanonicalJson(where.scope === undefined ? { v: KEY_VERSION, repository, ...inputs } : { v: KEY_VERSION, repository, ...inputs, scope: where.scope }));
 }
 
 /** The inputs that differ between two builds, in {@link CACHE_INPUT_NAMES} order. */

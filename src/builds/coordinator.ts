@@ -536,8 +536,8 @@ export function createCoordinator(options: {
       scriptBlob: fetched.blobs[0] ?? null,
       env: definition.env,
     });
-    // a fork's results are shared only within its pull request, like its workspace lineage
-    const cacheKey = request.fromFork === true ? toCacheKey(cacheInputs, toLineageBranch(build.ref)) : toCacheKey(cacheInputs);
+    // results are shared only within a repository; a fork's only within its pull request, like its workspace lineage
+    const cacheKey = toCacheKey(cacheInputs, { repository: build.repo, scope: request.fromFork === true ? toLineageBranch(build.ref) : undefined });
     save(build, { cacheKey, cacheInputs });
 
     if (request.force !== true) {
