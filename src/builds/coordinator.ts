@@ -354,19 +354,27 @@ export function createCoordinator(options: {
         signal,
         // anyone can open a pull request from a fork: by default its code gets no network at all
         ...(request.fromFork === true && policy.forkNetwork === 'none' ? { network: 'none' } : {}),
-        onLine: (stream, piece, complete) => {
+        onLines: (stream, lines) => {
           feedWatchdog();
           if (logCut) return;
-          const text = pieceMaskers[stream].piece(piece, complete);
-          if (text === null) return;
-          // the cap is checked before the line is written: the log never holds more than it
-          if (buildLog.size + Buffer.byteLength(text) + 1 > policy.maxLogBytes) {
-            logCut = true;
+          const batch: string[] = [];
+          // the cap is checked before a line is written: the log never holds more than it
+          let size = buildLog.size;
+          for (const { text: piece, complete } of lines) {
+            const text = pieceMaskers[stream].piece(piece, complete);
+            if (text === null) continue;
+            size += Buffer.byteLength(text) + 1;
+            if (size > policy.maxLogBytes) {
+              logCut = true;
+              break;
+            }
+            batch.push(text);
+          }
+          buildLog.lines(batch);
+          if (logCut) {
             buildLog.line(`[autobuilder] log cut at ${buildLog.size} bytes: the build printed more than builds.maxLogBytes (${policy.maxLogBytes} bytes); it is stopped`);
             controller.abort({ kind: 'log-limit', bytes: policy.maxLogBytes } satisfies StopReason);
-            return;
           }
-          buildLog.line(text);
         },
       });
       clearTimeout(watchdog);

@@ -18,18 +18,26 @@ export interface ContainerSpec {
   /** most bytes the collected file may have; a bigger one is not copied (see {@link ContainerResult.collectTooLarge}) */
   maxCollectBytes?: number;
   /**
-   * Called once per output line (without its newline), in order per stream. A line longer
-   * than {@link MAX_OUTPUT_LINE_BYTES} comes in pieces of at most that many bytes, all but
-   * its last with `complete: false`; no byte is dropped. The runner reads no more output
-   * until the call returns (back-pressure on the container).
+   * Called with the output lines (without their newlines) of each chunk the container
+   * printed, in order per stream. A line longer than {@link MAX_OUTPUT_LINE_BYTES} comes in
+   * pieces of at most that many bytes, all but its last with `complete: false`; no byte is
+   * dropped. The runner reads no more output until the call returns (back-pressure on the
+   * container).
    */
-  onLine(stream: 'stdout' | 'stderr', line: string, complete: boolean): void;
+  onLines(stream: 'stdout' | 'stderr', lines: readonly OutputLine[]): void;
   /** this build's limits, already capped by the server's maxima; absent fields use the runner's */
   resources?: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
   /** aborting kills the container (SIGKILL); the run then resolves with `aborted: true` */
   signal?: AbortSignal;
   /** Docker network of this container (e.g. `none` for a fork's build); absent: the runner's configured one */
   network?: string;
+}
+
+/** One line of a container's output, or a piece of a long one (see {@link ContainerSpec.onLines}). */
+export interface OutputLine {
+  text: string;
+  /** false when the line goes on in the next piece */
+  complete: boolean;
 }
 
 /** How a container run ended. */
@@ -52,7 +60,7 @@ export interface ContainerResult {
  *
  * Lifecycle of {@link ContainerRunner.run}: create the container (labelled
  * `autobuilder.build-id=<buildId>`), attach to its output, start it, stream each output
- * line to `onLine` (bounded pieces, read with back-pressure), wait for the exit, copy `collect` out, remove the container, resolve.
+ * line to `onLines` (bounded pieces, read with back-pressure), wait for the exit, copy `collect` out, remove the container, resolve.
  * An aborted `signal` kills the container at any point of that.
  * The container is removed on every path, including errors. A non-zero exit is a result,
  * not an exception.
@@ -75,7 +83,7 @@ export interface ContainerRunner {
   removeOrphans(): Promise<string[]>;
 }
 
-/** Longest piece of an output line handed to {@link ContainerSpec.onLine}, in bytes (64 KiB, what log readers show of a line). */
+/** Longest piece of an output line handed to {@link ContainerSpec.onLines}, in bytes (64 KiB, what log readers show of a line). */
 export const MAX_OUTPUT_LINE_BYTES = 64 * 1024;
 
 /** Label every build container carries, with its build id as value. */

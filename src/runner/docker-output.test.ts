@@ -17,7 +17,7 @@ async function read(bytes: Buffer, size: number, maxLineBytes = 1024): Promise<[
   const chunks: Buffer[] = [];
   for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
   const lines: [OutputStream, string, boolean][] = [];
-  await readDockerOutput(Readable.from(chunks), { maxLineBytes, onLine: (stream, line) => lines.push([stream, line.text, line.complete]) });
+  await readDockerOutput(Readable.from(chunks), { maxLineBytes, onLines: (stream, batch) => lines.push(...batch.map((line): [OutputStream, string, boolean] => [stream, line.text, line.complete])) });
   return lines;
 }
 
@@ -54,7 +54,7 @@ describe('Docker output reader', () => {
     const stream = new Readable({ read() {} });
     stream.push(frame(1, 'before\npartial'));
     const lines: string[] = [];
-    const done = readDockerOutput(stream, { maxLineBytes: 64, onLine: (_s, line) => lines.push(line.text) });
+    const done = readDockerOutput(stream, { maxLineBytes: 64, onLines: (_s, batch) => lines.push(...batch.map((line) => line.text)) });
     setImmediate(() => stream.destroy(new Error('connection reset')));
     await done;
     assert.deepEqual(lines, ['before', 'partial']);

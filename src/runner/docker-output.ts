@@ -11,8 +11,8 @@ const HEADER_BYTES = 8;
  * Reads the multiplexed output of a container attached without a TTY, as Docker frames it
  * (Docker Engine API, ContainerAttach, "Stream format": https://docs.docker.com/reference/api/engine/ —
  * an 8-byte header, `[stream, 0, 0, 0, size (uint32, big-endian)]`, then `size` bytes),
- * and calls `onLine` for each line of stdout or stderr, lines over `maxLineBytes` cut
- * into several (see `createLineSplitter`'s `split`).
+ * and calls `onLines` with the lines of stdout or stderr each piece of a frame completes,
+ * lines over `maxLineBytes` cut into several (see `createLineSplitter`'s `split`).
  *
  * Back-pressure: the stream is read as an async iterator, one chunk at a time, and a chunk
  * is handled whole before the next is read, so nothing piles up in this process: a
@@ -22,7 +22,7 @@ const HEADER_BYTES = 8;
  * Resolves when the stream ends or fails (a destroyed stream is the end of the output, not
  * an error); frames of other streams (stdin echo) are skipped.
  */
-export async function readDockerOutput(stream: Readable, options: { maxLineBytes: number; onLine(stream: OutputStream, line: SplitLine): void }): Promise<void> {
+export async function readDockerOutput(stream: Readable, options: { maxLineBytes: number; onLines(stream: OutputStream, lines: readonly SplitLine[]): void }): Promise<void> {
   const splitters = {
     stdout: createLineSplitter({ maxLineBytes: options.maxLineBytes, overflow: 'split', stripCarriageReturn: true }),
     stderr: createLineSplitter({ maxLineBytes: options.maxLineBytes, overflow: 'split', stripCarriageReturn: true }),
@@ -33,7 +33,7 @@ export async function readDockerOutput(stream: Readable, options: { maxLineBytes
   let current: OutputStream | null = null;
   let remaining = 0;
   const emit = (name: OutputStream, lines: readonly SplitLine[]) => {
-    for (const line of lines) options.onLine(name, line);
+    if (lines.length > 0) options.onLines(name, lines);
   };
   try {
     for await (const data of stream) {
@@ -57,6 +57,8 @@ export async function readDockerOutput(stream: Readable, options: { maxLineBytes
         remaining -= n;
         at += n;
       }
+      // let waiting I/O (webhooks, pages) run before the next chunk: a flood shares the loop
+      await new Promise((resolve) => setImmediate(resolve));
     }
   } catch {
     // a destroyed or reset stream ends the output; the exit code says how the build went

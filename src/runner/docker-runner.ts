@@ -179,7 +179,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
       owned.add(container.id);
       try {
         const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
-        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, onLine: (name, line) => spec.onLine(name, line.text, line.complete) });
+        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, onLines: spec.onLines });
         const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
         exited.catch(() => undefined); // never awaited when the build is aborted before it starts
         if (spec.signal?.aborted) {
