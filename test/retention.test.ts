@@ -1,14 +1,29 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { createArtifactStore } from '../src/artifacts/index.js';
+import type { Build } from '../src/builds/build.js';
+import { createBuildLogs } from '../src/builds/build-log.js';
 import { createBuildId } from '../src/builds/coordinator.js';
+import { createRetention } from '../src/builds/retention.js';
+import type { CommitStatusPublisher } from '../src/github/commit-statuses.js';
 import type { BuildView } from '../src/http/build-view.js';
-import { createBtrfsDriver, toPathSegment } from '../src/snapshots/index.js';
+import { createLogger } from '../src/logger.js';
+import { createBtrfsDriver, createWorkspaces, toPathSegment, type SnapshotDriver } from '../src/snapshots/index.js';
 import { createSqliteBuildStore } from '../src/store/index.js';
+import { makeTestDir } from './support/data-dir.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
+import { buildSubvolumeTool } from './support/subvolume-tool.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
+
+const exec = promisify(execFile);
+/** A subvolume's root directory has inode number 256 (BTRFS_FIRST_FREE_OBJECTID). */
+const SUBVOLUME_ROOT_INODE = 256;
 
 describe('retention, garbage collection and crash recovery', () => {
   let f: FixtureServer;
@@ -97,5 +112,205 @@ describe('retention, garbage collection and crash recovery', () => {
 
     const next = await build('refs/heads/main', { 'message.txt': 'after gc\n' });
     assert.equal(next.parentBuildId, g.id, 'the head moved on to the newest green build');
+  });
+});
+
+describe('workspaces a build made hard to delete', () => {
+  let f: FixtureServer;
+  let tool: string | null;
+  const dataDir = () => join(f.dir, 'data');
+  const workspaceOf = (b: Pick<BuildView, 'id' | 'definition'>) => join(dataDir(), 'workspaces', 'acme', 'widget', toPathSegment(b.definition), toPathSegment(b.id));
+  /** Paths made immutable by a test: made mutable again whatever happens. */
+  const immutable: string[] = [];
+
+  before(async () => {
+    f = await startFixtureServer('retention-hostile', { retention: { keepPerBranch: 2, intervalSeconds: 3600, artifactGraceSeconds: 0 } });
+    tool = await buildSubvolumeTool(f.dir);
+  });
+  after(async () => {
+    for (const path of immutable) await exec('chattr', ['-i', path]).catch(() => undefined);
+    await f?.close();
+  });
+
+  test('a build container with every capability dropped makes a subvolume in its workspace, and retention still deletes that workspace', async (t) => {
+    if (tool === null) return t.skip('gcc -static cannot build the mksubvol tool on this host');
+    await copyFile(tool, join(f.repo.dir, 'mksubvol'));
+    await chmod(join(f.repo.dir, 'mksubvol'), 0o755);
+    const ref = 'refs/heads/nested-subvolume/one';
+    const built: BuildView[] = [];
+    for (const n of [1, 2, 3]) {
+      const sha = await f.repo.commit({ 'message.txt': `nested ${n}\n` }, `nested subvolume ${n}`);
+      const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+      assert.equal(response.status, 202);
+      const b = await f.waitForBuild((x) => x.sha === sha && x.ref === ref);
+      assert.equal(b.state, 'success', b.description ?? '');
+      built.push(b);
+    }
+    const oldest = built[0] as BuildView;
+    const nested = join(workspaceOf(oldest), 'src', `subvolume-of-${oldest.id}`);
+    assert.equal((await stat(nested)).ino, SUBVOLUME_ROOT_INODE, 'the build made a real subvolume');
+
+    const report = await f.server.retention.run();
+    assert.equal(report.failures, 0);
+    assert.equal(existsSync(workspaceOf(oldest)), false, 'the workspace with its nested subvolume is gone');
+    assert.equal((await fetch(`${f.server.url}/api/builds/${oldest.id}`)).status, 404);
+  });
+
+  test('the server starts after a crash left a workspace with a nested subvolume and one it cannot delete', async () => {
+    const sha = await f.repo.commit({ 'message.txt': 'main\n' }, 'main');
+    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    const a = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/main');
+    assert.equal(a.state, 'success');
+    await f.server.close();
+
+    // What kill -9 during two builds leaves: records still running, their workspaces half-made.
+    const store = createSqliteBuildStore({ path: join(dataDir(), 'autobuilder.db') });
+    const crashed = [createBuildId(), createBuildId()].map((id) => ({ ...(store.get(a.id) as Build), id, state: 'running' as const, artifacts: [], finishedAt: null }));
+    for (const build of crashed) store.insert(build);
+    store.close();
+    const [withNested, undeletable] = crashed.map((b) => workspaceOf(b)) as [string, string];
+    const driver = createBtrfsDriver();
+    for (const path of [withNested, undeletable]) {
+      await driver.snapshot(workspaceOf(a), path);
+      await exec('btrfs', ['subvolume', 'create', join(path, 'nested')]);
+      await writeFile(join(path, 'nested', 'f'), 'x');
+    }
+    // an immutable workspace root cannot be unlinked, not even by root (the kind of failure an
+    // admin's chattr, a read-only remount or an I/O error gives)
+    await exec('chattr', ['+i', undeletable]);
+    immutable.push(undeletable);
+
+    await f.restart();
+    assert.equal(existsSync(withNested), false, 'the workspace with a nested subvolume is removed at start');
+    assert.ok(existsSync(undeletable), 'the workspace that cannot be deleted is skipped');
+    for (const build of crashed) {
+      const view = (await (await fetch(`${f.server.url}/api/builds/${build.id}`)).json()) as BuildView;
+      assert.equal(view.state, 'error', 'every interrupted build is ended');
+    }
+    const next = await f.repo.commit({ 'message.txt': 'after restart\n' }, 'after restart');
+    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: next, cloneUrl: f.cloneUrl }) });
+    assert.equal((await f.waitForBuild((b) => b.sha === next)).state, 'success', 'the restarted server builds');
+
+    await exec('chattr', ['-i', undeletable]);
+    await f.restart();
+    assert.equal(existsSync(undeletable), false, 'once it can be deleted, the next start removes it');
+  });
+});
+
+describe('a retention pass with one workspace that cannot be deleted', () => {
+  const scope = { owner: 'acme', repo: 'widget', definition: 'autobuild/build.sh' };
+  const record = (id: string, state: Build['state']): Build => ({
+    id,
+    repo: 'acme/widget',
+    ref: 'refs/heads/main',
+    sha: 'a'.repeat(40),
+    definition: scope.definition,
+    context: `autobuilder/${scope.definition}`,
+    state,
+    exitCode: state === 'success' ? 0 : null,
+    description: null,
+    cached: false,
+    coalesced: false,
+    incremental: false,
+    parentBuildId: null,
+    cacheKey: null,
+    cacheInputs: null,
+    sourceBuildId: null,
+    cacheMiss: null,
+    configSha: null,
+    deliveryId: null,
+    queuedAt: new Date().toISOString(),
+    startedAt: null,
+    finishedAt: state === 'running' ? null : new Date().toISOString(),
+    artifacts: [],
+  });
+
+  const setUp = async (name: string) => {
+    const dir = await makeTestDir(name);
+    const btrfs = createBtrfsDriver();
+    let poisoned = '';
+    // fails for one workspace only, as a real deletion error would
+    const driver: SnapshotDriver = { ...btrfs, remove: (path) => (poisoned !== '' && path.endsWith(toPathSegment(poisoned)) ? Promise.reject(new Error('EIO: simulated')) : btrfs.remove(path)) };
+    const workspaces = createWorkspaces({ root: join(dir, 'workspaces'), driver });
+    const store = createSqliteBuildStore({ path: join(dir, 'autobuilder.db') });
+    const lines: Record<string, unknown>[] = [];
+    const sink = new PassThrough();
+    sink.on('data', (chunk: Buffer) => lines.push(...chunk.toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)));
+    const statuses: CommitStatusPublisher = { publish: async () => undefined, publishStatus: async () => undefined, flush: async () => undefined, close: () => undefined };
+    await mkdir(join(dir, 'logs'), { recursive: true });
+    const retention = createRetention({
+      store,
+      logs: await createBuildLogs({ dir: join(dir, 'logs') }),
+      workspaces,
+      artifacts: createArtifactStore({ root: join(dir, 'artifacts') }),
+      statuses,
+      keepPerBranch: 1,
+      artifactGraceMs: 0,
+      log: createLogger({ level: 'info', destination: sink }),
+    });
+    const make = async (state: Build['state']) => {
+      const id = createBuildId();
+      store.insert(record(id, state));
+      await workspaces.prepare({ scope, branch: 'main', fallbackBranch: null, buildId: id, incremental: false });
+      return id;
+    };
+    const workspaceExists = (id: string) => existsSync(join(dir, 'workspaces', 'acme', 'widget', toPathSegment(scope.definition), toPathSegment(id)));
+    return {
+      store,
+      retention,
+      make,
+      workspaceExists,
+      lines,
+      poison: (id: string) => void (poisoned = id),
+      close: async () => {
+        poisoned = '';
+        for await (const w of workspaces.list()) await workspaces.remove(w.scope, w.buildId);
+        store.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  };
+
+  test('run() logs the failure, keeps that build for the next pass and deletes the others', async () => {
+    const s = await setUp('retention-run-failure');
+    try {
+      const [first, second, third, newest] = [await s.make('failure'), await s.make('failure'), await s.make('failure'), await s.make('failure')] as [string, string, string, string];
+      s.poison(second);
+      const report = await s.retention.run();
+      assert.equal(report.failures, 1);
+      assert.equal(report.buildsDeleted, 2);
+      assert.equal(s.store.get(first), null);
+      assert.equal(s.store.get(third), null);
+      assert.equal(s.workspaceExists(first) || s.workspaceExists(third), false);
+      assert.notEqual(s.store.get(second), null, 'the build whose workspace could not go is kept');
+      assert.ok(s.workspaceExists(newest));
+      const warning = s.lines.find((l) => l['buildId'] === second);
+      assert.ok(warning, 'the failure is logged with the build id');
+      assert.match(String(warning['msg']), /could not delete a build/);
+      assert.ok(s.lines.some((l) => l['msg'] === 'retention pass done'), 'the pass finishes');
+
+      s.poison('');
+      assert.equal((await s.retention.run()).buildsDeleted, 1, 'the next pass deletes it');
+      assert.equal(s.workspaceExists(second), false);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('recover() logs the failure, skips that workspace and removes the other leftovers', async () => {
+    const s = await setUp('retention-recover-failure');
+    try {
+      const [first, second, third] = [await s.make('running'), await s.make('running'), await s.make('running')] as [string, string, string];
+      s.poison(second);
+      const result = await s.retention.recover();
+      assert.deepEqual(result, { interrupted: 3, workspacesRemoved: 2, workspacesFailed: 1 });
+      assert.equal(s.workspaceExists(first) || s.workspaceExists(third), false);
+      assert.ok(s.workspaceExists(second));
+      const error = s.lines.find((l) => l['buildId'] === second);
+      assert.ok(error, 'the failure is logged with the build id');
+      assert.match(String((error['err'] as { message?: string } | undefined)?.message), /simulated/);
+    } finally {
+      await s.close();
+    }
   });
 });

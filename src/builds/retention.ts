@@ -15,6 +15,8 @@ export interface RetentionReport {
   artifactsDeleted: number;
   /** bytes of artifacts deleted */
   bytesFreed: number;
+  /** builds or artifacts that could not be deleted: logged, kept, tried again next pass */
+  failures: number;
 }
 
 /** Retention, garbage collection and start-up clean-up of builds, workspaces and artifacts. */
@@ -23,7 +25,8 @@ export interface Retention {
    * Keeps the newest `keepPerBranch` builds of every repository + ref + definition, every
    * build that has not ended, and every lineage head; deletes the other builds with their
    * logs and workspaces (`btrfs subvolume delete` through the snapshot driver), then every
-   * artifact no remaining build references and older than the grace period.
+   * artifact no remaining build references and older than the grace period. A build or
+   * artifact that cannot be deleted is logged and kept for the next pass; the pass goes on.
    */
   run(): Promise<RetentionReport>;
   /**
@@ -31,9 +34,10 @@ export interface Retention {
    * `error` (posting their status), and removes workspaces of builds that did not succeed
    * or fail — what a crash left half-made — plus stale artifact temp files.
    * Lineage heads are never touched, so a crash between a build's end and its promotion
-   * leaves the previous head in place.
+   * leaves the previous head in place. A workspace that cannot be removed is logged and
+   * left: start-up never fails on one.
    */
-  recover(): Promise<{ interrupted: number; workspacesRemoved: number }>;
+  recover(): Promise<{ interrupted: number; workspacesRemoved: number; workspacesFailed: number }>;
 }
 
 const scopeOf = (build: Pick<Build, 'repo' | 'definition'>) => {
@@ -69,7 +73,7 @@ export function createRetention(options: {
 
   return {
     async run() {
-      const report: RetentionReport = { buildsDeleted: 0, workspacesDeleted: 0, artifactsDeleted: 0, bytesFreed: 0 };
+      const report: RetentionReport = { buildsDeleted: 0, workspacesDeleted: 0, artifactsDeleted: 0, bytesFreed: 0, failures: 0 };
       const groups = new Map<string, { id: string; repo: string; ref: string; definition: string; state: string }[]>();
       for (const key of store.listKeys()) {
         const group = `${key.repo}\n${key.ref}\n${key.definition}`;
@@ -81,9 +85,16 @@ export function createRetention(options: {
         // listKeys is oldest first: everything before the last N is a candidate
         for (const candidate of list.slice(0, Math.max(0, list.length - options.keepPerBranch))) {
           if (!isTerminal(candidate.state as BuildState) || (await isHead(candidate))) continue;
-          await workspaces.remove(scopeOf(candidate), candidate.id);
-          await logs.remove(candidate.id);
-          store.delete(candidate.id);
+          try {
+            // the record goes last: a build whose workspace cannot go is tried again next pass
+            await workspaces.remove(scopeOf(candidate), candidate.id);
+            await logs.remove(candidate.id);
+            store.delete(candidate.id);
+          } catch (err) {
+            log.warn({ err, buildId: candidate.id }, 'could not delete a build; kept for the next pass');
+            report.failures++;
+            continue;
+          }
           report.buildsDeleted++;
           report.workspacesDeleted++;
         }
@@ -92,7 +103,13 @@ export function createRetention(options: {
       const cutoff = now() - options.artifactGraceMs;
       for await (const artifact of artifacts.list()) {
         if (referenced.has(artifact.digest) || artifact.mtimeMs > cutoff) continue;
-        await artifacts.remove(artifact.digest);
+        try {
+          await artifacts.remove(artifact.digest);
+        } catch (err) {
+          log.warn({ err, digest: artifact.digest }, 'could not delete an artifact; kept for the next pass');
+          report.failures++;
+          continue;
+        }
         report.artifactsDeleted++;
         report.bytesFreed += artifact.size;
       }
@@ -113,17 +130,28 @@ export function createRetention(options: {
         interrupted++;
       }
       let workspacesRemoved = 0;
-      for await (const { scope, buildId } of workspaces.list()) {
-        const build = store.get(buildId);
-        const keep = build !== null && (build.state === 'success' || build.state === 'failure');
-        if (keep) continue;
-        if (build !== null && (await isHead(build))) continue;
-        await workspaces.remove(scope, buildId);
-        workspacesRemoved++;
+      let workspacesFailed = 0;
+      try {
+        for await (const { scope, buildId } of workspaces.list()) {
+          const build = store.get(buildId);
+          const keep = build !== null && (build.state === 'success' || build.state === 'failure');
+          if (keep) continue;
+          if (build !== null && (await isHead(build))) continue;
+          try {
+            await workspaces.remove(scope, buildId);
+            workspacesRemoved++;
+          } catch (err) {
+            log.error({ err, buildId, scope }, 'could not remove a workspace an earlier process left; skipped');
+            workspacesFailed++;
+          }
+        }
+      } catch (err) {
+        log.error({ err }, 'could not list the workspaces; leftovers of an earlier process stay');
+        workspacesFailed++;
       }
       await artifacts.removeStaleTemp(now() - options.artifactGraceMs);
-      if (interrupted + workspacesRemoved > 0) log.warn({ interrupted, workspacesRemoved }, 'cleaned up after an earlier process');
-      return { interrupted, workspacesRemoved };
+      if (interrupted + workspacesRemoved + workspacesFailed > 0) log.warn({ interrupted, workspacesRemoved, workspacesFailed }, 'cleaned up after an earlier process');
+      return { interrupted, workspacesRemoved, workspacesFailed };
     },
   };
 }
