@@ -132,8 +132,10 @@ const config: ConfigInput = {
   // What is kept: the newest `keepPerBranch` builds of every repository + ref + build (with
   // their logs, workspaces and artifacts), every lineage head, and anything a kept build
   // references. A pass runs at start and every `intervalSeconds`; an unreferenced artifact
-  // younger than `artifactGraceSeconds` is kept.
-  retention: { keepPerBranch: 20, intervalSeconds: 3600, artifactGraceSeconds: 3600 },
+  // younger than `artifactGraceSeconds` is kept. A deleted branch or tag, or a closed pull
+  // request, keeps its lineage heads (workspaces) and git mirror refs for
+  // `deadRefHeadSeconds` (3 days), unless it is built again meanwhile.
+  retention: { keepPerBranch: 20, intervalSeconds: 3600, artifactGraceSeconds: 3600, deadRefHeadSeconds: 259_200 },
 
   // Who may see the build pages: with `credentials`, /monitor, /builds/…, /api/builds… and
   // /build/… need HTTP Basic authentication (and so does the monitor's socket); webhooks

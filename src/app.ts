@@ -24,6 +24,7 @@ import type { ConfigRepository } from './config-repo/config-repository.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { BuildStore } from './store/build-store.js';
+import type { DeadRefs } from './store/sqlite-dead-refs.js';
 import type { Inbox } from './webhooks/inbox.js';
 import type { SignatureVerifier } from './webhooks/verify-signature.js';
 
@@ -38,6 +39,8 @@ export interface AppDeps {
   configRepository: ConfigRepository;
   /** the durable inbox webhook deliveries are stored in before they are answered */
   inbox: Inbox;
+  /** marks of deleted refs and closed pull requests, for retention */
+  deadRefs?: Pick<DeadRefs, 'mark'>;
   /** absolute base URL of this server as clients and GitHub reach it */
   publicUrl: string;
   log: Logger;
@@ -70,7 +73,7 @@ export function createApp(deps: AppDeps): Koa {
   });
   for (const router of [
     health,
-    createWebhookRoutes({ access, verify: deps.verify, inbox: deps.inbox, coordinator: deps.coordinator, configRepository: deps.configRepository, log: deps.log.child({ component: 'webhooks' }) }),
+    createWebhookRoutes({ access, verify: deps.verify, inbox: deps.inbox, deadRefs: deps.deadRefs, coordinator: deps.coordinator, configRepository: deps.configRepository, log: deps.log.child({ component: 'webhooks' }) }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ access, store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),

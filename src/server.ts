@@ -10,6 +10,7 @@ import { createCheckout, gitAuthEnv, toCloneUrl, toGitHost } from './builds/chec
 import { createSecretMasker } from './builds/secret-masker.js';
 import { createCoordinator, type Coordinator } from './builds/coordinator.js';
 import { createDiskReserve } from './builds/disk-reserve.js';
+import { createMirrorRefs } from './builds/mirror-refs.js';
 import { createRetention, type Retention } from './builds/retention.js';
 import type { Config } from './config/schema.js';
 import { toMessage } from './errors.js';
@@ -22,6 +23,7 @@ import { createDockerRunner } from './runner/docker-runner.js';
 import { detectDriver } from './snapshots/detect-driver.js';
 import { createWorkspaces } from './snapshots/workspaces.js';
 import { createSqliteBuildStore } from './store/sqlite-build-store.js';
+import { createSqliteDeadRefs } from './store/sqlite-dead-refs.js';
 import { createDeliveryWriter } from './store/delivery-writer.js';
 import { createSqliteStatusOutbox } from './store/sqlite-status-outbox.js';
 import type { BuildStore } from './store/build-store.js';
@@ -135,6 +137,7 @@ export async function startServer(
           : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${problems[0] === undefined ? '' : formatProblem(problems[0])}`,
     }).catch((err: unknown) => log.error({ err: toMessage(err), sha: outcome.sha }, 'config status not queued'));
   });
+  const deadRefs = createSqliteDeadRefs({ path: join(dataDir, 'autobuilder.db') });
   const retention = createRetention({
     store,
     logs,
@@ -143,6 +146,9 @@ export async function startServer(
     statuses,
     keepPerBranch: config.retention.keepPerBranch,
     artifactGraceMs: config.retention.artifactGraceSeconds * 1000,
+    deadRefs,
+    deadRefHeadMs: config.retention.deadRefHeadSeconds * 1000,
+    mirrors: createMirrorRefs({ mirrorsDir: join(dataDir, 'git') }),
     log: log.child({ component: 'retention' }),
   });
   // containers are labelled with this instance (its data directory), so servers sharing a
@@ -200,6 +206,7 @@ export async function startServer(
       access: createRouteGuards({ pageAuth, token: config.api.token }),
       verify,
       inbox,
+      deadRefs,
       coordinator: { cancelPullRequest: async (target, reason) => whenResumed.then(() => coordinator.cancelPullRequest(target, reason)) },
       configRepository,
       log: log.child({ component: 'webhooks' }),
@@ -210,7 +217,7 @@ export async function startServer(
   await runner.removeOrphans();
   await retention.recover();
   const webhookRegistrar = createWebhookRegistrarFor(config, { publicUrl, webhookSecret: options.webhookSecret, fetch: options.fetch, log });
-  const app = createApp({ inbox, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify, publicUrl, log, events, metrics, pageAuth });
+  const app = createApp({ inbox, deadRefs, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify, publicUrl, log, events, metrics, pageAuth });
   gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -274,6 +281,7 @@ export async function startServer(
       await statuses.flush();
       statuses.close();
       store.close();
+      deadRefs.close();
     },
   };
 }

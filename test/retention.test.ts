@@ -19,7 +19,7 @@ import { createSqliteBuildStore } from '../src/store/index.js';
 import { makeTestDir } from './support/data-dir.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { buildSubvolumeTool } from './support/subvolume-tool.js';
-import { deliver, pushPayload } from './support/webhook-delivery.js';
+import { deliver, pullRequestPayload, pushPayload } from './support/webhook-delivery.js';
 
 const exec = promisify(execFile);
 /** A subvolume's root directory has inode number 256 (BTRFS_FIRST_FREE_OBJECTID). */
@@ -312,5 +312,102 @@ describe('a retention pass with one workspace that cannot be deleted', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe('lineage heads and mirror refs of deleted branches and closed pull requests', () => {
+  let f: FixtureServer;
+  const DEAD_REF_SECONDS = 2;
+  const widget = () => join(f.dir, 'data', 'workspaces', 'acme', 'widget');
+  const headLink = (definition: string, branch: string) => join(widget(), toPathSegment(definition), 'heads', toPathSegment(branch));
+  const workspaceOf = (b: BuildView) => join(widget(), toPathSegment(b.definition), toPathSegment(b.id));
+  const mirrorShas = async () =>
+    (await exec('git', ['--git-dir', join(f.dir, 'data', 'git', 'acme', 'widget.git'), 'for-each-ref', '--format=%(refname)', 'refs/autobuilder/'])).stdout
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l.replace('refs/autobuilder/', ''));
+
+  before(async () => {
+    f = await startFixtureServer('retention-dead-refs', { retention: { keepPerBranch: 5, intervalSeconds: 3600, artifactGraceSeconds: 0, deadRefHeadSeconds: DEAD_REF_SECONDS } });
+  });
+  after(async () => {
+    await f?.close();
+  });
+
+  const push = async (ref: string, content: string): Promise<BuildView> => {
+    const sha = await f.repo.commit({ 'message.txt': content }, `push to ${ref}`);
+    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+    assert.equal(response.status, 202);
+    const b = await f.waitForBuild((x) => x.sha === sha && x.ref === ref);
+    assert.equal(b.state, 'success', b.description ?? '');
+    return b;
+  };
+  const deleteRef = async (ref: string) => {
+    const payload = { ...pushPayload({ owner: 'acme', repo: 'widget', ref, sha: '0'.repeat(40), cloneUrl: f.cloneUrl }), deleted: true, created: false };
+    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload });
+    assert.equal(response.status, 200);
+    assert.match(JSON.stringify(response.body), /was deleted/);
+  };
+
+  test('a deleted branch and a closed pull request lose their lineage heads and mirror refs after the configured age; live refs keep theirs', async () => {
+    const live = await push('refs/heads/main', 'main\n');
+    const gone = await push('refs/heads/odd/gone', 'gone\n');
+    const comeBack = await push('refs/heads/odd/back', 'back\n');
+    const prSha = await f.repo.commit({ 'message.txt': 'pull request\n' }, 'pull request');
+    const opened = pullRequestPayload({ owner: 'acme', repo: 'widget', cloneUrl: f.cloneUrl, action: 'opened', number: 7, head: 'topic', sha: prSha, base: 'main' });
+    assert.equal((await deliver(f.server.url, { event: 'pull_request', secret: f.secret, payload: opened })).status, 202);
+    const pr = await f.waitForBuild((b) => b.ref === 'refs/pull/7/head');
+    assert.equal(pr.state, 'success', pr.description ?? '');
+    for (const [b, branch] of [[gone, 'branch:odd/gone'], [comeBack, 'branch:odd/back'], [pr, 'pull:7'], [live, 'branch:main']] as const) {
+      assert.ok(existsSync(headLink(b.definition, branch)), `${branch} has a head`);
+    }
+    assert.ok((await mirrorShas()).includes(gone.sha));
+
+    await deleteRef('refs/heads/odd/gone');
+    await deleteRef('refs/heads/odd/back');
+    const closed = pullRequestPayload({ owner: 'acme', repo: 'widget', cloneUrl: f.cloneUrl, action: 'closed', number: 7, head: 'topic', sha: prSha, base: 'main' });
+    assert.equal((await deliver(f.server.url, { event: 'pull_request', secret: f.secret, payload: closed })).status, 202);
+
+    const early = await f.server.retention.run();
+    assert.equal(early.deadRefsCleaned, 0, 'nothing goes before the configured age');
+    assert.ok(existsSync(headLink(gone.definition, 'branch:odd/gone')));
+    assert.ok((await mirrorShas()).includes(gone.sha));
+
+    // the branch comes back: it is live again and keeps its head
+    const cameBack = await push('refs/heads/odd/back', 'back again\n');
+    await new Promise((r) => setTimeout(r, DEAD_REF_SECONDS * 1000 + 200));
+    const report = await f.server.retention.run();
+    assert.equal(report.deadRefsCleaned, 2);
+    assert.equal(report.failures, 0);
+    assert.equal(existsSync(headLink(gone.definition, 'branch:odd/gone')), false, 'the deleted branch has no head');
+    assert.equal(existsSync(workspaceOf(gone)), false, "the deleted branch's workspace is gone");
+    assert.equal(existsSync(headLink(pr.definition, 'pull:7')), false, 'the closed pull request has no head');
+    assert.equal(existsSync(workspaceOf(pr)), false);
+    assert.ok(existsSync(headLink(live.definition, 'branch:main')), 'main keeps its head');
+    assert.ok(existsSync(workspaceOf(live)));
+    assert.ok(existsSync(headLink(cameBack.definition, 'branch:odd/back')), 'a branch pushed again after its deletion keeps its head');
+    assert.ok(existsSync(workspaceOf(cameBack)));
+    assert.equal((await fetch(`${f.server.url}/api/builds/${gone.id}`)).status, 200, 'the build records stay (keepPerBranch decides)');
+
+    const shas = await mirrorShas();
+    assert.equal(shas.includes(gone.sha), false, 'the mirror ref of the deleted branch is deleted');
+    assert.equal(shas.includes(prSha), false, 'the mirror ref of the closed pull request is deleted');
+    assert.ok(shas.includes(live.sha) && shas.includes(cameBack.sha) && shas.includes(comeBack.sha), 'mirror refs of live builds stay');
+    assert.ok(report.mirrorRefsDeleted >= 2);
+
+    // the server goes on building from the mirror it pruned
+    const next = await push('refs/heads/main', 'main again\n');
+    assert.equal(next.parentBuildId, live.id);
+  });
+
+  test('mirror refs of builds retention deleted are deleted, and none that a kept build names', async () => {
+    const builds = [];
+    for (let n = 0; n < 7; n++) builds.push(await push('refs/heads/main', `main ${n}\n`));
+    await f.server.retention.run();
+    const kept = new Set((await f.builds()).map((b) => b.sha));
+    const shas = await mirrorShas();
+    for (const sha of shas) assert.ok(kept.has(sha), `refs/autobuilder/${sha} is named by a kept build`);
+    for (const b of builds.slice(-5)) assert.ok(shas.includes(b.sha), 'the newest five of main keep their mirror refs');
+    assert.equal(shas.includes((builds[0] as BuildView).sha), false, "the oldest build's mirror ref went with it");
   });
 });

@@ -5,7 +5,9 @@ import { DELIVERY_RETENTION_DAYS } from '../webhooks/inbox.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build, type BuildState } from './build.js';
+import type { DeadRefs } from '../store/sqlite-dead-refs.js';
 import type { BuildLogs } from './build-log.js';
+import type { MirrorRefs } from './mirror-refs.js';
 import { toLineageBranch } from './refs.js';
 
 /** What one retention pass removed. */
@@ -17,6 +19,10 @@ export interface RetentionReport {
   bytesFreed: number;
   /** builds or artifacts that could not be deleted: logged, kept, tried again next pass */
   failures: number;
+  /** deleted branches and tags and closed pull requests whose lineage heads were removed */
+  deadRefsCleaned: number;
+  /** `refs/autobuilder/<sha>` deleted from the git mirrors */
+  mirrorRefsDeleted: number;
 }
 
 /** Retention, garbage collection and start-up clean-up of builds, workspaces and artifacts. */
@@ -27,6 +33,11 @@ export interface Retention {
    * logs and workspaces (`btrfs subvolume delete` through the snapshot driver), then every
    * artifact no remaining build references and older than the grace period. A build or
    * artifact that cannot be deleted is logged and kept for the next pass; the pass goes on.
+   * A ref marked dead (deleted branch or tag, closed pull request) longer than
+   * `deadRefHeadMs` ago and not built since loses its lineage heads and the workspaces of
+   * its builds (their records stay, by the rule above). Last, every `refs/autobuilder/<sha>`
+   * of a mirror whose sha no build record names any more, or only builds of such a dead
+   * ref, is deleted, so `git gc` can reclaim the commit.
    */
   run(): Promise<RetentionReport>;
   /**
@@ -57,6 +68,12 @@ export function createRetention(options: {
   statuses: CommitStatusPublisher;
   keepPerBranch: number;
   artifactGraceMs: number;
+  /** marks of deleted refs and closed pull requests; without it none are cleaned up */
+  deadRefs?: Pick<DeadRefs, 'list' | 'forget'>;
+  /** how long a dead ref's lineage heads are kept after its mark, in ms */
+  deadRefHeadMs?: number;
+  /** the git mirrors' `refs/autobuilder/<sha>`; without it the mirrors are left alone */
+  mirrors?: MirrorRefs;
   log: Logger;
   now?: () => number;
 }): Retention {
@@ -71,9 +88,66 @@ export function createRetention(options: {
     }
   }
 
+  /**
+   * Removes the lineage heads and workspaces of refs marked dead long enough ago; returns
+   * the keys (`repo\nref`) of the refs it cleaned up.
+   */
+  async function cleanDeadRefs(report: RetentionReport): Promise<Set<string>> {
+    const cleaned = new Set<string>();
+    if (options.deadRefs === undefined) return cleaned;
+    const cutoff = now() - (options.deadRefHeadMs ?? 0);
+    for (const dead of options.deadRefs.list()) {
+      if (Date.parse(dead.deadAt) > cutoff) continue;
+      const builds = listAll(store, { repo: dead.repo, ref: dead.ref });
+      // queued after the mark: the branch was pushed again or the pull request reopened
+      if (builds.some((b) => b.queuedAt > dead.deadAt)) {
+        options.deadRefs.forget(dead.repo, dead.ref);
+        continue;
+      }
+      if (builds.some((b) => !isTerminal(b.state))) continue;
+      try {
+        const branch = toLineageBranch(dead.ref);
+        const scopes = new Map(builds.map((b) => [b.definition, scopeOf(b)]));
+        for (const scope of scopes.values()) await workspaces.removeHead(scope, branch);
+        for (const build of builds) await workspaces.remove(scopeOf(build), build.id);
+        options.deadRefs.forget(dead.repo, dead.ref);
+        report.deadRefsCleaned++;
+        cleaned.add(`${dead.repo}\n${dead.ref}`);
+        log.info({ repo: dead.repo, ref: dead.ref, deadAt: dead.deadAt, workspaces: builds.length }, 'lineage heads of a dead ref removed');
+      } catch (err) {
+        log.warn({ err, repo: dead.repo, ref: dead.ref }, 'could not remove the lineage heads of a dead ref; tried again next pass');
+        report.failures++;
+      }
+    }
+    return cleaned;
+  }
+
+  /**
+   * Deletes each mirror's `refs/autobuilder/<sha>` that no build record needs (see `run`).
+   * A commit fetched for a request not yet recorded may lose its ref here; its objects stay
+   * until `git gc` prunes unreachable ones (two weeks by default), so that build still checks
+   * it out, and a later one fetches it again.
+   */
+  async function cleanMirrors(report: RetentionReport, deadRefs: ReadonlySet<string>): Promise<void> {
+    if (options.mirrors === undefined) return;
+    for (const { owner, repo } of await options.mirrors.repositories()) {
+      try {
+        const fullName = `${owner}/${repo}`;
+        const needed = new Set(listAll(store, { repo: fullName }).filter((b) => !deadRefs.has(`${fullName}\n${b.ref}`)).map((b) => b.sha));
+        const unneeded = (await options.mirrors.fetched(owner, repo)).filter((sha) => !needed.has(sha));
+        await options.mirrors.remove(owner, repo, unneeded);
+        report.mirrorRefsDeleted += unneeded.length;
+      } catch (err) {
+        log.warn({ err, owner, repo }, 'could not delete the unneeded refs of a git mirror; tried again next pass');
+        report.failures++;
+      }
+    }
+  }
+
   return {
     async run() {
-      const report: RetentionReport = { buildsDeleted: 0, workspacesDeleted: 0, artifactsDeleted: 0, bytesFreed: 0, failures: 0 };
+      const report: RetentionReport = { buildsDeleted: 0, workspacesDeleted: 0, artifactsDeleted: 0, bytesFreed: 0, failures: 0, deadRefsCleaned: 0, mirrorRefsDeleted: 0 };
+      const deadRefs = await cleanDeadRefs(report);
       const groups = new Map<string, { id: string; repo: string; ref: string; definition: string; state: string }[]>();
       for (const key of store.listKeys()) {
         const group = `${key.repo}\n${key.ref}\n${key.definition}`;
@@ -114,6 +188,7 @@ export function createRetention(options: {
         report.bytesFreed += artifact.size;
       }
       await artifacts.removeStaleTemp(cutoff);
+      await cleanMirrors(report, deadRefs);
       // delivery ids are kept for dedupe well past GitHub's 3 days of redeliveries
       store.pruneDeliveries(new Date(now() - DELIVERY_RETENTION_DAYS * 86_400_000).toISOString());
       log.info(report, 'retention pass done');

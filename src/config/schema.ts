@@ -115,6 +115,8 @@ export const configSchema = z
         keepPerBranch: z.number().int().positive().default(20),
         intervalSeconds: z.number().int().positive().default(3600),
         artifactGraceSeconds: z.number().int().min(0).default(3600),
+        /** how long the lineage heads and mirror refs of a deleted branch or tag, or a closed pull request, are kept */
+        deadRefHeadSeconds: z.number().int().min(0).default(259_200),
       })
       .strict()
       .prefault({}),

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import Router from '@koa/router';
 import type { Coordinator } from '../builds/coordinator.js';
+import { toPullRequestRef } from '../builds/refs.js';
 import { AppError, toMessage } from '../errors.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import type { Logger } from '../logger.js';
+import type { DeadRefs } from '../store/sqlite-dead-refs.js';
 import type { Inbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
 import { toBuildRequest } from '../webhooks/to-build-request.js';
@@ -36,10 +38,19 @@ export function createWebhookRoutes(deps: {
   coordinator: Pick<Coordinator, 'cancelPullRequest'>;
   /** a push to the config repository's branch reloads it (after the answer) */
   configRepository: Pick<ConfigRepository, 'isConfigPush' | 'reload'>;
+  /** marks deleted branches and tags and closed pull requests, whose lineage heads retention drops later */
+  deadRefs?: Pick<DeadRefs, 'mark'> | undefined;
   log: Logger;
 }): Router {
   const router = new Router();
   const { inbox } = deps;
+  const markDead = (repo: string, ref: string, deadAt: string, log: Logger) => {
+    try {
+      deps.deadRefs?.mark({ repo, ref, deadAt });
+    } catch (err) {
+      log.warn({ err: toMessage(err), repo, ref }, 'could not mark a deleted ref for retention');
+    }
+  };
   // open: the signature over the raw body is the authentication
   router.post('/hooks/github', deps.access.open, async (ctx) => {
     const body = await readBody(ctx.req);
@@ -77,6 +88,7 @@ export function createWebhookRoutes(deps: {
         return;
       case 'ignored':
         await inbox.record({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
+        if (outcome.deletedRef !== undefined) markDead(`${outcome.deletedRef.owner}/${outcome.deletedRef.repo}`, outcome.deletedRef.ref, receivedAt, log);
         log.info({ reason: outcome.reason }, 'delivery ignored');
         ctx.status = 200;
         ctx.body = { ignored: true, event, deliveryId, reason: outcome.reason };
@@ -104,6 +116,7 @@ export function createWebhookRoutes(deps: {
           ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
           return;
         }
+        markDead(`${target.owner}/${target.repo}`, toPullRequestRef(target.pullRequest), receivedAt, log);
         log.info({ repo: `${target.owner}/${target.repo}`, pullRequest: target.pullRequest }, 'pull request closed: cancelling its waiting builds');
         ctx.status = 202;
         ctx.body = { accepted: true, event, deliveryId, reason };

@@ -71,6 +71,11 @@ export interface Workspaces {
   promote(input: { scope: LineageScope; branch: string; buildId: string }): Promise<boolean>;
   /** The build id at the head of `branch`, or null when the branch has no green build yet. */
   head(scope: LineageScope, branch: string): Promise<string | null>;
+  /**
+   * Removes the head link of `branch` (idempotent), e.g. when the branch was deleted; the
+   * workspace it pointed at stays until {@link Workspaces.remove}. Serialised with `promote`.
+   */
+  removeHead(scope: LineageScope, branch: string): Promise<void>;
   /** Removes build `buildId`'s workspace (idempotent). */
   remove(scope: LineageScope, buildId: string): Promise<void>;
   /** Every workspace on disk, with its lineage scope and build id. */
@@ -161,6 +166,10 @@ export function createWorkspaces(options: { root: string; driver: SnapshotDriver
         return true;
       };
       return serial(link, task);
+    },
+    removeHead(scope, branch) {
+      const link = headLink(scope, branch);
+      return serial(link, () => unlink(link).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err))));
     },
     async remove(scope, buildId) {
       await driver.remove(join(scopeDir(scope), toPathSegment(buildId)));

@@ -10,7 +10,7 @@ export type WebhookOutcome =
   | { kind: 'build'; request: BuildRequest }
   | { kind: 'cancel'; target: PullRequestTarget; reason: string }
   | { kind: 'ping'; zen: string | null }
-  | { kind: 'ignored'; reason: string };
+  | { kind: 'ignored'; reason: string; deletedRef?: { owner: string; repo: string; ref: string } };
 
 type Ignored = Extract<WebhookOutcome, { kind: 'ignored' }>;
 
@@ -66,7 +66,12 @@ function refProblem(ref: string): Ignored | null {
 function fromPush(payload: Record<string, unknown>, deliveryId: string | null): WebhookOutcome {
   const ref = str(payload['ref']);
   if (ref === null) return ignored('push without a ref');
-  if (payload['deleted'] === true) return ignored(`${ref} was deleted`);
+  if (payload['deleted'] === true) {
+    // nothing to build; retention drops the ref's lineage heads once it has been gone a while
+    const repository = refProblem(ref) === null ? toRepository(payload, 'push') : null;
+    if (repository === null || 'kind' in repository) return ignored(`${ref} was deleted`);
+    return { ...ignored(`${ref} was deleted`), deletedRef: { owner: repository.owner, repo: repository.repo, ref } };
+  }
   const problem = refProblem(ref);
   if (problem !== null) return problem;
   const after = str(payload['after']);
@@ -140,7 +145,7 @@ function fromPullRequest(payload: Record<string, unknown>, deliveryId: string | 
 
 /**
  * Maps a verified, parsed delivery onto what it asks for. Pure: no I/O, never throws.
- * Handles `ping`; `push` of `refs/heads/*` and `refs/tags/*` (a deleted ref is ignored);
+ * Handles `ping`; `push` of `refs/heads/*` and `refs/tags/*` (a deleted ref is ignored, naming it in `deletedRef`);
  * `create` of a tag; `pull_request` opened, synchronize, reopened (build) and closed
  * (cancel). `delete`, every other event, action or ref is ignored with the reason.
  * Payload shapes: https://docs.github.com/webhooks/webhook-events-and-payloads
