@@ -45,7 +45,7 @@ export interface AppDeps {
   publicUrl: string;
   log: Logger;
   /** what the control API (manual trigger, rebuild, cancel) needs */
-  control: { checkout: Checkout; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[] };
+  control: { checkout: Checkout; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[]; gitHost: string };
   /** build events, for the live log stream's build updates */
   events: BuildEvents;
   metrics: Metrics;

@@ -161,6 +161,7 @@ export async function startServer(
   });
   const checkout = createCheckout({
     mirrorsDir: join(dataDir, 'git'),
+    timeoutMs: config.builds.gitTimeoutSeconds * 1000,
     ...(config.github.token === undefined ? {} : { token: { value: config.github.token, host: toGitHost(config.github.apiUrl) } }),
   });
   const coordinator = createCoordinator({
@@ -217,7 +218,7 @@ export async function startServer(
   await runner.removeOrphans();
   await retention.recover();
   const webhookRegistrar = createWebhookRegistrarFor(config, { publicUrl, webhookSecret: options.webhookSecret, fetch: options.fetch, log });
-  const app = createApp({ inbox, deadRefs, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites }, coordinator, store, logs, artifacts, verify, publicUrl, log, events, metrics, pageAuth });
+  const app = createApp({ inbox, deadRefs, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites, gitHost: toGitHost(config.github.apiUrl) }, coordinator, store, logs, artifacts, verify, publicUrl, log, events, metrics, pageAuth });
   gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({

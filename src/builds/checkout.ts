@@ -1,6 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { GitPluginError, simpleGit, type SimpleGit } from 'simple-git';
+import { withoutCredentials } from '../config-repo/config-repository.js';
 import { AppError, toMessage } from '../errors.js';
 import { createSerializeByKey } from '../serialize-by-key.js';
 import { toPathSegment } from '../snapshots/workspaces.js';
@@ -21,7 +22,7 @@ export function toCloneUrl(url: string, rewrites: readonly CloneUrlRewrite[]): s
   const rule = rewrites.find((r) => url.startsWith(r.from));
   const result = rule === undefined ? url : rule.to + url.slice(rule.from.length);
   if (!/^(https?|ssh|git|file):\/\/[^\s]+$|^\/[^\s]*$/.test(result)) {
-    throw new AppError('UNSAFE_INPUT', `refusing to fetch from ${JSON.stringify(result.slice(0, 200))}`, { status: 400 });
+    throw new AppError('UNSAFE_INPUT', withoutCredentials(`refusing to fetch from ${JSON.stringify(result.slice(0, 200))}`), { status: 400 });
   }
   return result;
 }
@@ -35,7 +36,13 @@ export function toGitHost(apiUrl: string): string {
   return host === 'api.github.com' ? 'github.com' : host;
 }
 
-/** Fetches commits into per-repository mirrors and checks trees out into workspaces. */
+/**
+ * Fetches commits into per-repository mirrors and checks trees out into workspaces. Every
+ * git process is stopped when it goes without output for the checkout's timeout, or when
+ * the call's `signal` aborts (the build was cancelled); the call then throws `GIT_FAILED`.
+ * Error messages never carry the user or password of a URL (a `cloneUrlRewrites` target may
+ * hold a token): they reach build descriptions, logs and commit statuses.
+ */
 export interface Checkout {
   /**
    * Makes commit `sha` of `cloneUrl` present in the repository's mirror (no network when it
@@ -43,13 +50,13 @@ export interface Checkout {
    * a path that is not a file there).
    * @throws AppError `GIT_FAILED` when the fetch fails or `sha` is not a commit there
    */
-  fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[] }): Promise<{ tree: string; blobs: (string | null)[] }>;
+  fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[]; signal?: AbortSignal | undefined }): Promise<{ tree: string; blobs: (string | null)[] }>;
   /**
    * The commit `ref` points at in the repository at `cloneUrl` (`git ls-remote`); an
    * annotated tag is peeled to its commit, never answered with the tag object.
    * @throws AppError `NOT_FOUND` (404) when there is no such ref, `GIT_FAILED` otherwise
    */
-  resolveRef(input: { cloneUrl: string; ref: string }): Promise<string>;
+  resolveRef(input: { cloneUrl: string; ref: string; signal?: AbortSignal | undefined }): Promise<string>;
   /**
    * When tree `tree` is in the repository's mirror already, the blob ids of `paths` in it
    * (null for a path that is not a file there); null when the tree is not there. Never
@@ -61,7 +68,7 @@ export interface Checkout {
    * files of an earlier build (incremental builds) and replacing tracked ones.
    * @throws AppError `GIT_FAILED`
    */
-  checkout(input: { owner: string; repo: string; sha: string; workspace: string }): Promise<{ dir: string }>;
+  checkout(input: { owner: string; repo: string; sha: string; workspace: string; signal?: AbortSignal | undefined }): Promise<{ dir: string }>;
 }
 
 /**
@@ -85,15 +92,25 @@ export function gitAuthEnv(url: string, token: { value: string; host: string } |
  * on the host at the next checkout. The index sits beside `src/`, not inside it, so the
  * container never sees it. Fetches into one mirror are serialised.
  */
-export function createCheckout(options: { mirrorsDir: string; token?: { value: string; host: string } }): Checkout {
+export function createCheckout(options: {
+  mirrorsDir: string;
+  token?: { value: string; host: string };
+  /** ms a git process may go without output before it is stopped (a remote that accepts and never answers); default 10 minutes */
+  timeoutMs?: number;
+}): Checkout {
   const serial = createSerializeByKey();
+  const timeoutMs = options.timeoutMs ?? 600_000;
   const authFor = (url: string): Record<string, string> => gitAuthEnv(url, options.token);
-  const git = (baseDir?: string, env?: Record<string, string>): SimpleGit => {
+  const git = (baseDir?: string, env?: Record<string, string>, signal?: AbortSignal): SimpleGit => {
     // Hooks off and no fsmonitor, whatever a repository says: simple-git guards these keys
     // because they can run programs; here they are set to values that run nothing.
     const g = simpleGit({
       ...(baseDir === undefined ? {} : { baseDir }),
-      config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false'],
+      ...(signal === undefined ? {} : { abort: signal }),
+      timeout: { block: timeoutMs },
+      // Over http, the transfer is done by a remote helper that stopping git does not stop: curl
+      // gives up on its own after as long without data (a remote that accepts and never answers).
+      config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'http.lowSpeedLimit=1', `http.lowSpeedTime=${Math.max(1, Math.round(timeoutMs / 1000))}`],
       // GIT_CONFIG_COUNT carries only the token header of authFor, never payload data
       unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true },
       // the work tree and index are set per call; the mirror is ours, never a workspace's
@@ -124,17 +141,37 @@ export function createCheckout(options: { mirrorsDir: string; token?: { value: s
     return blobs;
   }
 
-  const gitFailed = (what: string, err: unknown): AppError =>
-    err instanceof AppError ? err : new AppError('GIT_FAILED', `${what}: ${toMessage(err).trim().split('\n').slice(-3).join(' ')}`, { cause: err });
+  const gitFailed = (what: string, err: unknown): AppError => {
+    if (err instanceof AppError) return err;
+    const why =
+      err instanceof GitPluginError && err.plugin === 'timeout'
+        ? `no answer for ${Math.round(timeoutMs / 1000)} s (builds.gitTimeoutSeconds)`
+        : err instanceof GitPluginError && err.plugin === 'abort'
+          ? 'stopped (the build was cancelled)'
+          : toMessage(err).trim().split('\n').slice(-3).join(' ');
+    // git's stderr and our own message name the URL, maybe with a token in it
+    return new AppError('GIT_FAILED', withoutCredentials(`${what}: ${why}`), { cause: err });
+  };
+  /** `work` once the mirror's lock is ours, or an abort of `signal` while waiting for it. */
+  const whenFree = <T>(mirror: string, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> => {
+    const locked = serial(mirror, work);
+    if (signal === undefined) return locked;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(new GitPluginError(undefined, 'abort', 'Abort signal received'));
+      if (signal.aborted) onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      locked.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  };
 
   return {
-    async fetch({ owner, repo, cloneUrl, sha, paths }) {
+    async fetch({ owner, repo, cloneUrl, sha, paths, signal }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
       try {
         const mirror = await ensureMirror(owner, repo);
-        await serial(mirror, async () => {
+        await whenFree(mirror, signal, async () => {
           const present = await git(mirror).raw(['cat-file', '-t', sha]).then((t) => t.trim() === 'commit', () => false);
-          if (!present) await git(mirror, authFor(cloneUrl)).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
+          if (!present) await git(mirror, authFor(cloneUrl), signal).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
         });
         const tree = (await git(mirror).raw(['rev-parse', '--verify', `${sha}^{tree}`])).trim();
         return { tree, blobs: await blobsIn(mirror, tree, paths) };
@@ -142,18 +179,18 @@ export function createCheckout(options: { mirrorsDir: string; token?: { value: s
         throw gitFailed(`cannot fetch ${sha} from ${cloneUrl}`, err);
       }
     },
-    async resolveRef({ cloneUrl, ref }) {
+    async resolveRef({ cloneUrl, ref, signal }) {
       let out: string;
       try {
         // `<ref>^{}` lists the commit an annotated tag points at; a branch has no such line
-        out = await git(undefined, authFor(cloneUrl)).raw(['ls-remote', '--', cloneUrl, ref, `${ref}^{}`]);
+        out = await git(undefined, authFor(cloneUrl), signal).raw(['ls-remote', '--', cloneUrl, ref, `${ref}^{}`]);
       } catch (err) {
         throw gitFailed(`cannot list refs of ${cloneUrl}`, err);
       }
       const lines = out.split('\n');
       const line = lines.find((l) => l.endsWith(`\t${ref}^{}`)) ?? lines.find((l) => l.endsWith(`\t${ref}`));
       const sha = line?.split('\t')[0];
-      if (sha === undefined || !isSha(sha)) throw new AppError('NOT_FOUND', `${ref} does not exist in ${cloneUrl}`, { status: 404 });
+      if (sha === undefined || !isSha(sha)) throw new AppError('NOT_FOUND', withoutCredentials(`${ref} does not exist in ${cloneUrl}`), { status: 404 });
       return sha;
     },
     async inspectTree({ owner, repo, tree, paths }) {
@@ -167,14 +204,14 @@ export function createCheckout(options: { mirrorsDir: string; token?: { value: s
         throw gitFailed(`cannot read tree ${tree}`, err);
       }
     },
-    async checkout({ owner, repo, sha, workspace }) {
+    async checkout({ owner, repo, sha, workspace, signal }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
       try {
         const mirror = await ensureMirror(owner, repo);
         const dir = join(workspace, 'src');
         await mkdir(dir, { recursive: true });
         const env = { GIT_DIR: mirror, GIT_WORK_TREE: dir, GIT_INDEX_FILE: join(workspace, 'index') };
-        await git(dir, env).raw(['read-tree', '--reset', '-u', sha]);
+        await git(dir, env, signal).raw(['read-tree', '--reset', '-u', sha]);
         return { dir };
       } catch (err) {
         throw gitFailed(`cannot check out ${sha}`, err);

@@ -204,6 +204,8 @@ export function createCoordinator(options: {
   const joinedByOtherRefs = (item: Waiting): boolean => item.flight.followers.some((f) => f.build.ref !== item.flight.leader.ref);
   /** running leaders, by build id */
   const running = new Map<string, { build: Build; controller: AbortController }>();
+  /** builds being decided (cache key, fetch), by build id: a cancel aborts their git work */
+  const deciding = new Map<string, { controller: AbortController; done: Promise<void> }>();
   let accepting = true;
 
   /** Applies `changes`, stores the build, and tells listeners (a copy, so they cannot mutate it). */
@@ -305,11 +307,11 @@ export function createCoordinator(options: {
       );
       checkpoint();
 
-      const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), sha: build.sha, paths: [] });
+      const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), sha: build.sha, paths: [], signal });
       if (fetched.tree !== build.cacheInputs?.tree) {
         throw new AppError('GIT_FAILED', `commit ${build.sha} has tree ${fetched.tree}, not ${build.cacheInputs?.tree ?? '?'} as its push payload said`);
       }
-      const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, sha: build.sha, workspace: prepared.path });
+      const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, sha: build.sha, workspace: prepared.path, signal });
       buildLog.line(`[autobuilder] checked out ${build.sha}`);
       checkpoint();
 
@@ -524,14 +526,14 @@ export function createCoordinator(options: {
   }
 
   /** Decides one build: cache hit, coalesced, or queued. */
-  async function decide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+  async function decide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter, signal: AbortSignal): Promise<void> {
     const image = definition.baseimage ?? policy.defaultImage;
     const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
     const inputsOf = async (): Promise<{ tree: string; blobs: (string | null)[] }> => {
       const paths = [definition.script];
       // A tree we already hold needs no fetch: a cache hit is decided without the network.
       const known = request.tree ? await checkout.inspectTree({ owner: request.owner, repo: request.repo, tree: request.tree, paths }) : null;
-      return known !== null && request.tree ? { tree: request.tree, blobs: known } : checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths });
+      return known !== null && request.tree ? { tree: request.tree, blobs: known } : checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths, signal });
     };
     const [fetched, imageId] = await Promise.all([inputsOf(), runner.imageId(image)]);
     if (imageId === null) {
@@ -583,14 +585,29 @@ export function createCoordinator(options: {
     await enqueue({ flight, definition, request, log: buildLog });
   }
 
-  /** Decides a stored build, ending it `error` when that fails. */
+  /**
+   * Decides a stored build, ending it `error` when that fails, or `cancelled` when a cancel
+   * aborted it meanwhile (a fetch from a remote that never answers is stopped at once).
+   */
   async function decideOrFail(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
-    try {
-      await decide(build, definition, request, buildLog);
-    } catch (err) {
-      log.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
-      await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
-    }
+    const controller = new AbortController();
+    const decision = { controller, done: Promise.resolve() };
+    deciding.set(build.id, decision);
+    decision.done = (async () => {
+      try {
+        await decide(build, definition, request, buildLog, controller.signal);
+      } catch (err) {
+        if (controller.signal.aborted) {
+          await finish(build, buildLog, { state: 'cancelled', description: String(controller.signal.reason) });
+          return;
+        }
+        log.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
+        await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+      } finally {
+        deciding.delete(build.id);
+      }
+    })();
+    await decision.done;
   }
 
   /** See {@link Coordinator.cancel}. */
@@ -628,6 +645,16 @@ export function createCoordinator(options: {
       }
     }
     throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
+    // still being decided (its commit being fetched): the fetch is stopped
+    const decision = deciding.get(buildId);
+    if (decision !== undefined) {
+      decision.controller.abort(reason);
+      await decision.done;
+      // the decision may have ended just before the abort: the build then waits in the queue
+      const after = store.get(buildId);
+      if (after !== null && !isTerminal(after.state) && (waiting.has(buildId) || running.has(buildId))) return cancelBuild(buildId, reason);
+      return after ?? build;
+    }
   }
 
   return {

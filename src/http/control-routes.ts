@@ -42,7 +42,16 @@ const triggerSchema = z
  * `Retry-After` when the backlog is full), `POST /api/builds/:id/rebuild` (`{ force }`),
  * `POST /api/builds/:id/cancel`; and `GET /api/queue` (protected, like the other reads).
  */
-export function createControlRoutes(deps: { access: RouteGuards; coordinator: Coordinator; store: BuildStore; checkout: Checkout; publicUrl: string; cloneUrlRewrites: readonly { from: string; to: string }[] }): Router {
+export function createControlRoutes(deps: {
+  access: RouteGuards;
+  coordinator: Coordinator;
+  store: BuildStore;
+  checkout: Checkout;
+  publicUrl: string;
+  cloneUrlRewrites: readonly { from: string; to: string }[];
+  /** host repositories are cloned from when no webhook named a clone URL: `github.com`, or a GitHub Enterprise Server's (see toGitHost) */
+  gitHost: string;
+}): Router {
   const { access, coordinator, store, publicUrl } = deps;
   const router = new Router();
   const refuseWhenFull = () => {
@@ -71,10 +80,11 @@ export function createControlRoutes(deps: { access: RouteGuards; coordinator: Co
     assertRepoName(owner, 'owner');
     assertRepoName(repo, 'repository name');
     const ref = parseRef(input.ref);
-    // the clone URL and default branch of the repository's last webhook, else GitHub's
+    // the clone URL and default branch of the repository's last webhook, else the configured
+    // GitHub's (a GitHub Enterprise Server's own host: never github.com for it)
     const last = store.list({ repo: input.repo, limit: 1 })[0];
     const known = last === undefined ? null : store.getRequest(last.id);
-    const cloneUrl = known?.cloneUrl ?? `https://github.com/${owner}/${repo}.git`;
+    const cloneUrl = known?.cloneUrl ?? `https://${deps.gitHost}/${owner}/${repo}.git`;
     const sha = input.sha ?? (await deps.checkout.resolveRef({ cloneUrl: toCloneUrl(cloneUrl, deps.cloneUrlRewrites), ref: input.ref }));
     if (!isSha(sha)) throw new AppError('BAD_REQUEST', `cannot resolve ${input.ref}`, { status: 400 });
     const request: BuildRequest = {
