@@ -644,7 +644,6 @@ export function createCoordinator(options: {
         return structuredClone(follower.build);
       }
     }
-    throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
     // still being decided (its commit being fetched): the fetch is stopped
     const decision = deciding.get(buildId);
     if (decision !== undefined) {
@@ -656,6 +655,7 @@ export function createCoordinator(options: {
       return after ?? build;
     }
   }
+    throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
 
   return {
     async submit(input) {
