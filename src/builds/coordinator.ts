@@ -654,8 +654,8 @@ export function createCoordinator(options: {
       if (after !== null && !isTerminal(after.state) && (waiting.has(buildId) || running.has(buildId))) return cancelBuild(buildId, reason);
       return after ?? build;
     }
-  }
     throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
+  }
 
   return {
     async submit(input) {
