@@ -96,7 +96,9 @@ async function runScript(runner: ContainerRunner, workspace: string, script: str
     env: {},
     collect: '/nonexistent',
     collectTo: join(workspace, 'collected'),
-    onLine: (_stream, line) => lines.push(line),
+    onLines: (_stream, batch) => {
+      lines.push(...batch.map((line) => line.text));
+    },
     ...(network === undefined ? {} : { network }),
   });
   assert.equal(result.exitCode, 0, lines.join('\n'));
