@@ -105,9 +105,12 @@ async function runScript(runner: ContainerRunner, workspace: string, script: str
   return lines;
 }
 
-/** A shell probe: prints `<name> reached` when a TCP connection to host:port opens, else `<name> blocked`. */
+/**
+ * A shell probe: prints `<name> reached` when a TCP connection to host:port opens (second try
+ * after a second: a first packet may be lost while neighbours are resolved), else `<name> blocked`.
+ */
 const probe = (name: string, host: string, port: number) =>
-  `if nc -w 3 ${host} ${port} </dev/null >/dev/null 2>&1; then echo "${name} reached"; else echo "${name} blocked"; fi`;
+  `if nc -w 3 ${host} ${port} </dev/null >/dev/null 2>&1 || { sleep 1; nc -w 3 ${host} ${port} </dev/null >/dev/null 2>&1; }; then echo "${name} reached"; else echo "${name} blocked"; fi`;
 
 describe('the network of builds', () => {
   let server: Server;
