@@ -41,6 +41,7 @@ describe('loadConfig', () => {
       maxTimeoutSeconds: 4 * 3600,
       cancelRunningOnSupersede: false,
       shutdownGraceSeconds: 60,
+      maxLogBytes: 256 * 1024 ** 2,
       forkNetwork: 'none',
       gitTimeoutSeconds: 600,
       diskQuotaMiB: 4096,
