@@ -100,6 +100,10 @@ const config: ConfigInput = {
     // and ends `failure`; its log ends with a line saying where it was cut. Output lines
     // longer than 64 KiB are split into lines of 64 KiB (no byte is lost).
     maxLogBytes: 256 * 1024 ** 2,
+    // Bytes of output a second one build may print (default 8 MiB/s, far more than a compiler
+    // or a test run prints). Past that the build waits in its own `write`: a flood cannot take
+    // the server's CPU and disk from webhooks and pages.
+    maxOutputBytesPerSecond: 8 * 1024 ** 2,
     // Network of builds of pull requests from forks: 'none' (no network at all: the safe
     // default, anyone can open a pull request) or 'builds' (the `docker.network` above).
     forkNetwork: 'none',

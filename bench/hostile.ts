@@ -4,8 +4,9 @@
  * Phases, measured side by side in one run:
  * 1. idle: the webhooks alone (the baseline of the ratios);
  * 2. builds: three builds of one push run at once, one printing 1 GiB without a newline,
- *    one printing 1 GiB in 1 KiB lines, one writing to its workspace until its 64 MiB disk
- *    quota stops it;
+ *    one printing 1 GiB in 1 KiB lines (each as fast as `builds.maxOutputBytesPerSecond`,
+ *    default 8 MiB/s, lets it), one writing to its workspace until its 64 MiB disk quota
+ *    stops it;
  * 3. readers: 10 server-sent-event clients read a log whose one line is 64 MiB.
  * Reports the server's peak RSS (VmHWM) and RSS at the end of each phase, webhook ack
  * latency per phase, and lost deliveries (not acknowledged, or not in the inbox after the

@@ -94,7 +94,7 @@ export async function startServer(
   const publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
 
   const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
-  const logs = await createBuildLogs({ dir: join(dataDir, 'logs') });
+  const logs = await createBuildLogs({ dir: join(dataDir, 'logs'), onWriteError: (buildId, err) => log.error({ buildId, err: err.message }, 'a build log could not be written: its later lines are dropped') });
   const artifacts = createArtifactStore({ root: join(dataDir, 'artifacts') });
   const configRepository = createConfigRepository({ source: toConfigRepositorySource(config), log: log.child({ component: 'config-repo' }) });
   const events = createBuildEvents();
@@ -158,6 +158,7 @@ export async function startServer(
     limits: config.docker,
     instance: createHash('sha256').update(dataDir).digest('hex').slice(0, 16),
     log: log.child({ component: 'runner' }),
+    maxOutputBytesPerSecond: config.builds.maxOutputBytesPerSecond,
   });
   const checkout = createCheckout({
     mirrorsDir: join(dataDir, 'git'),

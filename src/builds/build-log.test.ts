@@ -304,3 +304,46 @@ describe('assertBuildId', () => {
     assert.equal(assertBuildId('mfx1k2p3-9f3a2c1d'), 'mfx1k2p3-9f3a2c1d');
   });
 });
+
+describe('build log batches (a build output, written off the event loop)', () => {
+  let tmp: string;
+  let logs: BuildLogs;
+
+  before(async () => {
+    tmp = await mkdtemp(join(tmpdir(), 'autobuilder-build-log-batches-'));
+    logs = await createBuildLogs({ dir: join(tmp, 'logs') });
+  });
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  test('keeps the order of batches and single lines, counts queued bytes in size, and closes after the queue', async () => {
+    const heard: string[] = [];
+    const stop = logs.onAppend((a) => heard.push(a.text));
+    const writer = logs.open('batches');
+    writer.line('first');
+    const written = writer.lines(['a', 'b']);
+    writer.line('after a and b'); // queued behind the batch, not written before it
+    void writer.lines(['c']);
+    assert.equal(writer.size, 'first\na\nb\nafter a and b\nc\n'.length);
+    assert.deepEqual(heard, ['first'], 'a batch is heard of only once it is on disk');
+    const follower = drain(logs.follow('batches'));
+    writer.close(); // while batches are queued: they are written first
+    await within(written);
+    assert.equal(await within(follower), 'first\na\nb\nafter a and b\nc\n');
+    assert.equal(readFileSync(join(tmp, 'logs', 'batches.log'), 'utf8'), 'first\na\nb\nafter a and b\nc\n');
+    assert.deepEqual(heard, ['first', 'a', 'b', 'after a and b', 'c']);
+    assert.deepEqual((await logs.readLines('batches', { tail: 10 }))?.lines, ['first', 'a', 'b', 'after a and b', 'c']);
+    stop();
+  });
+
+  test('a batch resolves only once it is written: the caller can wait on it (back-pressure)', async () => {
+    const writer = logs.open('pressure');
+    let done = false;
+    const written = writer.lines(['x'.repeat(1024 * 1024)]).then(() => (done = true));
+    assert.equal(done, false);
+    await within(written);
+    assert.equal((await logs.stat('pressure'))?.size, 1024 * 1024 + 1);
+    writer.close();
+  });
+});

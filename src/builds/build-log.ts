@@ -1,18 +1,30 @@
 import { EventEmitter, once } from 'node:events';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { close as closeFile, closeSync, openSync, write, writeSync } from 'node:fs';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
 
-/** Appends lines to one build's log. */
+/**
+ * Appends lines to one build's log. Lines are on disk before any follower hears of them,
+ * and in the order they were given, whichever method wrote them.
+ */
 export interface BuildLogWriter {
-  /** Appends `text` and a newline; the bytes are on disk before any follower hears of them. */
+  /**
+   * Appends `text` and a newline: at once (a synchronous write) when no batch of
+   * {@link BuildLogWriter.lines} is being written, else after those.
+   */
   line(text: string): void;
-  /** Appends each of `texts` with its newline in one write (followers hear of each line after it). */
-  lines(texts: readonly string[]): void;
-  /** Marks the log complete: followers drain what is left and end. Idempotent. */
+  /**
+   * Appends each of `texts` with its newline, written off the event loop in one write with
+   * whatever else is queued (a build's output: a disk that is slow to take a flood never
+   * holds the server up). Resolves once they are on disk and heard of: the caller's
+   * back-pressure. A write that fails drops the lines (the build goes on) and is reported
+   * once through `onWriteError`.
+   */
+  lines(texts: readonly string[]): Promise<void>;
+  /** Marks the log complete, once what is queued is written: followers drain what is left and end. Idempotent. */
   close(): void;
-  /** bytes written to the log so far */
+  /** bytes given to the log so far (written or queued) */
   readonly size: number;
 }
 
@@ -142,8 +154,11 @@ function isMissing(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
-/** Creates the build log store over `dir` (`<dataDir>/logs`), created if missing. */
-export async function createBuildLogs(options: { dir: string }): Promise<BuildLogs> {
+/**
+ * Creates the build log store over `dir` (`<dataDir>/logs`), created if missing.
+ * `onWriteError` hears of a log whose write failed (disk full): its later lines are dropped.
+ */
+export async function createBuildLogs(options: { dir: string; onWriteError?: (buildId: string, err: Error) => void }): Promise<BuildLogs> {
   const { dir } = options;
   await mkdir(dir, { recursive: true });
   const live = new Map<string, LiveLog>();
@@ -197,11 +212,15 @@ export async function createBuildLogs(options: { dir: string }): Promise<BuildLo
       state.events.setMaxListeners(0);
       finished.delete(buildId);
       live.set(buildId, state);
-      const writeLines = (texts: readonly string[]): void => {
-        if (state.closed || texts.length === 0) return;
-        const bytes = Buffer.from(`${texts.join('\n')}\n`);
-        // one write for a whole batch: a build that prints fast costs one system call per chunk, not per line
-        writeSync(state.fd, bytes);
+      /** batches given to `lines` and not yet written, oldest first */
+      const queue: { texts: readonly string[]; bytes: Buffer }[] = [];
+      let queuedBytes = 0;
+      let writing = false;
+      let closing = false;
+      let failed = false;
+      let drained: (() => void)[] = [];
+      /** Records lines that are on disk in the index and tells followers and listeners. */
+      const written = (texts: readonly string[], bytes: Buffer): void => {
         let start = state.index.size;
         indexBytes(state.index, bytes);
         state.events.emit('change');
@@ -212,22 +231,77 @@ export async function createBuildLogs(options: { dir: string }): Promise<BuildLo
           start = end;
         }
       };
+      const finishClose = (): void => {
+        state.closed = true;
+        live.delete(buildId);
+        finished.set(buildId, state.index);
+        state.events.emit('change');
+        bus.emit('close', buildId);
+      };
+      /** Writes what is queued, one batch of batches at a time, on libuv's thread pool. */
+      const pump = (): void => {
+        if (queue.length === 0 || failed) {
+          writing = false;
+          queue.length = 0;
+          queuedBytes = 0;
+          const waiters = drained;
+          drained = [];
+          for (const resolve of waiters) resolve();
+          if (closing) closeFile(state.fd, finishClose);
+          return;
+        }
+        writing = true;
+        const batches = queue.splice(0, queue.length);
+        const bytes = batches.length === 1 ? (batches[0] as { bytes: Buffer }).bytes : Buffer.concat(batches.map((b) => b.bytes));
+        const put = (offset: number): void => {
+          write(state.fd, bytes, offset, bytes.length - offset, null, (err, n) => {
+            if (err !== null) {
+              failed = true;
+              options.onWriteError?.(buildId, err);
+            } else if (offset + n < bytes.length) {
+              put(offset + n);
+              return;
+            } else {
+              queuedBytes -= bytes.length;
+              written(
+                batches.flatMap((b) => b.texts),
+                bytes,
+              );
+            }
+            pump();
+          });
+        };
+        put(0);
+      };
       return {
         line(text) {
-          writeLines([text]);
+          if (state.closed || closing || failed) return;
+          if (writing) {
+            void this.lines([text]);
+            return;
+          }
+          const bytes = Buffer.from(`${text}\n`);
+          writeSync(state.fd, bytes);
+          written([text], bytes);
         },
-        lines: writeLines,
+        lines(texts) {
+          if (state.closed || closing || failed || texts.length === 0) return Promise.resolve();
+          const bytes = Buffer.from(`${texts.join('\n')}\n`);
+          queue.push({ texts, bytes });
+          queuedBytes += bytes.length;
+          const done = new Promise<void>((resolve) => drained.push(resolve));
+          if (!writing) pump();
+          return done;
+        },
         get size() {
-          return state.index.size;
+          return state.index.size + queuedBytes;
         },
         close() {
-          if (state.closed) return;
-          state.closed = true;
+          if (state.closed || closing) return;
+          closing = true;
+          if (writing) return; // pump closes it once the queue is written
           closeSync(state.fd);
-          live.delete(buildId);
-          finished.set(buildId, state.index);
-          state.events.emit('change');
-          bus.emit('close', buildId);
+          finishClose();
         },
       };
     },

@@ -358,7 +358,7 @@ export function createCoordinator(options: {
         ...(request.fromFork === true && policy.forkNetwork === 'none' ? { network: 'none' } : {}),
         onLines: (stream, lines) => {
           feedWatchdog();
-          if (logCut) return;
+          if (logCut) return undefined;
           const batch: string[] = [];
           // the cap is checked before a line is written: the log never holds more than it
           let size = buildLog.size;
@@ -372,11 +372,12 @@ export function createCoordinator(options: {
             }
             batch.push(text);
           }
-          buildLog.lines(batch);
+          const written = buildLog.lines(batch);
           if (logCut) {
             buildLog.line(`[autobuilder] log cut at ${buildLog.size} bytes: the build printed more than builds.maxLogBytes (${policy.maxLogBytes} bytes); it is stopped`);
             controller.abort({ kind: 'log-limit', bytes: policy.maxLogBytes } satisfies StopReason);
           }
+          return written;
         },
       });
       clearTimeout(watchdog);

@@ -42,6 +42,7 @@ describe('loadConfig', () => {
       cancelRunningOnSupersede: false,
       shutdownGraceSeconds: 60,
       maxLogBytes: 256 * 1024 ** 2,
+      maxOutputBytesPerSecond: 8 * 1024 ** 2,
       forkNetwork: 'none',
       gitTimeoutSeconds: 600,
       diskQuotaMiB: 4096,

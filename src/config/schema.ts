@@ -89,6 +89,8 @@ export const configSchema = z
         shutdownGraceSeconds: z.number().int().min(0).default(60),
         /** bytes one build's log may hold (256 MiB); a build that prints more is stopped, `failure` */
         maxLogBytes: z.number().int().min(64 * 1024).default(256 * 1024 ** 2),
+        /** bytes of output a second one build may print (8 MiB); past that it waits in its own `write` */
+        maxOutputBytesPerSecond: z.number().int().min(64 * 1024).default(8 * 1024 ** 2),
         /** network of builds of pull requests from forks: `none` (no network at all) or `builds` (docker.network) */
         forkNetwork: z.enum(['none', 'builds']).default('none'),
         /** seconds a git fetch, ls-remote or checkout may go without output before it is stopped */

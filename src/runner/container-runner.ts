@@ -21,10 +21,10 @@ export interface ContainerSpec {
    * Called with the output lines (without their newlines) of each chunk the container
    * printed, in order per stream. A line longer than {@link MAX_OUTPUT_LINE_BYTES} comes in
    * pieces of at most that many bytes, all but its last with `complete: false`; no byte is
-   * dropped. The runner reads no more output until the call returns (back-pressure on the
-   * container).
+   * dropped. The runner reads no more output until the call returns, or the promise it
+   * returns resolves (back-pressure on the container: it waits in its own `write`).
    */
-  onLines(stream: 'stdout' | 'stderr', lines: readonly OutputLine[]): void;
+  onLines(stream: 'stdout' | 'stderr', lines: readonly OutputLine[]): void | Promise<void>;
   /** this build's limits, already capped by the server's maxima; absent fields use the runner's */
   resources?: { memoryBytes?: number; cpus?: number; pidsLimit?: number };
   /** aborting kills the container (SIGKILL); the run then resolves with `aborted: true` */

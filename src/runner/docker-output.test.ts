@@ -17,7 +17,12 @@ async function read(bytes: Buffer, size: number, maxLineBytes = 1024): Promise<[
   const chunks: Buffer[] = [];
   for (let i = 0; i < bytes.length; i += size) chunks.push(bytes.subarray(i, i + size));
   const lines: [OutputStream, string, boolean][] = [];
-  await readDockerOutput(Readable.from(chunks), { maxLineBytes, onLines: (stream, batch) => lines.push(...batch.map((line): [OutputStream, string, boolean] => [stream, line.text, line.complete])) });
+  await readDockerOutput(Readable.from(chunks), {
+    maxLineBytes,
+    onLines: (stream, batch) => {
+      lines.push(...batch.map((line): [OutputStream, string, boolean] => [stream, line.text, line.complete]));
+    },
+  });
   return lines;
 }
 
@@ -54,9 +59,64 @@ describe('Docker output reader', () => {
     const stream = new Readable({ read() {} });
     stream.push(frame(1, 'before\npartial'));
     const lines: string[] = [];
-    const done = readDockerOutput(stream, { maxLineBytes: 64, onLines: (_s, batch) => lines.push(...batch.map((line) => line.text)) });
+    const done = readDockerOutput(stream, { maxLineBytes: 64, onLines: (_s, batch) => {
+        lines.push(...batch.map((line) => line.text));
+      },
+    });
     setImmediate(() => stream.destroy(new Error('connection reset')));
     await done;
     assert.deepEqual(lines, ['before', 'partial']);
+  });
+});
+
+describe('Docker output reader back-pressure', () => {
+  test('reads no more of the stream while the lines it handed on are not written', async () => {
+    let pulled = 0;
+    const stream = new Readable({
+      highWaterMark: 1024,
+      read() {
+        pulled += 1;
+        this.push(frame(1, `${'p'.repeat(100)}\n`));
+      },
+    });
+    let release: () => void = () => undefined;
+    const calls: number[] = [];
+    const done = readDockerOutput(stream, {
+      maxLineBytes: 1024,
+      onLines: () => {
+        calls.push(pulled);
+        // the first batch is never written until released: the reader must wait for it
+        return calls.length === 1 ? new Promise<void>((resolve) => (release = resolve)) : undefined;
+      },
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(calls.length, 1, 'no second batch while the first is being written');
+    assert.ok(pulled <= 12, `the stream was read ${pulled} times while the reader waited (its buffer, no more)`);
+    release();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.ok(calls.length > 1, 'reading goes on once the batch is written');
+    stream.destroy();
+    await done;
+  });
+});
+
+describe('Docker output reader rate', () => {
+  test('reads no faster than maxBytesPerSecond', async () => {
+    const bytes = Buffer.concat(Array.from({ length: 64 }, () => frame(1, `${'r'.repeat(8191)}\n`))); // 512 KiB of lines
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += 16 * 1024) chunks.push(bytes.subarray(i, i + 16 * 1024));
+    let lines = 0;
+    const started = performance.now();
+    await readDockerOutput(Readable.from(chunks), {
+      maxLineBytes: 64 * 1024,
+      maxBytesPerSecond: 1024 * 1024,
+      onLines: (_s, batch) => {
+        lines += batch.length;
+      },
+    });
+    const ms = performance.now() - started;
+    assert.equal(lines, 64);
+    // 512 KiB at 1 MiB/s: half a second at least (the last chunk is not waited for)
+    assert.ok(ms >= 450, `read in ${ms.toFixed(0)} ms`);
   });
 });

@@ -15,14 +15,21 @@ const HEADER_BYTES = 8;
  * lines over `maxLineBytes` cut into several (see `createLineSplitter`'s `split`).
  *
  * Back-pressure: the stream is read as an async iterator, one chunk at a time, and a chunk
- * is handled whole before the next is read, so nothing piles up in this process: a
- * container that prints faster than its lines are stored waits in its own `write`. Memory
- * is bounded by one chunk and one line per stream, however long a line is.
+ * is handled whole (each `onLines` call awaited: the log is written) before the next is
+ * read, so nothing piles up in this process: a container that prints faster than its
+ * lines are stored waits in its own `write`. Memory is bounded by one chunk and one line
+ * per stream, however long a line is.
+ *
+ * `maxBytesPerSecond` bounds the rate output is read at (the container waits, as above), so
+ * a flood cannot take the server's CPU and disk from everything else.
  *
  * Resolves when the stream ends or fails (a destroyed stream is the end of the output, not
  * an error); frames of other streams (stdin echo) are skipped.
  */
-export async function readDockerOutput(stream: Readable, options: { maxLineBytes: number; onLines(stream: OutputStream, lines: readonly SplitLine[]): void }): Promise<void> {
+export async function readDockerOutput(
+  stream: Readable,
+  options: { maxLineBytes: number; maxBytesPerSecond?: number | undefined; onLines(stream: OutputStream, lines: readonly SplitLine[]): void | Promise<void> },
+): Promise<void> {
   const splitters = {
     stdout: createLineSplitter({ maxLineBytes: options.maxLineBytes, overflow: 'split', stripCarriageReturn: true }),
     stderr: createLineSplitter({ maxLineBytes: options.maxLineBytes, overflow: 'split', stripCarriageReturn: true }),
@@ -32,12 +39,15 @@ export async function readDockerOutput(stream: Readable, options: { maxLineBytes
   /** the stream the current frame belongs to (null: skipped), and its bytes not read yet */
   let current: OutputStream | null = null;
   let remaining = 0;
-  const emit = (name: OutputStream, lines: readonly SplitLine[]) => {
-    if (lines.length > 0) options.onLines(name, lines);
+  const emit = async (name: OutputStream, lines: readonly SplitLine[]): Promise<void> => {
+    if (lines.length > 0) await options.onLines(name, lines);
   };
+  const started = performance.now();
+  let read = 0;
   try {
     for await (const data of stream) {
       const chunk = data as Buffer;
+      read += chunk.length;
       let at = 0;
       while (at < chunk.length) {
         if (remaining === 0) {
@@ -53,18 +63,22 @@ export async function readDockerOutput(stream: Readable, options: { maxLineBytes
           continue;
         }
         const n = Math.min(remaining, chunk.length - at);
-        if (current !== null) emit(current, splitters[current].push(chunk.subarray(at, at + n)));
+        if (current !== null) await emit(current, splitters[current].push(chunk.subarray(at, at + n)));
         remaining -= n;
         at += n;
       }
-      // let waiting I/O (webhooks, pages) run before the next chunk: a flood shares the loop
-      await new Promise((resolve) => setImmediate(resolve));
+      // ahead of the allowed rate: wait until it is caught up; else let waiting I/O (webhooks,
+      // pages) run before the next chunk: a flood shares the loop
+      const ahead = options.maxBytesPerSecond === undefined ? 0 : (read / options.maxBytesPerSecond) * 1000 - (performance.now() - started);
+      await new Promise((resolve) => (ahead >= 1 ? setTimeout(resolve, ahead) : setImmediate(resolve)));
     }
   } catch {
-    // a destroyed or reset stream ends the output; the exit code says how the build went
+    // a destroyed or reset stream ends the output; the exit code says how the build went.
+    // Destroyed here too, so a container never waits on output nobody reads.
+    stream.destroy();
   }
   for (const name of ['stdout', 'stderr'] as const) {
     const last = splitters[name].flush();
-    if (last !== null) emit(name, [last]);
+    if (last !== null) await emit(name, [last]).catch(() => undefined);
   }
 }

@@ -96,7 +96,14 @@ async function copyOut(container: Docker.Container, path: string, to: string, ma
  * {@link ContainerRunner} over dockerode and the local Docker engine (`socketPath`).
  * Images are never pulled implicitly: a missing image is an `error` naming it.
  */
-export function createDockerRunner(options: { socketPath: string; limits: DockerRunnerLimits; log: Logger; instance: string }): ContainerRunner {
+export function createDockerRunner(options: {
+  socketPath: string;
+  limits: DockerRunnerLimits;
+  log: Logger;
+  instance: string;
+  /** bytes of output a second a container may print; it waits in its `write` past that (default: no bound) */
+  maxOutputBytesPerSecond?: number;
+}): ContainerRunner {
   const docker = new Docker({ socketPath: options.socketPath });
   const { limits, log, instance } = options;
   /** containers of runs in progress in this process */
@@ -179,7 +186,7 @@ export function createDockerRunner(options: { socketPath: string; limits: Docker
       owned.add(container.id);
       try {
         const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
-        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, onLines: spec.onLines });
+        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, maxBytesPerSecond: options.maxOutputBytesPerSecond, onLines: spec.onLines });
         const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
         exited.catch(() => undefined); // never awaited when the build is aborted before it starts
         if (spec.signal?.aborted) {
