@@ -16,6 +16,7 @@ import type { BuildView } from '../src/http/build-view.js';
 import { createLogger } from '../src/logger.js';
 import { createBtrfsDriver, createWorkspaces, toPathSegment, type SnapshotDriver } from '../src/snapshots/index.js';
 import { createSqliteBuildStore } from '../src/store/index.js';
+import { buildRecord } from './support/build-record.js';
 import { makeTestDir } from './support/data-dir.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { buildSubvolumeTool } from './support/subvolume-tool.js';
@@ -199,31 +200,17 @@ describe('workspaces a build made hard to delete', () => {
 
 describe('a retention pass with one workspace that cannot be deleted', () => {
   const scope = { owner: 'acme', repo: 'widget', definition: 'autobuild/build.sh' };
-  const record = (id: string, state: Build['state']): Build => ({
-    id,
-    repo: 'acme/widget',
-    ref: 'refs/heads/main',
-    sha: 'a'.repeat(40),
-    definition: scope.definition,
-    context: `autobuilder/${scope.definition}`,
-    state,
-    exitCode: state === 'success' ? 0 : null,
-    description: null,
-    cached: false,
-    coalesced: false,
-    incremental: false,
-    parentBuildId: null,
-    cacheKey: null,
-    cacheInputs: null,
-    sourceBuildId: null,
-    cacheMiss: null,
-    configSha: null,
-    deliveryId: null,
-    queuedAt: new Date().toISOString(),
-    startedAt: null,
-    finishedAt: state === 'running' ? null : new Date().toISOString(),
-    artifacts: [],
-  });
+  const record = (id: string, state: Build['state']): Build =>
+    buildRecord({
+      id,
+      definition: scope.definition,
+      context: `autobuilder/${scope.definition}`,
+      state,
+      exitCode: state === 'success' ? 0 : null,
+      queuedAt: new Date().toISOString(),
+      finishedAt: state === 'running' ? null : new Date().toISOString(),
+    });
+
 
   const setUp = async (name: string) => {
     const dir = await makeTestDir(name);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Build, BuildState } from '../builds/build.js';
+import { buildRecord } from '../../test/support/build-record.js';
 import { createLogger } from '../logger.js';
 import { createSqliteStatusOutbox } from '../store/sqlite-status-outbox.js';
 import { createCommitStatusPublisher, MAX_DESCRIPTION, toCommitStatusState, toDescription, toRetryDelay } from './commit-statuses.js';
@@ -8,32 +9,7 @@ import { createCommitStatusPublisher, MAX_DESCRIPTION, toCommitStatusState, toDe
 const log = createLogger({ level: 'silent' });
 
 function build(changes: Partial<Build> = {}): Build {
-  return {
-    id: 'mfx1k2p3-9f3a2c1d',
-    repo: 'acme/widget',
-    ref: 'refs/heads/main',
-    sha: '0123456789abcdef0123456789abcdef01234567',
-    definition: 'hello',
-    context: 'autobuilder/hello',
-    state: 'success',
-    exitCode: 0,
-    description: 'Built in 1.0 s',
-    cached: false,
-    coalesced: false,
-    incremental: false,
-    parentBuildId: null,
-    cacheKey: null,
-    cacheInputs: null,
-    sourceBuildId: null,
-    cacheMiss: null,
-    configSha: null,
-    deliveryId: null,
-    queuedAt: '2024-01-01T00:00:00.000Z',
-    startedAt: null,
-    finishedAt: null,
-    artifacts: [],
-    ...changes,
-  };
+  return buildRecord({ sha: '0123456789abcdef0123456789abcdef01234567', definition: 'hello', context: 'autobuilder/hello', description: 'Built in 1.0 s', ...changes });
 }
 
 describe('toCommitStatusState', () => {

@@ -14,6 +14,7 @@ import { createLogger, type Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import type { Checkout } from '../builds/checkout.js';
+import { buildRecord } from '../../test/support/build-record.js';
 import { makeTestDir } from '../../test/support/data-dir.js';
 import { BUILD_PAGE_SIZE, listAll, type BuildStore } from './build-store.js';
 import { createSqliteBuildStore } from './sqlite-build-store.js';
@@ -24,32 +25,7 @@ const MANY = BUILD_PAGE_SIZE * 2 + 3;
 function buildOf(i: number, state: BuildState, overrides: Partial<Build> = {}): Build {
   // several builds share one queuedAt, so the cursor must order by id within it
   const queuedAt = new Date(Date.UTC(2024, 0, 1, 0, 0, Math.floor(i / 7))).toISOString();
-  return {
-    id: `b${String(i).padStart(6, '0')}`,
-    repo: 'acme/widget',
-    ref: 'refs/heads/main',
-    sha: 'a'.repeat(40),
-    definition: 'build',
-    context: 'autobuilder/build',
-    state,
-    exitCode: null,
-    description: null,
-    cached: false,
-    coalesced: false,
-    incremental: false,
-    parentBuildId: null,
-    cacheKey: null,
-    cacheInputs: null,
-    sourceBuildId: null,
-    cacheMiss: null,
-    configSha: null,
-    deliveryId: null,
-    queuedAt,
-    startedAt: null,
-    finishedAt: null,
-    artifacts: [],
-    ...overrides,
-  };
+  return buildRecord({ id: `b${String(i).padStart(6, '0')}`, state, exitCode: null, queuedAt, ...overrides });
 }
 
 /** A status publisher that only counts. */
