@@ -24,6 +24,7 @@ import { createGitRepository } from '../test/support/git-repository.js';
 import { pushPayload } from '../test/support/webhook-delivery.js';
 import { startServerProcess, stopServerProcess } from './server-process.js';
 import { formatSummary, goal, summarize } from './stats.js';
+import { sendDeliveries, type DeliveriesSent } from './webhook-sender.js';
 
 const SECRET = 'hostile-secret';
 const RATE = 50;
@@ -37,44 +38,10 @@ async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
   return { rss: kib('VmRSS') / 1024, peak: kib('VmHWM') / 1024 };
 }
 
-/**
- * Sends signed deliveries (a push of a repository without definitions: the whole intake
- * path, no container) at `RATE` a second, open loop, until `until` resolves.
- */
-async function sendWebhooks(url: string, until: Promise<unknown>): Promise<{ latencies: number[]; ids: string[]; acknowledged: string[]; failed: number }> {
+/** Signed deliveries of a push of a repository without definitions (the whole intake path, no container) at `RATE` a second until `until` settles. */
+async function sendWebhooks(url: string, until: Promise<unknown>): Promise<DeliveriesSent> {
   const body = JSON.stringify(pushPayload({ owner: 'acme', repo: 'no-definitions', ref: 'refs/heads/main', sha: 'b'.repeat(40), cloneUrl: 'https://github.com/acme/no-definitions.git' }));
-  const signature = await sign(SECRET, body);
-  const result = { latencies: [] as number[], ids: [] as string[], acknowledged: [] as string[], failed: 0 };
-  let done = false;
-  void until.finally(() => (done = true));
-  const inFlight: Promise<void>[] = [];
-  const start = performance.now();
-  for (let i = 0; !done; i++) {
-    const wait = start + (i * 1000) / RATE - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const id = randomUUID();
-    result.ids.push(id);
-    const sent = performance.now();
-    inFlight.push(
-      fetch(`${url}/hooks/github`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': id, 'x-hub-signature-256': signature },
-        body,
-        signal: AbortSignal.timeout(10_000),
-      }).then(
-        async (response) => {
-          await response.arrayBuffer();
-          if (response.status === 202) {
-            result.latencies.push(performance.now() - sent);
-            result.acknowledged.push(id);
-          } else result.failed++;
-        },
-        () => void result.failed++,
-      ),
-    );
-  }
-  await Promise.all(inFlight);
-  return result;
+  return sendDeliveries({ url, body, signature: await sign(SECRET, body), rate: RATE, until });
 }
 
 /** Polls the build API until every build of `ref` has ended; resolves with them. */

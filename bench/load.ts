@@ -7,7 +7,6 @@
  * loop. Reports lost deliveries (not acknowledged, or acknowledged but not in the inbox
  * after the server stopped) and the acknowledgement latency. Goal: zero lost, ack p99 ≤ 50 ms.
  */
-import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { sign } from '@octokit/webhooks-methods';
@@ -16,6 +15,7 @@ import { makeTestDir } from '../test/support/data-dir.js';
 import { pushPayload } from '../test/support/webhook-delivery.js';
 import { startServerProcess, stopServerProcess } from './server-process.js';
 import { formatSummary, goal, summarize } from './stats.js';
+import { sendDeliveries } from './webhook-sender.js';
 
 const SECRET = 'load-secret';
 
@@ -34,37 +34,8 @@ export async function benchLoad(options: { rate?: number; seconds?: number } = {
     const body = JSON.stringify(pushPayload({ owner: 'acme', repo: 'no-definitions', ref: 'refs/heads/main', sha: 'a'.repeat(40), cloneUrl: 'https://github.com/acme/no-definitions.git' }));
     const signature = await sign(SECRET, body);
     const total = rate * seconds;
-    const latencies: number[] = [];
-    const ids: string[] = [];
-    const acknowledged: string[] = [];
-    let failed = 0;
     const start = performance.now();
-    const inFlight: Promise<void>[] = [];
-    for (let i = 0; i < total; i++) {
-      const due = start + (i * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-      const id = randomUUID();
-      ids.push(id);
-      const sent = performance.now();
-      inFlight.push(
-        fetch(`${url}/hooks/github`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': id, 'x-hub-signature-256': signature },
-          body,
-        }).then(
-          async (response) => {
-            await response.arrayBuffer();
-            if (response.status === 202) {
-              latencies.push(performance.now() - sent);
-              acknowledged.push(id);
-            } else failed++;
-          },
-          () => void failed++,
-        ),
-      );
-    }
-    await Promise.all(inFlight);
+    const { latencies, ids, acknowledged, failed } = await sendDeliveries({ url, body, signature, rate, total });
     const elapsed = (performance.now() - start) / 1000;
     await stopServerProcess(child);
     const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
