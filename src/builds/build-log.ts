@@ -1,5 +1,5 @@
 import { EventEmitter, once } from 'node:events';
-import { close as closeFile, closeSync, openSync, write, writeSync } from 'node:fs';
+import { close as closeFile, closeSync, fdatasync, openSync, write, writeSync } from 'node:fs';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
@@ -108,6 +108,8 @@ export const MAX_LINE_BYTES = 64 * 1024;
 const MAX_COUNT = 10_000;
 const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 const CHUNK = 256 * 1024;
+/** Bytes of a batch-written log after which they are flushed to disk (fdatasync) before more are written. */
+const SYNC_EVERY_BYTES = 4 * 1024 * 1024;
 const NEWLINE = 0x0a;
 
 /** Sparse line index: `marks[k]` is the byte offset where line `k * STRIDE + 1` starts. */
@@ -219,6 +221,7 @@ export async function createBuildLogs(options: { dir: string; onWriteError?: (bu
       let closing = false;
       let failed = false;
       let drained: (() => void)[] = [];
+      let unsynced = 0;
       /** Records lines that are on disk in the index and tells followers and listeners. */
       const written = (texts: readonly string[], bytes: Buffer): void => {
         let start = state.index.size;
@@ -267,6 +270,14 @@ export async function createBuildLogs(options: { dir: string; onWriteError?: (bu
                 batches.flatMap((b) => b.texts),
                 bytes,
               );
+              unsynced += bytes.length;
+              if (unsynced >= SYNC_EVERY_BYTES) {
+                // a flood's dirty pages flushed a little at a time, in the thread pool, not all at a
+                // file system commit that the database's own fsync (the webhook inbox) would wait on
+                unsynced = 0;
+                fdatasync(state.fd, () => pump());
+                return;
+              }
             }
             pump();
           });
