@@ -119,8 +119,9 @@ const config: ConfigInput = {
     // out and the build ends `failure` "artifact larger than …".
     maxArtifactBytes: 1024 ** 3,
     // MiB that must stay free on the data volume (database, logs, artifacts). Under it new
-    // builds wait, queued, with the reason in their status; webhooks are still taken. Checked
-    // every 10 s and whenever a build ends. 0: no reserve.
+    // builds wait, queued, with the reason in their status; webhooks are still taken. Under
+    // half of it running builds are stopped (`error`). Checked every 2 s and whenever a build
+    // ends. 0: no reserve.
     diskReserveMiB: 2048,
     // Env every build gets, except builds of pull requests from forks. Values are masked as
     // *** in build logs, like every other secret the server knows.

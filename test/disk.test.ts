@@ -205,4 +205,22 @@ describe('the free-space reserve of the data volume', () => {
       await f.close({ graceMs: 0 });
     }
   });
+
+  test('under half the reserve, running builds are stopped (error, the reason named) and webhooks are still answered', async () => {
+    let free = 4096 * MiB;
+    const f = await startFixtureServer('disk-critical', { builds: { diskReserveMiB: 2048 } }, { freeBytes: () => Promise.resolve(free) });
+    try {
+      const sha = f.repo.head as string;
+      await push(f, 'refs/heads/long', sha); // sleeps for a minute
+      await waitUntil(f, sha, 'refs/heads/long', (b) => b.state === 'running');
+      free = 512 * MiB;
+      // read every 2 s
+      const stopped = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/long', 15_000);
+      assert.equal(stopped.state, 'error');
+      assert.equal(stopped.description, 'stopped: the data volume has 512 MiB free, under half its 2048 MiB reserve');
+      await push(f, 'refs/heads/main', sha);
+    } finally {
+      await f.close({ graceMs: 0 });
+    }
+  });
 });

@@ -131,7 +131,8 @@ type StopReason =
   | { kind: 'timeout'; seconds: number }
   | { kind: 'output-timeout'; seconds: number }
   | { kind: 'cancelled'; description: string }
-  | { kind: 'log-limit'; bytes: number };
+  | { kind: 'log-limit'; bytes: number }
+  | { kind: 'disk-critical'; reason: string };
 
 class BuildStopped extends Error {
   constructor(readonly reason: StopReason) {
@@ -260,6 +261,8 @@ export function createCoordinator(options: {
         return { state: 'cancelled', description: reason.description };
       case 'log-limit':
         return { state: 'failure', description: `output passed the log limit of ${toMebibytes(reason.bytes)} (builds.maxLogBytes)` };
+      case 'disk-critical':
+        return { state: 'error', description: `stopped: ${reason.reason}` };
       default: {
         const unreachable: never = reason;
         return unreachable;
@@ -486,6 +489,11 @@ export function createCoordinator(options: {
         await statuses.publish(build);
       }
     })().catch((err: unknown) => log.error({ err: toMessage(err) }, 'waiting builds could not be updated'));
+  });
+
+  // the volume the server needs is nearly full: whatever fills it, running builds stop
+  options.reserve?.onCritical((reason) => {
+    for (const { controller } of running.values()) controller.abort({ kind: 'disk-critical', reason } satisfies StopReason);
   });
 
   /** Ends a waiting leader (and its followers) without running it. */

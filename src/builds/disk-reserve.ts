@@ -12,13 +12,18 @@ export async function statfsFreeBytes(dir: string): Promise<number> {
 
 /**
  * The free-space reserve of the data volume: while less than `reserveBytes` is free, new
- * builds must not start (the database, logs and webhook intake need the room). It reads the
- * free space every `intervalMs` and whenever {@link DiskReserve.check} is called, and tells
- * its listeners when the volume goes under or back over the reserve.
+ * builds must not start (the database, logs and webhook intake need the room); under half
+ * of it the volume is critical and running builds must stop (what quotas do not bound, such
+ * as a subvolume a build nests in its workspace, still cannot fill it). It reads the free
+ * space every `intervalMs` (default 2 s: statfs costs microseconds) and whenever
+ * {@link DiskReserve.check} is called, and tells its listeners when the volume goes under
+ * or back over the reserve, and when it turns critical.
  */
 export interface DiskReserve {
   /** True when the last reading was under the reserve (false before the first one). */
   isLow(): boolean;
+  /** True when the last reading was under half the reserve. */
+  isCritical(): boolean;
   /**
    * Why builds wait, e.g. "data volume has 812 MiB free, under the 2048 MiB reserve"; null
    * when they need not.
@@ -28,6 +33,8 @@ export interface DiskReserve {
   check(): Promise<boolean>;
   /** Calls `listener(low)` each time a reading crosses the reserve, either way. */
   onChange(listener: (low: boolean) => void): void;
+  /** Calls `listener(reason)` each time a reading goes under half the reserve (from over it). */
+  onCritical(listener: (reason: string) => void): void;
   /** Stops the periodic reading. */
   close(): void;
 }
@@ -46,12 +53,15 @@ export function createDiskReserve(options: {
   const { dir, reserveBytes, log } = options;
   const freeBytes = options.freeBytes ?? statfsFreeBytes;
   const listeners: ((low: boolean) => void)[] = [];
+  const criticalListeners: ((reason: string) => void)[] = [];
   let lastFree: number | null = null;
   const isLow = () => lastFree !== null && lastFree < reserveBytes;
+  const isCritical = () => lastFree !== null && lastFree < reserveBytes / 2;
 
   async function check(): Promise<boolean> {
     if (reserveBytes === 0) return false;
     const before = isLow();
+    const wasCritical = isCritical();
     try {
       lastFree = await freeBytes(dir);
     } catch (err) {
@@ -64,15 +74,22 @@ export function createDiskReserve(options: {
       else log.info({ freeBytes: lastFree, reserveBytes }, 'data volume back over its reserve: builds start again');
       for (const listener of listeners) listener(low);
     }
+    if (isCritical() && !wasCritical) {
+      const reason = `the data volume has ${Math.floor((lastFree ?? 0) / MiB)} MiB free, under half its ${Math.ceil(reserveBytes / MiB)} MiB reserve`;
+      log.error({ freeBytes: lastFree, reserveBytes }, 'data volume under half its reserve: running builds are stopped');
+      for (const listener of criticalListeners) listener(reason);
+    }
     return low;
   }
 
-  const timer = reserveBytes === 0 ? undefined : setInterval(() => void check(), options.intervalMs ?? 10_000).unref();
+  const timer = reserveBytes === 0 ? undefined : setInterval(() => void check(), options.intervalMs ?? 2000).unref();
   return {
     isLow,
+    isCritical,
     reason: () => (isLow() && lastFree !== null ? `data volume has ${Math.floor(lastFree / MiB)} MiB free, under the ${Math.ceil(reserveBytes / MiB)} MiB reserve` : null),
     check,
     onChange: (listener) => void listeners.push(listener),
+    onCritical: (listener) => void criticalListeners.push(listener),
     close: () => clearInterval(timer),
   };
 }
