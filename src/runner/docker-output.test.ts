@@ -120,3 +120,29 @@ describe('Docker output reader rate', () => {
     assert.ok(ms >= 450, `read in ${ms.toFixed(0)} ms`);
   });
 });
+
+describe('Docker output reader rate after a quiet spell', () => {
+  test('a build quiet for a while earns at most one second of output at full speed', async () => {
+    const line = frame(1, `${'q'.repeat(8191)}\n`); // 8 KiB
+    const stream = new Readable({ read() {} });
+    let lines = 0;
+    const started = performance.now();
+    const done = readDockerOutput(stream, {
+      maxLineBytes: 64 * 1024,
+      maxBytesPerSecond: 256 * 1024,
+      onLines: (_s, batch) => {
+        lines += batch.length;
+      },
+    });
+    stream.push(line);
+    await new Promise((r) => setTimeout(r, 1500)); // quiet: 1.5 s of allowance unused
+    const burst = performance.now();
+    for (let i = 0; i < 96; i++) stream.push(line); // 768 KiB: one second of credit, then two at the rate
+    stream.push(null);
+    await done;
+    assert.equal(lines, 97);
+    const ms = performance.now() - burst;
+    // with the whole quiet spell as credit it would take about 1.5 s; capped at 1 s of credit, about 2 s
+    assert.ok(ms >= 1700, `the burst was read in ${ms.toFixed(0)} ms (${(performance.now() - started).toFixed(0)} ms in all)`);
+  });
+});

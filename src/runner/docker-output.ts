@@ -42,11 +42,15 @@ export async function readDockerOutput(
   const emit = async (name: OutputStream, lines: readonly SplitLine[]): Promise<void> => {
     if (lines.length > 0) await options.onLines(name, lines);
   };
-  const started = performance.now();
+  /** when the rate's allowance starts, and the bytes read since the stream's start */
+  let started = performance.now();
   let read = 0;
   try {
     for await (const data of stream) {
       const chunk = data as Buffer;
+      const rate = options.maxBytesPerSecond;
+      // a quiet spell earns at most one second of output at full speed, not a burst of its length
+      if (rate !== undefined) started = Math.max(started, performance.now() - ((read + rate) / rate) * 1000);
       read += chunk.length;
       let at = 0;
       while (at < chunk.length) {
@@ -69,7 +73,7 @@ export async function readDockerOutput(
       }
       // ahead of the allowed rate: wait until it is caught up; else let waiting I/O (webhooks,
       // pages) run before the next chunk: a flood shares the loop
-      const ahead = options.maxBytesPerSecond === undefined ? 0 : (read / options.maxBytesPerSecond) * 1000 - (performance.now() - started);
+      const ahead = rate === undefined ? 0 : (read / rate) * 1000 - (performance.now() - started);
       await new Promise((resolve) => (ahead >= 1 ? setTimeout(resolve, ahead) : setImmediate(resolve)));
     }
   } catch {
