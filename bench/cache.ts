@@ -34,7 +34,7 @@ export async function benchCacheHit(): Promise<void> {
       const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload });
       if (response.status !== 202) throw new Error(`webhook answered ${response.status}`);
       const [status] = await f.github.waitFor(successFor(sha), 1, 120_000);
-      if ((status?.body as { state: string }).state !== 'success') throw new Error(`build of ${sha} did not succeed`);
+      if ((status?.body as { state: string } | undefined)?.state !== 'success') throw new Error(`build of ${sha} did not succeed`);
       return since(start);
     };
     const cold: number[] = [];

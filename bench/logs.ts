@@ -113,7 +113,7 @@ export async function benchLogs(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2000));
     const report = await viewers.report();
     viewers = null;
-    const size = (await (await fetch(`${g.server.url}/api/builds/${build.id}/log`, { method: 'HEAD' })).headers.get('content-length')) ?? '0';
+    const size = (await fetch(`${g.server.url}/api/builds/${build.id}/log`, { method: 'HEAD' })).headers.get('content-length') ?? '0';
     const mb = (n: number) => `${(n / MiB).toFixed(0)} MiB`;
     console.log(`  build ${done.state} in ${seconds.toFixed(1)} s; log ${mb(Number(size))} (${(Number(size) / MiB / seconds).toFixed(1)} MiB/s through the server)`);
     console.log(`  server RSS: ${mb(before.rss)} before, ${mb(peak.rss)} peak (+${mb(peak.rss - before.rss)}); heap used ${mb(before.heapUsed)} → ${mb(peak.heapUsed)} peak; buffers peak ${mb(peak.external)}`);

@@ -18,11 +18,11 @@ export interface DeliveriesSent {
 export async function sendDeliveries(options: { url: string; body: string; signature: string; rate: number; total?: number; until?: Promise<unknown> }): Promise<DeliveriesSent> {
   const { url, body, signature, rate } = options;
   const sent: DeliveriesSent = { latencies: [], ids: [], acknowledged: [], failed: 0 };
-  let stopped = false;
-  void options.until?.finally(() => (stopped = true));
+  const stop = new AbortController();
+  void options.until?.finally(() => stop.abort());
   const inFlight: Promise<void>[] = [];
   const start = performance.now();
-  for (let i = 0; !stopped && i < (options.total ?? Infinity); i++) {
+  for (let i = 0; !stop.signal.aborted && i < (options.total ?? Infinity); i++) {
     const wait = start + (i * 1000) / rate - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
     const id = randomUUID();

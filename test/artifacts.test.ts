@@ -20,7 +20,7 @@ describe('artifact downloads', () => {
     bytes = Buffer.from(await (await fetch(build.artifacts[0]?.url ?? '')).arrayBuffer());
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('serves an artifact by digest with its ETag and immutable caching', async () => {

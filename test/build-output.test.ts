@@ -41,7 +41,7 @@ describe('a build that prints without bounds: lines cut, log capped, readers lin
     f = await startFixtureServer('build-output', { builds: { maxLogBytes: 2 * MiB } });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('8 MiB without a newline are cut into lines of 64 KiB on disk', async () => {
@@ -106,7 +106,7 @@ describe('a build that prints a long line within the cap', () => {
     f = await startFixtureServer('build-output-ok');
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('succeeds with every byte of its output in the log, lines of at most 64 KiB', async () => {

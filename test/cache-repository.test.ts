@@ -32,7 +32,7 @@ describe('the build cache is per repository', () => {
     });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('a repository whose tree and definition equal another’s builds its own result, never the other’s cached one', async () => {

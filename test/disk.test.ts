@@ -106,7 +106,7 @@ describe('a build cannot fill the disk the server needs', () => {
     );
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
+    await f.close({ graceMs: 0 });
   });
 
   test('an artifact over builds.maxArtifactBytes ends the build failure naming the cap; nothing is stored', async () => {

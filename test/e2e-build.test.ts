@@ -17,7 +17,7 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
     f = await startFixtureServer('e2e', { snapshotDriver: 'btrfs' });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   const push = async (ref: string, sha: string) => {
@@ -56,9 +56,9 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
     assert.equal(first.artifacts.length, 1);
     const [artifact] = first.artifacts;
     assert.equal(artifact?.name, 'result.txt');
-    assert.equal(artifact?.digest, digest);
-    assert.equal(artifact?.size, expected.length);
-    const download = await fetch(artifact?.url ?? '');
+    assert.equal(artifact.digest, digest);
+    assert.equal(artifact.size, expected.length);
+    const download = await fetch(artifact.url);
     assert.equal(download.status, 200);
     assert.equal(download.headers.get('etag'), `"${digest}"`);
     assert.deepEqual(Buffer.from(await download.arrayBuffer()), expected);
@@ -128,7 +128,7 @@ describe('a signed push webhook becomes a container build over a Btrfs snapshot'
       statuses.map((s) => (s.body as { state: string }).state),
       ['pending', 'failure'],
     );
-    assert.match((statuses[1]?.body as { description: string }).description, /exited with code 3/);
+    assert.match((statuses[1]?.body as { description: string } | undefined)?.description ?? '', /exited with code 3/);
     const log = await (await fetch(failed.logUrl)).text();
     assert.match(log, /about to fail/);
   });

@@ -58,7 +58,7 @@ describe('credentials in clone-URL rewrites', () => {
     f = await startFixtureServer('git-credentials', { cloneUrlRewrites: [{ from: 'https://github.com/acme/widget.git', to: target }] });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
+    await f.close({ graceMs: 0 });
   });
 
   test('never reach the build description, the build log or the commit statuses when git fails', async () => {
@@ -92,9 +92,9 @@ describe('a git remote that never answers', () => {
     });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
-    for (const socket of remote?.sockets ?? []) socket.destroy();
-    remote?.server.close();
+    await f.close({ graceMs: 0 });
+    for (const socket of remote.sockets) socket.destroy();
+    remote.server.close();
   });
 
   test('a build stuck fetching from it is cancelled through the API within 5 s, and git lets go of the connection', async (t) => {
@@ -133,9 +133,9 @@ describe('a git remote that never answers, with builds.gitTimeoutSeconds', () =>
     });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
-    for (const socket of remote?.sockets ?? []) socket.destroy();
-    remote?.server.close();
+    await f.close({ graceMs: 0 });
+    for (const socket of remote.sockets) socket.destroy();
+    remote.server.close();
   });
 
   test('ends the build `error` once git has had no answer for that long', async () => {
@@ -163,7 +163,7 @@ describe('a manual build on GitHub Enterprise Server', () => {
     });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
+    await f.close({ graceMs: 0 });
   });
 
   test('fetches from the configured host (from github.apiUrl), never from github.com', async () => {

@@ -82,8 +82,8 @@ test('answers 422 and records the reason when a status has an invalid state', as
   assert.equal(standIn.rejected.length, 1);
   const [rejected] = standIn.rejected;
   assert.equal(rejected?.status, 422);
-  assert.equal(rejected?.path, `/repos/${owner}/${repo}/statuses/${sha}`);
-  assert.ok(rejected?.errors.some((reason) => reason.includes('state')), `reasons: ${rejected?.errors.join('; ')}`);
+  assert.equal(rejected.path, `/repos/${owner}/${repo}/statuses/${sha}`);
+  assert.ok(rejected.errors.some((reason) => reason.includes('state')), `reasons: ${rejected.errors.join('; ')}`);
 });
 
 test('answers 422 when a required body property is missing', async (t) => {
@@ -130,7 +130,7 @@ test('matches multi-segment parameters such as a ref containing slashes', async 
   await octokitFor(standIn).rest.git.getRef({ owner, repo, ref: 'heads/feature/x' });
 
   assert.equal(standIn.requests[0]?.operationId, 'git/get-ref');
-  assert.equal(standIn.requests[0]?.params['ref'], 'heads/feature/x');
+  assert.equal(standIn.requests[0].params['ref'], 'heads/feature/x');
 });
 
 test('answers 404 with a GitHub-style error for a path GitHub does not have', async (t) => {
@@ -141,7 +141,7 @@ test('answers 404 with a GitHub-style error for a path GitHub does not have', as
   assert.deepEqual(error.response?.data, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest', status: '404' });
   assert.equal(standIn.requests.length, 0);
   assert.equal(standIn.rejected[0]?.status, 404);
-  assert.equal(standIn.rejected[0]?.path, `/repos/${owner}/${repo}/no-such-thing`);
+  assert.equal(standIn.rejected[0].path, `/repos/${owner}/${repo}/no-such-thing`);
 });
 
 test('answers 401 and records a rejection when the authorization header is missing or malformed', async (t) => {

@@ -12,7 +12,7 @@ describe('the durable webhook inbox', () => {
     f = await startFixtureServer('inbox');
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('a redelivery of the same X-GitHub-Delivery never builds twice', async () => {

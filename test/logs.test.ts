@@ -18,7 +18,7 @@ describe('build logs over HTTP: plain text, Range, follow, server-sent events', 
     f = await startFixtureServer('logs');
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   /** Pushes `branch` at the repository's head and returns the build once it is queued. */

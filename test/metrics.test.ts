@@ -21,7 +21,7 @@ describe('GET /metrics', () => {
     f = await startFixtureServer('metrics', { jobConcurrency: 1 });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   const scrape = async (): Promise<Map<string, number>> => {

@@ -27,7 +27,7 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
     f = await startFixtureServer('monitor-socket');
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('a client gets a snapshot, then build, log and queue deltas in order, and every log byte once', async () => {
@@ -105,7 +105,7 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
     assert.equal(snapshot.running[0]?.sha, sha);
     assert.ok(tail && tail.lines.some((l) => l.startsWith('chatty line ')), 'the running build has its tail');
     assert.ok(tail.lines.length <= 20);
-    const raw = Buffer.from(await (await fetch(`${f.server.url}/api/builds/${snapshot.running[0]?.id ?? ''}/log`, { headers: { range: `bytes=0-${tail.end - 1}` } })).arrayBuffer()).toString('utf8');
+    const raw = Buffer.from(await (await fetch(`${f.server.url}/api/builds/${snapshot.running[0].id}/log`, { headers: { range: `bytes=0-${tail.end - 1}` } })).arrayBuffer()).toString('utf8');
     assert.ok(raw.endsWith(tail.lines.map((l) => `${l}\n`).join('')), "the tail ends at its offset in the log");
     assert.ok(snapshot.recent.some((b) => b.sha === sha));
     assert.match(snapshot.config.source, /^directory .*test\/fixtures\/config-repo$/);
@@ -142,7 +142,7 @@ describe('page credentials', () => {
     f = await startFixtureServer('credentials', { pages: { credentials } });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   test('the pages and the build API need the credentials; webhooks, health, metrics and badges do not', async () => {

@@ -22,7 +22,7 @@ describe('history and status API, badges', () => {
     template = f.server.store.get(real.id) as Build;
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   const get = async <T>(path: string): Promise<{ status: number; body: T; headers: Headers }> => {

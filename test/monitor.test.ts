@@ -28,8 +28,8 @@ describe('the /monitor page and the build page in a real browser', () => {
     await mkdir(shots, { recursive: true });
   });
   after(async () => {
-    await browser?.close();
-    await f?.close();
+    await browser.close();
+    await f.close();
   });
 
   const shoot = (page: Page, name: string) => page.screenshot({ path: join(shots, name), fullPage: true });
@@ -194,6 +194,7 @@ describe('the /monitor page and the build page in a real browser', () => {
     const byNumber = new Map(shown);
     for (const [i, text] of api.lines.entries()) {
       const n = api.start + i;
+      // oxlint-disable-next-line no-control-regex -- ANSI colour codes start with ESC
       if (byNumber.has(n)) assert.equal(byNumber.get(n), text.replace(/\x1b\[[0-9;]*m/g, ''), `line ${n}`);
     }
     assert.ok(byNumber.has(api.start + api.lines.length - 1), 'the last line is drawn');

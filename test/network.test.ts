@@ -130,8 +130,8 @@ describe('the network of builds', () => {
     workspace = await makeTestDir('network');
   });
   after(async () => {
-    server?.close();
-    await metadata?.close();
+    server.close();
+    await metadata.close();
   });
 
   const targets = async () => ({
@@ -182,7 +182,7 @@ describe('the network of fork builds', () => {
     f = await startFixtureServer('network-forks', { docker: { defaultImage: TEST_IMAGE, network: BUILDS_NETWORK } });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
+    await f.close({ graceMs: 0 });
   });
 
   test('a pull request from a fork builds without any network (builds.forkNetwork none), a push on the builds network', async () => {

@@ -22,7 +22,7 @@ describe('pull requests and tags from create events', () => {
     git = simpleGit({ baseDir: f.repo.dir });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
+    await f.close({ graceMs: 0 });
   });
 
   /**

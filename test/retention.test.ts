@@ -36,7 +36,7 @@ describe('retention, garbage collection and crash recovery', () => {
     f = await startFixtureServer('retention', { retention: { keepPerBranch: 2, intervalSeconds: 3600, artifactGraceSeconds: 0 } });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   const build = async (ref: string, files: Record<string, string>, remove: string[] = []): Promise<BuildView> => {
@@ -130,7 +130,7 @@ describe('workspaces a build made hard to delete', () => {
   });
   after(async () => {
     for (const path of immutable) await exec('chattr', ['-i', path]).catch(() => undefined);
-    await f?.close();
+    await f.close();
   });
 
   test('a build container with every capability dropped makes a subvolume in its workspace, and retention still deletes that workspace', async (t) => {
@@ -318,7 +318,7 @@ describe('lineage heads and mirror refs of deleted branches and closed pull requ
     f = await startFixtureServer('retention-dead-refs', { retention: { keepPerBranch: 5, intervalSeconds: 3600, artifactGraceSeconds: 0, deadRefHeadSeconds: DEAD_REF_SECONDS } });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   const push = async (ref: string, content: string): Promise<BuildView> => {

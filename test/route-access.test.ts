@@ -121,7 +121,7 @@ describe('route access with page credentials and an API token', () => {
     assert.ok(socketToken.length >= 40, 'the authenticated /monitor page carries the socket token');
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   /** Every route with its expected access and one request per method, params filled in. */

@@ -28,7 +28,7 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     });
   });
   after(async () => {
-    await f?.close({ graceMs: 0 });
+    await f.close({ graceMs: 0 });
   });
 
   const push = async (ref: string, files: Record<string, string> = {}) => {
@@ -167,8 +167,8 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     assert.equal(cancelled.description, 'cancelled');
     assert.equal(await containerOf(long.id), undefined);
     const [, final] = await f.github.waitFor(statusesFor(long.sha), 2);
-    assert.equal((final?.body as { state: string; description: string }).state, 'error');
-    assert.equal((final?.body as { description: string }).description, 'cancelled');
+    assert.equal((final?.body as { state: string; description: string } | undefined)?.state, 'error');
+    assert.equal((final?.body as { description: string } | undefined)?.description, 'cancelled');
     assert.equal((await post(`/api/builds/${long.id}/cancel`, {})).status, 409);
   });
 

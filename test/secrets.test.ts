@@ -10,7 +10,7 @@ describe('server-side secrets of builds', () => {
     f = await startFixtureServer('secrets', { builds: { secretEnv: { DEPLOY_TOKEN: SECRET } } });
   });
   after(async () => {
-    await f?.close();
+    await f.close();
   });
 
   const run = async (content: string, fromFork: boolean) => {

@@ -171,6 +171,6 @@ describe('answers during the start', () => {
       if (build !== undefined) break;
     }
     assert.equal(build?.state, 'success');
-    assert.equal(build?.deliveryId, push?.deliveryId);
+    assert.equal(build.deliveryId, push.deliveryId);
   });
 });

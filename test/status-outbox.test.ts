@@ -13,8 +13,8 @@ describe('commit statuses survive a GitHub outage and a restart', () => {
     f = await startFixtureServer('status-outbox');
   });
   after(async () => {
-    f?.github.failWith(null);
-    await f?.close();
+    f.github.failWith(null);
+    await f.close();
   });
 
   const build = async (content: string) => {

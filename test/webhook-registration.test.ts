@@ -47,7 +47,7 @@ function perRepository(github: GitHubStandIn, operationId: string, answers: Reco
 interface Setup {
   github: GitHubStandIn;
   log: Logger;
-  register(repositories: string[]): Promise<RegistrationReport[]>;
+  register: (repositories: string[]) => Promise<RegistrationReport[]>;
 }
 
 /**
@@ -87,8 +87,8 @@ describe('ensureWebhooks', () => {
     assert.deepEqual(reports, [{ repository: 'acme/widget', outcome: 'created', hookId: 12345678 }]);
     const [create] = writesOf(github);
     assert.equal(create?.operationId, 'repos/create-webhook');
-    assert.equal(create?.path, '/repos/acme/widget/hooks');
-    assert.deepEqual(create?.body, {
+    assert.equal(create.path, '/repos/acme/widget/hooks');
+    assert.deepEqual(create.body, {
       name: 'web',
       active: true,
       events: ['push', 'create', 'delete', 'pull_request'],
@@ -116,8 +116,8 @@ describe('ensureWebhooks', () => {
     assert.deepEqual(reports, [{ repository: 'acme/widget', outcome: 'updated', hookId: 42, changed: ['events'] }]);
     const [update] = writesOf(github);
     assert.equal(update?.operationId, 'repos/update-webhook');
-    assert.equal(update?.path, '/repos/acme/widget/hooks/42');
-    assert.deepEqual(update?.body, {
+    assert.equal(update.path, '/repos/acme/widget/hooks/42');
+    assert.deepEqual(update.body, {
       active: true,
       events: ['push', 'create', 'delete', 'pull_request'],
       config: { url: HOOK_URL, content_type: 'json', insecure_ssl: '0', secret: SECRET },
@@ -248,7 +248,7 @@ describe('webhook registration in the running server', () => {
     const view = await waitForRun(f.server.url);
 
     assert.equal(create?.path, '/repos/acme/widget/hooks');
-    assert.deepEqual(create?.body, {
+    assert.deepEqual(create.body, {
       name: 'web',
       active: true,
       events: ['push', 'create', 'delete', 'pull_request'],

@@ -211,11 +211,11 @@ describe('build log line index', () => {
       }
       const tail = await logs.readLines(id, { tail: 10 });
       assert.deepEqual(tail?.lines, lines.slice(-10));
-      assert.equal(tail?.start, 4991);
-      assert.equal(tail?.endOffset, Buffer.byteLength(text));
+      assert.equal(tail.start, 4991);
+      assert.equal(tail.endOffset, Buffer.byteLength(text));
       const beyond = await logs.readLines(id, { start: 5001, count: 10 });
       assert.deepEqual(beyond?.lines, []);
-      assert.equal(beyond?.startOffset, Buffer.byteLength(text));
+      assert.equal(beyond.startOffset, Buffer.byteLength(text));
       assert.deepEqual(await logs.stat(id), { size: Buffer.byteLength(text), lines: 5000, live });
       writer.close();
     });
@@ -239,10 +239,10 @@ describe('build log line index', () => {
     await writeFile(logs.pathOf(id), `short\n${long}\nunfinished`);
     const got = await logs.readLines(id, { start: 1, count: 10 });
     assert.equal(got?.total, 3);
-    assert.equal(got?.lines[0], 'short');
-    assert.equal(got?.lines[1], `${'x'.repeat(MAX_LINE_BYTES)} … [10 more bytes in the raw log]`);
-    assert.equal(got?.lines[2], 'unfinished');
-    assert.equal(got?.endOffset, got?.size);
+    assert.equal(got.lines[0], 'short');
+    assert.equal(got.lines[1], `${'x'.repeat(MAX_LINE_BYTES)} … [10 more bytes in the raw log]`);
+    assert.equal(got.lines[2], 'unfinished');
+    assert.equal(got.endOffset, got.size);
   });
 
   test('readLines and stat of a build without a log are null', async () => {

@@ -75,7 +75,7 @@ export function createDiskReserve(options: {
       for (const listener of listeners) listener(low);
     }
     if (isCritical() && !wasCritical) {
-      const reason = `the data volume has ${Math.floor((lastFree ?? 0) / MiB)} MiB free, under half its ${Math.ceil(reserveBytes / MiB)} MiB reserve`;
+      const reason = `the data volume has ${Math.floor(lastFree / MiB)} MiB free, under half its ${Math.ceil(reserveBytes / MiB)} MiB reserve`;
       log.error({ freeBytes: lastFree, reserveBytes }, 'data volume under half its reserve: running builds are stopped');
       for (const listener of criticalListeners) listener(reason);
     }

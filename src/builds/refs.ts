@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 export type ParsedRef = { kind: 'branch'; name: string } | { kind: 'tag'; name: string };
 
 // git check-ref-format rules (https://git-scm.com/docs/git-check-ref-format), plus a length cap.
+// oxlint-disable-next-line no-control-regex -- control characters are what git forbids in ref names
 const FORBIDDEN = /[\x00-\x20\x7f~^:?*[\\]|\.\.|@\{|\/\/|\/\.|\.lock(\/|$)|^\.|\/$|\.$|^-/;
 
 /**

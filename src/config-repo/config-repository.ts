@@ -320,13 +320,14 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     repositories: () => index?.snapshot.repositories ?? [],
     isConfigPush(payload) {
       if (typeof payload !== 'object' || payload === null) return false;
-      const p = payload as { ref?: unknown; repository?: { full_name?: unknown } };
+      const p = payload as { ref?: unknown; repository?: unknown };
       const branch = source.kind === 'git' ? source.branch : null;
       if (branch !== null && p.ref !== `refs/heads/${branch}`) return false;
       if (typeof p.ref !== 'string' || !p.ref.startsWith('refs/heads/')) return false;
       const r = p.repository;
       if (typeof r !== 'object' || r === null) return false;
-      return repository !== null && typeof r.full_name === 'string' && r.full_name.toLowerCase() === repository;
+      const name = 'full_name' in r ? r.full_name : undefined;
+      return repository !== null && typeof name === 'string' && name.toLowerCase() === repository;
     },
     onReload(listener) {
       listeners.push(listener);

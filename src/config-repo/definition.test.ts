@@ -72,8 +72,8 @@ describe('parseDefinitionFile', () => {
   test('reads timeout, outputTimeout and resources of a build script', () => {
     const [d] = parseDefinitionFile('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 30\n  outputTimeout: 5\n  resources: { memoryMiB: 512, cpus: 1.5, pids: 100, diskMiB: 64 }\n', FILE);
     assert.equal(d?.timeoutSeconds, 30);
-    assert.equal(d?.outputTimeoutSeconds, 5);
-    assert.deepEqual(d?.resources, { memoryBytes: 512 * 1024 * 1024, cpus: 1.5, pidsLimit: 100, diskBytes: 64 * 1024 * 1024 });
+    assert.equal(d.outputTimeoutSeconds, 5);
+    assert.deepEqual(d.resources, { memoryBytes: 512 * 1024 * 1024, cpus: 1.5, pidsLimit: 100, diskBytes: 64 * 1024 * 1024 });
     assert.match(invalid('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: -1\n'), /a\.sh\.timeout/);
   });
 
@@ -84,20 +84,20 @@ describe('parseDefinitionFile', () => {
     assert.equal(definitions.length, 1);
     const [hello] = definitions;
     assert.equal(hello?.name, 'hello');
-    assert.equal(hello?.script, 'autobuild/build.sh');
-    assert.equal(hello?.artifact, 'hello.tar.gz');
-    assert.equal(hello?.archives, '/tmp/archives');
-    assert.equal(hello?.baseimage, 'autobuilder/debian-build:bookworm');
-    assert.deepEqual(hello?.env, { CFLAGS: '-O2 -Wall -Wextra' });
-    assert.equal(hello?.incremental, true);
-    assert.equal(hello?.file, file);
+    assert.equal(hello.script, 'autobuild/build.sh');
+    assert.equal(hello.artifact, 'hello.tar.gz');
+    assert.equal(hello.archives, '/tmp/archives');
+    assert.equal(hello.baseimage, 'autobuilder/debian-build:bookworm');
+    assert.deepEqual(hello.env, { CFLAGS: '-O2 -Wall -Wextra' });
+    assert.equal(hello.incremental, true);
+    assert.equal(hello.file, file);
   });
 
   test('reads our extensions env and incremental: false', () => {
     const [d] = parseDefinitionFile('buildscripts: [a.sh]\na.sh:\n  archives: /out\n  artifact: x\n  env: { A_B: "1" }\n  incremental: false\n', FILE);
     assert.deepEqual(d?.env, { A_B: '1' });
-    assert.equal(d?.incremental, false);
-    assert.ok(Object.isFrozen(d?.env));
+    assert.equal(d.incremental, false);
+    assert.ok(Object.isFrozen(d.env));
   });
 
   test('names the file, the line and the key of a missing artifact', () => {
@@ -305,7 +305,7 @@ describe('hostile YAML', () => {
     assert.ok(ms < 2000, `answered in ${ms} ms`);
     assert.ok(heapBytes < 50 * 2 ** 20, `heap grew ${heapBytes} bytes`);
     assert.equal(err?.problems.length, 1);
-    assert.match(err?.message ?? '', /^acme\/widget\/main\.yaml:4: l3\.\d: aliases stand for more than 10000 values in all/);
+    assert.match(err.message, /^acme\/widget\/main\.yaml:4: l3\.\d: aliases stand for more than 10000 values in all/);
   });
 
   test('refuses an alias bomb of mappings and one hidden in a script list', () => {
@@ -378,8 +378,8 @@ describe('hostile YAML', () => {
     });
     assert.ok(ms < 500, `answered in ${ms} ms`);
     assert.equal(err?.problems.length, 50);
-    assert.deepEqual(err?.problems[0], { file: FILE, line: 1, key: '', message: 'Unexpected flow-seq-end token in YAML document' });
-    assert.equal(err?.problems[49]?.message, 'more syntax errors follow; reading stopped');
+    assert.deepEqual(err.problems[0], { file: FILE, line: 1, key: '', message: 'Unexpected flow-seq-end token in YAML document' });
+    assert.equal(err.problems[49]?.message, 'more syntax errors follow; reading stopped');
   });
 
   test('refuses a 50 MB file by its size before parsing, as text and as bytes', (t) => {
@@ -429,7 +429,7 @@ describe('hostile YAML', () => {
   test("reads the core schema's own tags", () => {
     const [d] = parseDefinitionFile('buildscripts: !!seq [!!str a.sh]\na.sh: !!map\n  archives: !!str /x\n  artifact: !!str 1\n  timeout: !!int "30"\n', FILE);
     assert.equal(d?.artifact, '1');
-    assert.equal(d?.timeoutSeconds, 30);
+    assert.equal(d.timeoutSeconds, 30);
   });
 
   test('refuses a key that is a list, a mapping or an alias', () => {

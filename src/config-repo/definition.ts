@@ -164,7 +164,11 @@ function guessUtf16(bytes: Uint8Array): 'UTF-16LE' | 'UTF-16BE' | null {
   const sample = Math.min(bytes.length, 1024) & ~1;
   let even = 0;
   let odd = 0;
-  for (let i = 0; i < sample; i++) if (bytes[i] === 0) i % 2 === 0 ? even++ : odd++;
+  for (let i = 0; i < sample; i++) {
+    if (bytes[i] !== 0) continue;
+    if (i % 2 === 0) even++;
+    else odd++;
+  }
   const quarter = sample / 8;
   if (odd >= quarter && even < odd / 4) return 'UTF-16LE';
   if (even >= quarter && odd < even / 4) return 'UTF-16BE';
@@ -244,7 +248,7 @@ function tokenKey(token: CST.Token | null | undefined): string {
   if (token === null || token === undefined) return '?';
   if (token.type === 'alias') return token.source;
   // not strict, errors ignored: a malformed key is reported by the composer, not here
-  return CST.isScalar(token) ? (CST.resolveAsScalar(token, false, () => undefined)?.value ?? '?') : '?';
+  return CST.isScalar(token) ? CST.resolveAsScalar(token, false, () => undefined).value : '?';
 }
 
 /** Key path of the node being read when the parser stopped: mapping keys and list indices down to the first flow collection. */
@@ -317,7 +321,7 @@ function readTokens(text: string, file: string, lineCounter: LineCounter): CST.T
 
 /** Text of a mapping key for key paths: `~` for an empty one, `*name` for an alias, `?` for a collection. */
 function keyText(key: unknown): string {
-  if (isScalar(key)) return key.value === null ? '~' : String(key.value);
+  if (isScalar(key)) return key.value === null ? '~' : typeof key.value === 'object' ? '?' : String(key.value as string | number | boolean | bigint | undefined);
   return isAlias(key) ? `*${key.source}` : '?';
 }
 

@@ -68,7 +68,7 @@ describe('createCommitStatusPublisher', () => {
     const requests: { url: string; method: string | undefined; body: unknown; auth: string | null }[] = [];
     const fetch: typeof globalThis.fetch = async (input, init) => {
       const headers = new Headers(init?.headers);
-      requests.push({ url: String(input), method: init?.method, body: JSON.parse(String(init?.body)) as unknown, auth: headers.get('authorization') });
+      requests.push({ url: input instanceof Request ? input.url : String(input), method: init?.method, body: JSON.parse(typeof init?.body === 'string' ? init.body : 'null') as unknown, auth: headers.get('authorization') });
       return new Response(JSON.stringify({ id: 1, state: 'success' }), { status: 201, headers: { 'content-type': 'application/json' } });
     };
     const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test/api/v3/', token: 'secret-token', publicUrl: 'http://ci.test/', log, fetch });

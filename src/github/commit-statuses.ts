@@ -139,6 +139,8 @@ export function createCommitStatusPublisher(options: {
   let again = false;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  /** read through a call: `close` may run while a pass awaits */
+  const isClosed = () => closed;
 
   async function post(entry: OutboxEntry): Promise<void> {
     const fields = { buildId: entry.buildId, state: entry.state, context: entry.context, attempt: entry.attempts + 1 };
@@ -180,10 +182,10 @@ export function createCommitStatusPublisher(options: {
     again = true;
     if (draining !== null) return draining;
     draining = (async () => {
-      while (again && !closed) {
+      while (again && !isClosed()) {
         again = false;
         for (const entry of outbox.due(now(), 100)) {
-          if (closed) return;
+          if (isClosed()) return;
           if (outbox.has(entry.id)) await post(entry);
         }
       }

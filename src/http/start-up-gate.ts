@@ -38,7 +38,7 @@ export function createStartUpGate(options: { hostGuard: HostGuard; log: Logger }
     if (webhooks !== null && ctx.path === '/hooks/github') return webhooks(ctx, next);
     throw new AppError('STARTING', 'autobuilder is starting; try again shortly', { status: 503, headers: { 'Retry-After': String(STARTING_RETRY_AFTER_SECONDS) } });
   });
-  let handle: RequestListener = starting.callback();
+  let handle: ReturnType<Koa['callback']> = starting.callback();
 
   const refuse = (req: IncomingMessage, res: ServerResponse): void => {
     const body: ErrorBody = {
@@ -50,7 +50,8 @@ export function createStartUpGate(options: { hostGuard: HostGuard; log: Logger }
   return {
     listener: (req, res) => {
       if (!options.hostGuard(req.headers.host)) refuse(req, res);
-      else handle(req, res);
+      // koa answers its own errors: the promise never rejects
+      else void handle(req, res);
     },
     acceptWebhooks(routes) {
       webhooks = routes.routes() as Koa.Middleware;

@@ -253,7 +253,8 @@ export function createMonitorHub(options: {
   }
 
   io.on('connection', (socket) => {
-    socket.on('watch', (request) => {
+    // a client's request is what it sent, whatever the protocol type says: checked here
+    socket.on('watch', (request: unknown) => {
       const parsed = watchRequestSchema.safeParse(request ?? {});
       if (!parsed.success) {
         socket.disconnect(true);

@@ -52,8 +52,8 @@ async function copyOut(container: Docker.Container, path: string, to: string, ma
   tar.on('entry', (header, stream, next) => {
     if (!found && header.type === 'file') {
       found = true;
-      if ((header.size ?? 0) > maxBytes) {
-        tooLarge = header.size ?? 0;
+      if (header.size > maxBytes) {
+        tooLarge = header.size;
         // the abort destroys this entry's stream too: its error is expected
         stream.on('error', () => undefined);
         stop.abort();
@@ -186,7 +186,7 @@ export function createDockerRunner(options: {
       owned.add(container.id);
       try {
         const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
-        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, maxBytesPerSecond: options.maxOutputBytesPerSecond, onLines: spec.onLines });
+        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, maxBytesPerSecond: options.maxOutputBytesPerSecond, onLines: (name, lines) => spec.onLines(name, lines) });
         const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
         exited.catch(() => undefined); // never awaited when the build is aborted before it starts
         if (spec.signal?.aborted) {

@@ -80,7 +80,7 @@ describe('SQLite build store paging', () => {
     dir = await makeTestDir('store-paging');
     store = createSqliteBuildStore({ path: join(dir, 'autobuilder.db') });
   });
-  after(() => store?.close());
+  after(() => store.close());
 
   test(`listAll returns every one of ${MANY} matching builds, newest first, each once, where one list call stops at ${BUILD_PAGE_SIZE}`, () => {
     for (let i = 0; i < MANY; i++) store.insert(buildOf(i, 'queued'));

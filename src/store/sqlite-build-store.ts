@@ -115,7 +115,7 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
 
   return {
     insert: insertOne,
-    insertForRequest: (builds, request) => void insertForRequest(builds, request),
+    insertForRequest: (builds, request) => insertForRequest(builds, request),
     update(build) {
       const { changes } = update.run({ id: build.id, state: build.state, doc: JSON.stringify(build), cacheKey: build.cacheKey, cached: build.cached ? 1 : 0 });
       if (changes !== 1) throw new AppError('NOT_FOUND', `build ${build.id} is not stored`, { status: 404 });
@@ -141,9 +141,18 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
     list(query: BuildQuery = {}) {
       const where: string[] = [];
       const params: Record<string, string | number> = {};
-      if (query.repo !== undefined) (where.push('repo = @repo'), (params['repo'] = query.repo));
-      if (query.ref !== undefined) (where.push('ref = @ref'), (params['ref'] = query.ref));
-      if (query.state !== undefined) (where.push('state = @state'), (params['state'] = query.state));
+      if (query.repo !== undefined) {
+      where.push('repo = @repo');
+      params['repo'] = query.repo;
+    }
+      if (query.ref !== undefined) {
+      where.push('ref = @ref');
+      params['ref'] = query.ref;
+    }
+      if (query.state !== undefined) {
+      where.push('state = @state');
+      params['state'] = query.state;
+    }
       if (query.olderThan !== undefined) {
         where.push('(queued_at < @olderQueuedAt OR (queued_at = @olderQueuedAt AND id < @olderId))');
         params['olderQueuedAt'] = query.olderThan.queuedAt;

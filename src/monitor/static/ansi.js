@@ -114,8 +114,10 @@ function toSegment(text, style, href) {
 }
 
 // CSI: ESC [ params intermediates final; OSC: ESC ] … (BEL | ESC \); other two-character escapes.
+// oxlint-disable-next-line no-control-regex -- escape sequences are made of control characters
 const ESCAPE = /\x1b\[([0-?]*)([ -/]*)([@-~])|\x1b\]([^\x07\x1b]*)(?:\x07|\x1b\\|$)|\x1b[ -~]?|\x9b[0-?]*[ -/]*[@-~]/g;
 // C0 and C1 controls except tab; DEL
+// oxlint-disable-next-line no-control-regex -- the control characters to remove
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
 
 /**

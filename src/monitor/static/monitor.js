@@ -280,7 +280,10 @@ filters.addEventListener('input', () => {
   clearTimeout(filterTimer);
   filterTimer = window.setTimeout(() => {
     const data = new FormData(filters);
-    const value = (/** @type {string} */ name) => String(data.get(name) ?? '').trim();
+    const value = (/** @type {string} */ name) => {
+      const entry = data.get(name);
+      return typeof entry === 'string' ? entry.trim() : '';
+    };
     /** @type {{ repo?: string, ref?: string, state?: string }} */
     const next = {};
     if (value('repo') !== '') next.repo = value('repo');
