@@ -69,7 +69,8 @@ async function startMetadataStandIn(): Promise<{ close(): Promise<void> }> {
     await inNs('ip', 'link', 'set', nsSide, 'up');
     await inNs('ip', 'route', 'add', `${hostIp}/32`, 'dev', nsSide);
     await inNs('ip', 'route', 'add', 'default', 'via', hostIp);
-    const script = `require('node:net').createServer((s) => s.end('metadata\\n')).listen(80, '${METADATA_IP}', () => console.log('ready'))`;
+    // a probe that gives up resets its connection: an unhandled ECONNRESET would end the stand-in
+    const script = `require('node:net').createServer((s) => s.on('error', () => {}).end('metadata\\n')).listen(80, '${METADATA_IP}', () => console.log('ready'))`;
     listener = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       listener?.stdout?.once('data', () => resolve());
@@ -123,7 +124,7 @@ describe('the network of builds', () => {
 
   before(async () => {
     // a service of the host listening on every address, like a server configured with 0.0.0.0
-    server = createServer((socket) => socket.end('host\n'));
+    server = createServer((socket) => socket.on('error', () => undefined).end('host\n'));
     await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
     port = (server.address() as { port: number }).port;
     metadata = await startMetadataStandIn();
