@@ -4,44 +4,24 @@
  * posted, and the orphan containers and workspaces left (goal: zero of each).
  */
 import { createHash } from 'node:crypto';
-import { readdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import Docker from 'dockerode';
 import type { BuildView } from '../src/http/build-view.js';
 import { INSTANCE_LABEL } from '../src/runner/index.js';
 import { toPathSegment } from '../src/snapshots/index.js';
-import { makeTestDir } from '../test/support/data-dir.js';
-import { createGitRepository } from '../test/support/git-repository.js';
 import { startGitHubStandIn } from '../test/support/github-stand-in.js';
 import { deliver, pushPayload } from '../test/support/webhook-delivery.js';
-import { startServerProcess, stopServerProcess } from './server-process.js';
+import { prepareFixtureProject, startServerProcess, stopServerProcess } from './server-process.js';
 import { goal } from './stats.js';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const SECRET = 'chaos-secret';
 
 /** Runs the chaos test and prints its figures. */
 export async function benchChaos(): Promise<void> {
   console.log('\n## kill -9 with 10 builds queued or running, then a restart');
-  const dir = await makeTestDir('bench-chaos');
-  const dataDir = join(dir, 'data');
-  const repo = await createGitRepository(join(dir, 'widget'), join(ROOT, 'test', 'fixtures', 'projects', 'widget'));
   const github = await startGitHubStandIn();
-  const cloneUrl = 'https://github.com/acme/widget.git';
-  const configPath = join(dir, 'config.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
-      configRepository: { path: join(ROOT, 'test', 'fixtures', 'config-repo') },
-      github: { apiUrl: github.url, token: 'chaos-token' },
-      docker: { defaultImage: 'autobuilder/busybox:latest', network: 'none' },
-      cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
-      jobConcurrency: 2,
-      logLevel: 'silent',
-    }),
-  );
+  const { dataDir, configPath, cloneUrl, repo } = await prepareFixtureProject('bench-chaos', { github: { apiUrl: github.url, token: 'chaos-token' }, jobConcurrency: 2 });
   const docker = new Docker({ socketPath: '/var/run/docker.sock' });
   let { child, url } = await startServerProcess(configPath, SECRET);
   try {

@@ -14,22 +14,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { sign } from '@octokit/webhooks-methods';
 import type { BuildView } from '../src/http/build-view.js';
 import { createSqliteBuildStore } from '../src/store/index.js';
-import { makeTestDir } from '../test/support/data-dir.js';
 import { readEvents } from '../test/support/event-stream.js';
-import { createGitRepository } from '../test/support/git-repository.js';
 import { pushPayload } from '../test/support/webhook-delivery.js';
-import { startServerProcess, stopServerProcess } from './server-process.js';
+import { prepareFixtureProject, startServerProcess, stopServerProcess } from './server-process.js';
 import { formatSummary, goal, summarize } from './stats.js';
 import { sendDeliveries, type DeliveriesSent } from './webhook-sender.js';
 
 const SECRET = 'hostile-secret';
 const RATE = 50;
 const MiB = 1024 * 1024;
-const FIXTURES = resolve(import.meta.dirname, '..', 'test', 'fixtures');
 
 /** RSS now and at its peak (VmHWM) of process `pid`, in MiB, from /proc (proc(5)). */
 async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
@@ -69,25 +66,11 @@ async function readLog(url: string, id: string): Promise<number> {
 /** Runs the benchmark and prints its figures. */
 export async function benchHostile(): Promise<void> {
   console.log(`\n## hostile builds and readers, ${RATE} signed webhooks/s throughout (server in its own process)`);
-  const dir = await makeTestDir('bench-hostile');
-  const dataDir = join(dir, 'data');
-  const repo = await createGitRepository(join(dir, 'widget'), join(FIXTURES, 'projects', 'widget'));
-  const cloneUrl = 'https://github.com/acme/widget.git';
-  const configPath = join(dir, 'config.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      dataDir,
-      listen: { host: '127.0.0.1', port: 0 },
-      configRepository: { path: join(FIXTURES, 'config-repo') },
-      docker: { defaultImage: 'autobuilder/busybox:latest', network: 'none' },
-      cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
-      jobConcurrency: 3,
-      // the whole GiB flows through the server (the default cap would stop each at 256 MiB)
-      builds: { maxLogBytes: 2 * 1024 * MiB, diskQuotaMiB: 64, diskReserveMiB: 256 },
-      logLevel: 'silent',
-    }),
-  );
+  const { dir, dataDir, configPath, cloneUrl, repo } = await prepareFixtureProject('bench-hostile', {
+    jobConcurrency: 3,
+    // the whole GiB flows through the server (the default cap would stop each at 256 MiB)
+    builds: { maxLogBytes: 2 * 1024 * MiB, diskQuotaMiB: 64, diskReserveMiB: 256 },
+  });
   const { child, url } = await startServerProcess(configPath, SECRET);
   const pid = child.pid as number;
   const phases: { name: string; latencies: number[]; rss: number; seconds: number }[] = [];

@@ -5,10 +5,39 @@
  * `READY <url>`; SIGTERM closes it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { makeTestDir } from '../test/support/data-dir.js';
+import { createGitRepository, type GitRepository } from '../test/support/git-repository.js';
+
+const FIXTURES = resolve(import.meta.dirname, '..', 'test', 'fixtures');
+
+/**
+ * A data directory for a server process, the test fixtures' `acme/widget` project in a new
+ * git repository, and the server's config at `configPath`: the fixture config repository,
+ * busybox builds without network, `acme/widget`'s clone URL rewritten to the local
+ * repository, `settings` on top.
+ */
+export async function prepareFixtureProject(name: string, settings: Record<string, unknown>): Promise<{ dir: string; dataDir: string; configPath: string; cloneUrl: string; repo: GitRepository & { head: string | null } }> {
+  const dir = await makeTestDir(name);
+  const dataDir = join(dir, 'data');
+  const repo = await createGitRepository(join(dir, 'widget'), join(FIXTURES, 'projects', 'widget'));
+  const cloneUrl = 'https://github.com/acme/widget.git';
+  const configPath = join(dir, 'config.json');
+  const config = {
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    configRepository: { path: join(FIXTURES, 'config-repo') },
+    docker: { defaultImage: 'autobuilder/busybox:latest', network: 'none' },
+    cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
+    logLevel: 'silent',
+    ...settings,
+  };
+  await writeFile(configPath, JSON.stringify(config));
+  return { dir, dataDir, configPath, cloneUrl, repo };
+}
 
 /** Starts this file as a child process; resolves with the child and its URL once it listens. */
 export function startServerProcess(configPath: string, secret: string): Promise<{ child: ChildProcess; url: string }> {
