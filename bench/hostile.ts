@@ -85,6 +85,8 @@ export async function benchHostile(): Promise<void> {
     phases.push({ name, latencies: sent.latencies, rss: (await memoryOf(pid)).rss, seconds: (performance.now() - started) / 1000 });
   }
   try {
+    // the start's own work (retention pass, first compilations) settles before anything is measured
+    await new Promise((r) => setTimeout(r, 3000));
     const idleRss = (await memoryOf(pid)).rss;
     await phase('idle', new Promise((r) => setTimeout(r, 5000)));
 
