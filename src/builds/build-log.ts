@@ -3,6 +3,7 @@ import { close as closeFile, closeSync, fdatasync, openSync, write, writeSync } 
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
+import { toShownLine } from './line-splitter.js';
 
 /**
  * Appends lines to one build's log. Lines are on disk before any follower hears of them,
@@ -395,7 +396,7 @@ export async function createBuildLogs(options: { dir: string; onWriteError?: (bu
         if (line >= start) {
           if (answer.lines.length === 0) answer.startOffset = lineStart;
           const text = Buffer.concat(parts, kept).toString('utf8');
-          answer.lines.push(length > MAX_LINE_BYTES ? `${text} … [${length - MAX_LINE_BYTES} more bytes in the raw log]` : text);
+          answer.lines.push(toShownLine({ text, omitted: Math.max(0, length - MAX_LINE_BYTES) }));
           answer.endOffset = end;
           bytes += kept;
         }

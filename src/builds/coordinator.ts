@@ -120,11 +120,8 @@ export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
-/** `bytes` as MiB for a description, e.g. `256 MiB` (or `1.5 MiB`). */
-const toMebibytes = (bytes: number): string => `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`;
-
-/** `bytes` in whole MiB for logs and descriptions, e.g. `16 MiB`. */
-const toMiB = (bytes: number): string => `${Math.round(bytes / 1024 ** 2)} MiB`;
+/** `bytes` as MiB for logs and descriptions, e.g. `16 MiB` (or `1.5 MiB`). */
+const toMiB = (bytes: number): string => `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`;
 
 /** Why a running build was stopped, carried as its AbortController's reason. */
 type StopReason =
@@ -260,7 +257,7 @@ export function createCoordinator(options: {
       case 'cancelled':
         return { state: 'cancelled', description: reason.description };
       case 'log-limit':
-        return { state: 'failure', description: `output passed the log limit of ${toMebibytes(reason.bytes)} (builds.maxLogBytes)` };
+        return { state: 'failure', description: `output passed the log limit of ${toMiB(reason.bytes)} (builds.maxLogBytes)` };
       case 'disk-critical':
         return { state: 'error', description: `stopped: ${reason.reason}` };
       default: {

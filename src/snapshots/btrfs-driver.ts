@@ -1,6 +1,6 @@
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AppError } from '../errors.js';
+import { AppError, toMessage } from '../errors.js';
 import { mustNotExist, run } from './exec.js';
 import type { QuotaUsage, SnapshotDriver, WorkspaceQuota } from './snapshot-driver.js';
 
@@ -133,7 +133,7 @@ export function createBtrfsDriver(options: { btrfs?: string } = {}): SnapshotDri
           await removeNested(path, isSubvolume);
           await removeOnce(path, isSubvolume);
         } catch (second) {
-          throw new AppError('SNAPSHOT_FAILED', `cannot remove workspace ${path}: ${String(second instanceof Error ? second.message : second)}`, { cause: first });
+          throw new AppError('SNAPSHOT_FAILED', `cannot remove workspace ${path}: ${toMessage(second)}`, { cause: first });
         }
       }
     },
