@@ -97,18 +97,25 @@ export async function benchIncrementalC(): Promise<void> {
   const github = await startGitHubStandIn();
   const cloneUrl = 'https://github.com/bench/cproject.git';
   const server = await startServer(
-    loadConfig({
-      dataDir: join(dir, 'data'),
-      listen: { port: 0 },
-      configRepository: { path: configDir },
-      github: { apiUrl: github.url, token: 'bench' },
-      cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
-      logLevel: 'silent',
-    }, {}),
+    loadConfig(
+      {
+        dataDir: join(dir, 'data'),
+        listen: { port: 0 },
+        configRepository: { path: configDir },
+        github: { apiUrl: github.url, token: 'bench' },
+        cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
+        logLevel: 'silent',
+      },
+      {},
+    ),
     { log: createLogger({ level: 'silent' }), webhookSecret: 'bench' },
   );
   const build = async (ref: string): Promise<number> => {
-    await deliver(server.url, { event: 'push', secret: 'bench', payload: pushPayload({ owner: 'bench', repo: 'cproject', ref, sha, tree: await repo.treeOf(sha), cloneUrl }) });
+    await deliver(server.url, {
+      event: 'push',
+      secret: 'bench',
+      payload: pushPayload({ owner: 'bench', repo: 'cproject', ref, sha, tree: await repo.treeOf(sha), cloneUrl }),
+    });
     await github.waitFor(successFor(sha), ref.endsWith('main') ? 1 : 2, 600_000);
     const builds = ((await (await fetch(`${server.url}/api/builds?repo=bench/cproject&ref=${ref}&limit=1`)).json()) as { builds: BuildView[] }).builds;
     const b = builds[0];

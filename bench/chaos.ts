@@ -21,16 +21,24 @@ const SECRET = 'chaos-secret';
 export async function benchChaos(): Promise<void> {
   console.log('\n## kill -9 with 10 builds queued or running, then a restart');
   const github = await startGitHubStandIn();
-  const { dataDir, configPath, cloneUrl, repo } = await prepareFixtureProject('bench-chaos', { github: { apiUrl: github.url, token: 'chaos-token' }, jobConcurrency: 2 });
+  const { dataDir, configPath, cloneUrl, repo } = await prepareFixtureProject('bench-chaos', {
+    github: { apiUrl: github.url, token: 'chaos-token' },
+    jobConcurrency: 2,
+  });
   const docker = new Docker({ socketPath: '/var/run/docker.sock' });
   let { child, url } = await startServerProcess(configPath, SECRET);
   try {
-    const builds = async (): Promise<BuildView[]> => ((await (await fetch(`${url}/api/builds?repo=acme/widget&limit=100`)).json()) as { builds: BuildView[] }).builds;
+    const builds = async (): Promise<BuildView[]> =>
+      ((await (await fetch(`${url}/api/builds?repo=acme/widget&limit=100`)).json()) as { builds: BuildView[] }).builds;
     const shas: string[] = [];
     for (let i = 0; i < 10; i++) {
       const sha = await repo.commit({ 'message.txt': `chaos ${i}\n` }, `chaos ${i}`);
       shas.push(sha);
-      await deliver(url, { event: 'push', secret: SECRET, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/chaos/${i}`, sha, cloneUrl }) });
+      await deliver(url, {
+        event: 'push',
+        secret: SECRET,
+        payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/chaos/${i}`, sha, cloneUrl }),
+      });
     }
     for (let i = 0; i < 200 && (await builds()).filter((b) => b.state === 'running').length < 2; i++) await new Promise((r) => setTimeout(r, 50));
     const before = await builds();
@@ -54,8 +62,15 @@ export async function benchChaos(): Promise<void> {
     let withFinalStatus = 0;
     for (const b of terminal) {
       const final = await github
-        .waitFor((r) => r.operationId === 'repos/create-commit-status' && r.params['sha'] === b.sha && (r.body as { state: string }).state !== 'pending', 1, 30_000)
-        .then(() => true, () => false);
+        .waitFor(
+          (r) => r.operationId === 'repos/create-commit-status' && r.params['sha'] === b.sha && (r.body as { state: string }).state !== 'pending',
+          1,
+          30_000,
+        )
+        .then(
+          () => true,
+          () => false,
+        );
       if (final) withFinalStatus++;
     }
     const instance = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
@@ -64,7 +79,9 @@ export async function benchChaos(): Promise<void> {
     const workspaceRoot = join(dataDir, 'workspaces', 'acme', 'widget', toPathSegment('chaos'));
     const workspaces = (await readdir(workspaceRoot).catch(() => [] as string[])).filter((n) => n !== 'heads');
     const orphanWorkspaces = workspaces.filter((n) => !['success', 'failure'].includes(byId.get(decodeURIComponent(n))?.state ?? ''));
-    console.log(`  final statuses posted: ${withFinalStatus}/${terminal.length}; orphan containers: ${containers.length}; orphan workspaces: ${orphanWorkspaces.length}`);
+    console.log(
+      `  final statuses posted: ${withFinalStatus}/${terminal.length}; orphan containers: ${containers.length}; orphan workspaces: ${orphanWorkspaces.length}`,
+    );
     console.log(goal('every build terminal with its final status', terminal.length === 10 && withFinalStatus === 10));
     console.log(goal('zero orphan containers and workspaces', containers.length === 0 && orphanWorkspaces.length === 0));
   } finally {

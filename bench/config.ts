@@ -70,7 +70,11 @@ export async function benchConfigReload(runs = 20): Promise<void> {
       const expected = sha;
       const active = nextActivation(socket, (d) => d.config.sha === expected);
       const start = performance.now();
-      const answer = await deliver(git.server.url, { event: 'push', secret: git.secret, payload: pushPayload({ owner: 'acme', repo: 'config', ref: 'refs/heads/main', sha, cloneUrl: 'https://github.com/acme/config.git' }) });
+      const answer = await deliver(git.server.url, {
+        event: 'push',
+        secret: git.secret,
+        payload: pushPayload({ owner: 'acme', repo: 'config', ref: 'refs/heads/main', sha, cloneUrl: 'https://github.com/acme/config.git' }),
+      });
       if (answer.status !== 202) throw new Error(`webhook answered ${answer.status}`);
       await active;
       webhook.push(since(start));

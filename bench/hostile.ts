@@ -37,7 +37,9 @@ async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
 
 /** Signed deliveries of a push of a repository without definitions (the whole intake path, no container) at `RATE` a second until `until` settles. */
 async function sendWebhooks(url: string, until: Promise<unknown>): Promise<DeliveriesSent> {
-  const body = JSON.stringify(pushPayload({ owner: 'acme', repo: 'no-definitions', ref: 'refs/heads/main', sha: 'b'.repeat(40), cloneUrl: 'https://github.com/acme/no-definitions.git' }));
+  const body = JSON.stringify(
+    pushPayload({ owner: 'acme', repo: 'no-definitions', ref: 'refs/heads/main', sha: 'b'.repeat(40), cloneUrl: 'https://github.com/acme/no-definitions.git' }),
+  );
   return sendDeliveries({ url, body, signature: await sign(SECRET, body), rate: RATE, until });
 }
 
@@ -94,7 +96,12 @@ export async function benchHostile(): Promise<void> {
     const push = JSON.stringify(pushPayload({ owner: 'acme', repo: 'widget', ref, sha: repo.head as string, cloneUrl }));
     const pushed = await fetch(`${url}/hooks/github`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': await sign(SECRET, push) },
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': await sign(SECRET, push),
+      },
       body: push,
     });
     if (pushed.status !== 202) throw new Error(`the push was answered ${pushed.status}`);
@@ -131,7 +138,12 @@ export async function benchHostile(): Promise<void> {
     console.log(`  each SSE reader got ${Math.max(...received)} bytes of events for the 64 MiB line (cut at 64 KiB)`);
     console.log(`  deliveries sent ${all.ids.length}, acknowledged ${all.acknowledged.length}, lost ${lost}`);
     console.log(goal('server RSS peak < 300 MB', peak * MiB < 300e6));
-    console.log(goal('webhook ack p99 ≤ 50 ms in every phase', phases.every((p) => summarize(p.latencies).p99 <= 50)));
+    console.log(
+      goal(
+        'webhook ack p99 ≤ 50 ms in every phase',
+        phases.every((p) => summarize(p.latencies).p99 <= 50),
+      ),
+    );
     console.log(goal('zero lost deliveries', lost === 0));
   } finally {
     await stopServerProcess(child);

@@ -31,7 +31,15 @@ export async function benchLoad(options: { rate?: number; seconds?: number } = {
   await writeFile(configPath, JSON.stringify({ dataDir, listen: { host: '127.0.0.1', port: 0 }, configRepository, logLevel: 'silent' }));
   const { child, url } = await startServerProcess(configPath, SECRET);
   try {
-    const body = JSON.stringify(pushPayload({ owner: 'acme', repo: 'no-definitions', ref: 'refs/heads/main', sha: 'a'.repeat(40), cloneUrl: 'https://github.com/acme/no-definitions.git' }));
+    const body = JSON.stringify(
+      pushPayload({
+        owner: 'acme',
+        repo: 'no-definitions',
+        ref: 'refs/heads/main',
+        sha: 'a'.repeat(40),
+        cloneUrl: 'https://github.com/acme/no-definitions.git',
+      }),
+    );
     const signature = await sign(SECRET, body);
     const total = rate * seconds;
     const start = performance.now();
@@ -44,7 +52,9 @@ export async function benchLoad(options: { rate?: number; seconds?: number } = {
     const lost = failed + acknowledged.filter((id) => store.getDelivery(id)?.outcome !== 'accepted').length;
     store.close();
     const s = summarize(latencies);
-    console.log(`  sent ${total} in ${elapsed.toFixed(1)} s (${(total / elapsed).toFixed(0)}/s); acknowledged 202: ${latencies.length}; failed: ${failed}; in the inbox: ${stored}`);
+    console.log(
+      `  sent ${total} in ${elapsed.toFixed(1)} s (${(total / elapsed).toFixed(0)}/s); acknowledged 202: ${latencies.length}; failed: ${failed}; in the inbox: ${stored}`,
+    );
     console.log(formatSummary('ack latency (202)', s));
     console.log(goal('zero lost deliveries', lost === 0));
     console.log(goal('ack p99 ≤ 50 ms', s.p99 <= 50));

@@ -20,13 +20,18 @@ const VIEWERS = 50;
 const MiB = 1024 * 1024;
 
 /** Starts the viewer process and resolves once every viewer has its snapshot. */
-async function startViewers(url: string): Promise<{ child: ChildProcessByStdio<Writable, Readable, null>; send(line: string): void; report(): Promise<ViewersReport> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./logs-viewers.ts', import.meta.url).pathname, url, String(VIEWERS)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const next = () => new Promise<string>((resolve, reject) => {
-    lines.once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`the viewers exited with ${code}`)));
+async function startViewers(
+  url: string,
+): Promise<{ child: ChildProcessByStdio<Writable, Readable, null>; send(line: string): void; report(): Promise<ViewersReport> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./logs-viewers.ts', import.meta.url).pathname, url, String(VIEWERS)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
+  const lines = createInterface({ input: child.stdout });
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      lines.once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`the viewers exited with ${code}`)));
+    });
   const ready = await next();
   if (ready !== 'ready') throw new Error(`the viewers said ${ready}`);
   return {
@@ -50,7 +55,11 @@ async function push(f: FixtureServer, branch: string): Promise<Build> {
     };
     f.server.events.on('build.queued', listener);
   });
-  const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha: f.repo.head as string, cloneUrl: f.cloneUrl }) });
+  const response = await deliver(f.server.url, {
+    event: 'push',
+    secret: f.secret,
+    payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha: f.repo.head as string, cloneUrl: f.cloneUrl }),
+  });
   if (response.status !== 202) throw new Error(`webhook answered ${response.status}`);
   return queued;
 }
@@ -115,11 +124,19 @@ export async function benchLogs(): Promise<void> {
     viewers = null;
     const size = (await fetch(`${g.server.url}/api/builds/${build.id}/log`, { method: 'HEAD' })).headers.get('content-length') ?? '0';
     const mb = (n: number) => `${(n / MiB).toFixed(0)} MiB`;
-    console.log(`  build ${done.state} in ${seconds.toFixed(1)} s; log ${mb(Number(size))} (${(Number(size) / MiB / seconds).toFixed(1)} MiB/s through the server)`);
-    console.log(`  server RSS: ${mb(before.rss)} before, ${mb(peak.rss)} peak (+${mb(peak.rss - before.rss)}); heap used ${mb(before.heapUsed)} → ${mb(peak.heapUsed)} peak; buffers peak ${mb(peak.external)}`);
-    console.log(`  SSE followers: ${report.sse.map((s) => `${mb(s.bytes)}${s.ended ? ' + end' : ' (no end)'}`).join(', ')}; monitor viewers got ${Math.min(...report.linesPerViewer)}–${Math.max(...report.linesPerViewer)} lines each (tails: ${report.skipped} left out)`);
+    console.log(
+      `  build ${done.state} in ${seconds.toFixed(1)} s; log ${mb(Number(size))} (${(Number(size) / MiB / seconds).toFixed(1)} MiB/s through the server)`,
+    );
+    console.log(
+      `  server RSS: ${mb(before.rss)} before, ${mb(peak.rss)} peak (+${mb(peak.rss - before.rss)}); heap used ${mb(before.heapUsed)} → ${mb(peak.heapUsed)} peak; buffers peak ${mb(peak.external)}`,
+    );
+    console.log(
+      `  SSE followers: ${report.sse.map((s) => `${mb(s.bytes)}${s.ended ? ' + end' : ' (no end)'}`).join(', ')}; monitor viewers got ${Math.min(...report.linesPerViewer)}–${Math.max(...report.linesPerViewer)} lines each (tails: ${report.skipped} left out)`,
+    );
     console.log(goal('server RSS grows < 100 MiB while a 100 MiB log streams', peak.rss - before.rss < 100 * MiB));
-    console.log(goal('each SSE follower got the whole log and the end', report.sse.length === 2 && report.sse.every((s) => s.ended && s.bytes === Number(size))));
+    console.log(
+      goal('each SSE follower got the whole log and the end', report.sse.length === 2 && report.sse.every((s) => s.ended && s.bytes === Number(size))),
+    );
   } finally {
     viewers?.child.kill();
     await g.close();

@@ -20,7 +20,10 @@ const FIXTURES = resolve(import.meta.dirname, '..', 'test', 'fixtures');
  * busybox builds without network, `acme/widget`'s clone URL rewritten to the local
  * repository, `settings` on top.
  */
-export async function prepareFixtureProject(name: string, settings: Record<string, unknown>): Promise<{ dir: string; dataDir: string; configPath: string; cloneUrl: string; repo: GitRepository & { head: string | null } }> {
+export async function prepareFixtureProject(
+  name: string,
+  settings: Record<string, unknown>,
+): Promise<{ dir: string; dataDir: string; configPath: string; cloneUrl: string; repo: GitRepository & { head: string | null } }> {
   const dir = await makeTestDir(name);
   const dataDir = join(dir, 'data');
   const repo = await createGitRepository(join(dir, 'widget'), join(FIXTURES, 'projects', 'widget'));
@@ -41,10 +44,21 @@ export async function prepareFixtureProject(name: string, settings: Record<strin
 
 /** Starts this file as a child process; resolves with the child and its URL once it listens. */
 export function startServerProcess(configPath: string, secret: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [...(process.env['AUTOBUILDER_PROFILE'] ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof2'] : []), '--import', 'tsx', fileURLToPath(import.meta.url), configPath, secret], {
-    cwd: resolve(import.meta.dirname, '..'),
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...(process.env['AUTOBUILDER_PROFILE'] ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof2'] : []),
+      '--import',
+      'tsx',
+      fileURLToPath(import.meta.url),
+      configPath,
+      secret,
+    ],
+    {
+      cwd: resolve(import.meta.dirname, '..'),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   return new Promise((ok, fail) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on('line', (line) => line.startsWith('READY ') && ok({ child, url: line.slice(6) }));

@@ -15,7 +15,14 @@ export interface DeliveriesSent {
  * `X-GitHub-Delivery`, until `total` are sent or `until` settles; resolves once every
  * answer is in.
  */
-export async function sendDeliveries(options: { url: string; body: string; signature: string; rate: number; total?: number; until?: Promise<unknown> }): Promise<DeliveriesSent> {
+export async function sendDeliveries(options: {
+  url: string;
+  body: string;
+  signature: string;
+  rate: number;
+  total?: number;
+  until?: Promise<unknown>;
+}): Promise<DeliveriesSent> {
   const { url, body, signature, rate } = options;
   const sent: DeliveriesSent = { latencies: [], ids: [], acknowledged: [], failed: 0 };
   const stop = new AbortController();

@@ -31,7 +31,12 @@ async function main(): Promise<void> {
 
   const fresh = !existsSync(join(repoDir, '.git'));
   const repo = await createGitRepository(repoDir, fresh ? join(root, 'scripts', 'demo-project') : undefined);
-  const sha = fresh ? (repo.head as string) : await repo.commit({ 'greeting.c': `#include "greeting.h"\n\nconst char *greeting(void) {\n  return "Hello again, built at ${new Date().toISOString()}";\n}\n` }, 'change the greeting');
+  const sha = fresh
+    ? (repo.head as string)
+    : await repo.commit(
+        { 'greeting.c': `#include "greeting.h"\n\nconst char *greeting(void) {\n  return "Hello again, built at ${new Date().toISOString()}";\n}\n` },
+        'change the greeting',
+      );
   say(`${fresh ? 'created' : 'committed to'} the example repository ${repoDir} at ${sha}`);
 
   const server = await startServer(config, { log: createLogger({ level: 'warn' }), webhookSecret: secret.secret });
@@ -51,7 +56,12 @@ async function main(): Promise<void> {
     if (build === undefined) throw new Error('no build was queued for the push');
     say(`build ${build.id} queued (${build.context}); log follows`);
     const log = await fetch(`${build.logUrl}?follow=1`);
-    for await (const chunk of log.body as unknown as AsyncIterable<Uint8Array>) process.stdout.write(`  | ${Buffer.from(chunk).toString('utf8').replace(/\n(?=.)/g, '\n  | ')}`);
+    for await (const chunk of log.body as unknown as AsyncIterable<Uint8Array>)
+      process.stdout.write(
+        `  | ${Buffer.from(chunk)
+          .toString('utf8')
+          .replace(/\n(?=.)/g, '\n  | ')}`,
+      );
 
     const done = (await (await fetch(`${server.url}/api/builds/${build.id}`)).json()) as BuildView;
     say(`build ${done.id}: ${done.state} (${done.description ?? ''}), incremental: ${done.incremental}`);

@@ -73,7 +73,15 @@ export function createApp(deps: AppDeps): Koa {
   });
   for (const router of [
     health,
-    createWebhookRoutes({ access, verify: deps.verify, inbox: deps.inbox, deadRefs: deps.deadRefs, coordinator: deps.coordinator, configRepository: deps.configRepository, log: deps.log.child({ component: 'webhooks' }) }),
+    createWebhookRoutes({
+      access,
+      verify: deps.verify,
+      inbox: deps.inbox,
+      deadRefs: deps.deadRefs,
+      coordinator: deps.coordinator,
+      configRepository: deps.configRepository,
+      log: deps.log.child({ component: 'webhooks' }),
+    }),
     // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ access, store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),

@@ -19,7 +19,10 @@ async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   log.info({ file: existsSync(file) ? file : null }, 'configuration loaded');
   const secret = await ensureWebhookSecret(config.github.webhookSecret, resolve(config.dataDir));
   if (secret.file !== null) {
-    log.warn({ file: secret.file, generated: secret.generated }, 'no webhook secret configured: using the one in this file (set it as the webhook secret on GitHub)');
+    log.warn(
+      { file: secret.file, generated: secret.generated },
+      'no webhook secret configured: using the one in this file (set it as the webhook secret on GitHub)',
+    );
   }
   const server = await startServer(config, { log, webhookSecret: secret.secret });
   const stop = (signal: string) => {

@@ -80,7 +80,12 @@ export async function startServer(
 
   // answers from the first request on: 503 while starting, webhooks once the inbox is open
   const gate = createStartUpGate({
-    hostGuard: createHostGuard({ listenHost: config.listen.host, publicUrl: config.publicUrl, allowedOrigins: config.pages.allowedOrigins, allowedHosts: config.listen.allowedHosts }),
+    hostGuard: createHostGuard({
+      listenHost: config.listen.host,
+      publicUrl: config.publicUrl,
+      allowedOrigins: config.pages.allowedOrigins,
+      allowedHosts: config.listen.allowedHosts,
+    }),
     log: log.child({ component: 'http' }),
   });
   const server: Server = createServer(gate.listener);
@@ -94,7 +99,10 @@ export async function startServer(
   const publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
 
   const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
-  const logs = await createBuildLogs({ dir: join(dataDir, 'logs'), onWriteError: (buildId, err) => log.error({ buildId, err: err.message }, 'a build log could not be written: its later lines are dropped') });
+  const logs = await createBuildLogs({
+    dir: join(dataDir, 'logs'),
+    onWriteError: (buildId, err) => log.error({ buildId, err: err.message }, 'a build log could not be written: its later lines are dropped'),
+  });
   const artifacts = createArtifactStore({ root: join(dataDir, 'artifacts') });
   const configRepository = createConfigRepository({ source: toConfigRepositorySource(config), log: log.child({ component: 'config-repo' }) });
   const events = createBuildEvents();
@@ -103,11 +111,20 @@ export async function startServer(
   if (config.builds.diskQuotaMiB > 0) {
     // Btrfs quotas are per filesystem: on once, they bound every workspace (see README, disk)
     await workspaces.enableQuotas().then(
-      (enabled) => log.info({ enforced: enabled, snapshotDriver: driver.name }, enabled ? 'disk quotas of builds on' : 'disk quotas of builds cannot be enforced by this snapshot driver'),
+      (enabled) =>
+        log.info(
+          { enforced: enabled, snapshotDriver: driver.name },
+          enabled ? 'disk quotas of builds on' : 'disk quotas of builds cannot be enforced by this snapshot driver',
+        ),
       (err: unknown) => log.warn({ err: toMessage(err) }, 'disk quotas could not be turned on: builds run without one'),
     );
   }
-  const reserve = createDiskReserve({ dir: dataDir, reserveBytes: config.builds.diskReserveMiB * 1024 ** 2, log: log.child({ component: 'disk-reserve' }), ...(options.freeBytes === undefined ? {} : { freeBytes: options.freeBytes }) });
+  const reserve = createDiskReserve({
+    dir: dataDir,
+    reserveBytes: config.builds.diskReserveMiB * 1024 ** 2,
+    log: log.child({ component: 'disk-reserve' }),
+    ...(options.freeBytes === undefined ? {} : { freeBytes: options.freeBytes }),
+  });
   await reserve.check();
   const statuses = createCommitStatusPublisher({
     outbox: createSqliteStatusOutbox({ path: join(dataDir, 'autobuilder.db') }),
@@ -123,19 +140,21 @@ export async function startServer(
     if (repository === null || outcome.sha === null || (outcome.outcome !== 'activated' && outcome.outcome !== 'rejected')) return;
     const [owner = '', repo = ''] = repository.split('/');
     const { problems } = outcome;
-    statuses.publishStatus({
-      buildId: `config@${outcome.sha.slice(0, 12)}`,
-      owner,
-      repo,
-      sha: outcome.sha,
-      context: 'autobuilder/config',
-      state: outcome.outcome === 'activated' ? 'success' : 'error',
-      targetUrl: `${publicUrl}/api/config`,
-      description:
-        outcome.outcome === 'activated'
-          ? `Active: ${status.active?.files.length ?? 0} definition files`
-          : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${problems[0] === undefined ? '' : formatProblem(problems[0])}`,
-    }).catch((err: unknown) => log.error({ err: toMessage(err), sha: outcome.sha }, 'config status not queued'));
+    statuses
+      .publishStatus({
+        buildId: `config@${outcome.sha.slice(0, 12)}`,
+        owner,
+        repo,
+        sha: outcome.sha,
+        context: 'autobuilder/config',
+        state: outcome.outcome === 'activated' ? 'success' : 'error',
+        targetUrl: `${publicUrl}/api/config`,
+        description:
+          outcome.outcome === 'activated'
+            ? `Active: ${status.active?.files.length ?? 0} definition files`
+            : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${problems[0] === undefined ? '' : formatProblem(problems[0])}`,
+      })
+      .catch((err: unknown) => log.error({ err: toMessage(err), sha: outcome.sha }, 'config status not queued'));
   });
   const deadRefs = createSqliteDeadRefs({ path: join(dataDir, 'autobuilder.db') });
   const retention = createRetention({
@@ -219,7 +238,23 @@ export async function startServer(
   await runner.removeOrphans();
   await retention.recover();
   const webhookRegistrar = createWebhookRegistrarFor(config, { publicUrl, webhookSecret: options.webhookSecret, fetch: options.fetch, log });
-  const app = createApp({ inbox, deadRefs, webhookRegistrar, configRepository, control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites, gitHost: toGitHost(config.github.apiUrl) }, coordinator, store, logs, artifacts, verify, publicUrl, log, events, metrics, pageAuth });
+  const app = createApp({
+    inbox,
+    deadRefs,
+    webhookRegistrar,
+    configRepository,
+    control: { checkout, token: config.api.token, cloneUrlRewrites: config.cloneUrlRewrites, gitHost: toGitHost(config.github.apiUrl) },
+    coordinator,
+    store,
+    logs,
+    artifacts,
+    verify,
+    publicUrl,
+    log,
+    events,
+    metrics,
+    pageAuth,
+  });
   gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own
   const monitor = createMonitorHub({
@@ -300,7 +335,14 @@ export function toConfigRepositorySource(config: Config): ConfigRepositorySource
   const host = toGitHost(config.github.apiUrl);
   const fetchUrl = toCloneUrl(url ?? `https://${host}/${repository}.git`, config.cloneUrlRewrites);
   const token = config.github.token === undefined ? undefined : { value: config.github.token, host };
-  return { kind: 'git', url: fetchUrl, branch, repository: repository ?? repositoryOfUrl(url ?? '') ?? undefined, gitDir: join(resolve(config.dataDir), 'config-repo.git'), env: gitAuthEnv(fetchUrl, token) };
+  return {
+    kind: 'git',
+    url: fetchUrl,
+    branch,
+    repository: repository ?? repositoryOfUrl(url ?? '') ?? undefined,
+    gitDir: join(resolve(config.dataDir), 'config-repo.git'),
+    env: gitAuthEnv(fetchUrl, token),
+  };
 }
 
 /**
@@ -308,7 +350,10 @@ export function toConfigRepositorySource(config: Config): ConfigRepositorySource
  * else null; also null, with one warning, when `publicUrl` or `github.token` is missing: GitHub
  * must reach the URL, and only a token may manage hooks.
  */
-function createWebhookRegistrarFor(config: Readonly<Config>, options: { publicUrl: string; webhookSecret: string; fetch: typeof globalThis.fetch | undefined; log: Logger }): WebhookRegistrar | null {
+function createWebhookRegistrarFor(
+  config: Readonly<Config>,
+  options: { publicUrl: string; webhookSecret: string; fetch: typeof globalThis.fetch | undefined; log: Logger },
+): WebhookRegistrar | null {
   if (!config.github.registerWebhooks) return null;
   const log = options.log.child({ component: 'webhook-registration' });
   const token = config.github.token;

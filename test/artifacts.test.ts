@@ -14,7 +14,11 @@ describe('artifact downloads', () => {
   before(async () => {
     f = await startFixtureServer('artifacts');
     const sha = f.repo.head as string;
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     build = await f.waitForBuild((b) => b.sha === sha);
     assert.equal(build.state, 'success');
     bytes = Buffer.from(await (await fetch(build.artifacts[0]?.url ?? '')).arrayBuffer());
@@ -62,7 +66,11 @@ describe('artifact downloads', () => {
 
   test('serves the latest successful artifact of a ref', async () => {
     const sha = await f.repo.commit({ 'message.txt': 'newest\n' }, 'newest');
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     const newest = await f.waitForBuild((b) => b.sha === sha);
     const response = await fetch(`${f.server.url}/api/repos/acme/widget/artifacts/result.txt?ref=refs/heads/main`);
     assert.equal(response.status, 200);
@@ -73,7 +81,12 @@ describe('artifact downloads', () => {
   });
 
   test('refuses malformed digests and hostile names with clean JSON errors', async () => {
-    for (const path of ['/api/artifacts/..%2F..%2Fetc%2Fpasswd', '/api/artifacts/ABC', '/api/repos/..%2F/widget/artifacts/x?ref=refs/heads/main', '/api/builds/..%2Fx/artifacts/y']) {
+    for (const path of [
+      '/api/artifacts/..%2F..%2Fetc%2Fpasswd',
+      '/api/artifacts/ABC',
+      '/api/repos/..%2F/widget/artifacts/x?ref=refs/heads/main',
+      '/api/builds/..%2Fx/artifacts/y',
+    ]) {
       const response = await fetch(`${f.server.url}${path}`);
       assert.ok([400, 404].includes(response.status), `${path}: ${response.status}`);
       const body = (await response.json()) as { error: { code: string } };

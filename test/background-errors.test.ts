@@ -23,7 +23,14 @@ function capturedLogger(): { log: ReturnType<typeof createLogger>; lines: () => 
   let text = '';
   out.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
   const log = createLogger({ level: 'info', destination: out });
-  return { log, lines: () => text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { level: number; msg: string; err?: string }) };
+  return {
+    log,
+    lines: () =>
+      text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as { level: number; msg: string; err?: string }),
+  };
 }
 
 /** Records every unhandled rejection of this process while the test runs. */
@@ -102,11 +109,23 @@ describe('failing background work', () => {
     };
     try {
       const statuses = createCommitStatusPublisher({ apiUrl: 'http://127.0.0.1:9', token: 'token', publicUrl: 'http://ci.test', log, outbox });
-      await statuses.publishStatus({ buildId: 'b', owner: 'acme', repo: 'widget', sha: 'a'.repeat(40), context: 'autobuilder/x', state: 'success', targetUrl: 'http://ci.test/x', description: 'x' });
+      await statuses.publishStatus({
+        buildId: 'b',
+        owner: 'acme',
+        repo: 'widget',
+        sha: 'a'.repeat(40),
+        context: 'autobuilder/x',
+        state: 'success',
+        targetUrl: 'http://ci.test/x',
+        description: 'x',
+      });
       await statuses.flush();
       await new Promise((r) => setTimeout(r, 100));
       assert.deepEqual(rejections.seen, []);
-      assert.ok(lines().some((l) => l.level === 50 && /status outbox read refused by the test/.test(l.err ?? '')), JSON.stringify(lines()));
+      assert.ok(
+        lines().some((l) => l.level === 50 && /status outbox read refused by the test/.test(l.err ?? '')),
+        JSON.stringify(lines()),
+      );
       statuses.close();
     } finally {
       rejections.stop();

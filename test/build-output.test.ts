@@ -18,7 +18,11 @@ const MAX_LINE = 64 * KiB + 64;
 /** Pushes `branch` of acme/widget at its head and waits for the build to end. */
 async function build(f: FixtureServer, branch: string): Promise<BuildView> {
   const sha = f.repo.head as string;
-  const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha, cloneUrl: f.cloneUrl }) });
+  const response = await deliver(f.server.url, {
+    event: 'push',
+    secret: f.secret,
+    payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha, cloneUrl: f.cloneUrl }),
+  });
   assert.equal(response.status, 202, JSON.stringify(response.body));
   return f.waitForBuild((b) => b.ref === `refs/heads/${branch}` && b.sha === sha, 120_000);
 }
@@ -53,7 +57,10 @@ describe('a build that prints without bounds: lines cut, log capped, readers lin
     assert.ok(longest <= MAX_LINE, `the longest line on disk has ${longest} bytes`);
     const floodLines = lines.filter((l) => /^x+$/.test(l));
     assert.ok(floodLines.length >= 30, `the line was cut into ${floodLines.length} lines of about 64 KiB`);
-    assert.ok(floodLines.every((l) => l.length >= 64 * KiB - 64), 'each piece is a full 64 KiB but for what the masker carried over');
+    assert.ok(
+      floodLines.every((l) => l.length >= 64 * KiB - 64),
+      'each piece is a full 64 KiB but for what the masker carried over',
+    );
   });
 
   test('a build that passes builds.maxLogBytes is stopped: failure, the reason in its description, the cut marked', async () => {

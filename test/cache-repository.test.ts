@@ -39,7 +39,11 @@ describe('the build cache is per repository', () => {
     const sha = source.head as string;
     const tree = await source.treeOf(sha);
     const push = async (owner: string, repo: string, cloneUrl: string) => {
-      const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner, repo, ref: 'refs/heads/main', sha, tree, cloneUrl }) });
+      const response = await deliver(f.server.url, {
+        event: 'push',
+        secret: f.secret,
+        payload: pushPayload({ owner, repo, ref: 'refs/heads/main', sha, tree, cloneUrl }),
+      });
       assert.equal(response.status, 202, JSON.stringify(response.body));
     };
     await push('acme', 'widget', f.cloneUrl);

@@ -24,7 +24,11 @@ describe('content-hash build cache and coalescing', () => {
   };
 
   const push = async (ref: string, sha: string) => {
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, tree: await f.repo.treeOf(sha), cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, tree: await f.repo.treeOf(sha), cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
   };
 
@@ -45,7 +49,10 @@ describe('content-hash build cache and coalescing', () => {
     assert.equal(cached.sourceBuildId, original.id);
     assert.equal(cached.cacheKey, original.cacheKey);
     assert.equal(cached.startedAt, null);
-    assert.deepEqual(cached.artifacts.map((a) => a.digest), original.artifacts.map((a) => a.digest));
+    assert.deepEqual(
+      cached.artifacts.map((a) => a.digest),
+      original.artifacts.map((a) => a.digest),
+    );
     assert.deepEqual(await ourContainers(since), [], 'a cache hit starts no container');
 
     const [status] = await f.github.waitFor(statusesFor(second), 1);
@@ -79,7 +86,10 @@ describe('content-hash build cache and coalescing', () => {
     const b = await f.repo.commitEmpty('same tree, another commit');
     const since = await nextWholeSecond();
     await Promise.all([push('refs/heads/slow', a), push('refs/heads/slow', b)]);
-    const [builtA, builtB] = await Promise.all([f.waitForBuild((x) => x.sha === a && x.ref === 'refs/heads/slow'), f.waitForBuild((x) => x.sha === b && x.ref === 'refs/heads/slow')]);
+    const [builtA, builtB] = await Promise.all([
+      f.waitForBuild((x) => x.sha === a && x.ref === 'refs/heads/slow'),
+      f.waitForBuild((x) => x.sha === b && x.ref === 'refs/heads/slow'),
+    ]);
     const leader = builtA.coalesced ? builtB : builtA;
     const follower = builtA.coalesced ? builtA : builtB;
     assert.equal(leader.coalesced, false);
@@ -88,7 +98,7 @@ describe('content-hash build cache and coalescing', () => {
     assert.equal(leader.state, 'success');
     assert.equal(follower.state, 'success');
     assert.deepEqual(follower.artifacts, leader.artifacts);
-    assert.deepEqual(await ourContainers(since), [leader.id], 'exactly one container, the leader\'s');
+    assert.deepEqual(await ourContainers(since), [leader.id], "exactly one container, the leader's");
     for (const sha of [a, b]) {
       const statuses = await f.github.waitFor(statusesFor(sha), 2);
       assert.deepEqual(statuses.map(stateOf), ['pending', 'success'], `statuses of ${sha}`);
@@ -98,7 +108,16 @@ describe('content-hash build cache and coalescing', () => {
   test('a forced request runs even when an identical build succeeded', async () => {
     const sha = f.repo.head as string;
     const since = await nextWholeSecond();
-    const result = await f.server.coordinator.submit({ owner: 'acme', repo: 'widget', ref: 'refs/heads/slow', sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: null, force: true });
+    const result = await f.server.coordinator.submit({
+      owner: 'acme',
+      repo: 'widget',
+      ref: 'refs/heads/slow',
+      sha,
+      cloneUrl: f.cloneUrl,
+      defaultBranch: 'main',
+      deliveryId: null,
+      force: true,
+    });
     const id = result.builds[0]?.id;
     const forced = await f.waitForBuild((x) => x.id === id);
     assert.equal(forced.cached, false);

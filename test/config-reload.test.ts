@@ -25,8 +25,15 @@ describe('the config repository: hot reload from its push webhook', () => {
   const configStatus = async (): Promise<ConfigStatus> => (await fetch(`${f.server.url}/api/config`)).json() as Promise<ConfigStatus>;
   /** Sends the config repository's push webhook for `sha`, as GitHub would. */
   const pushConfig = (sha: string) =>
-    deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'config', ref: 'refs/heads/main', sha, cloneUrl: 'https://github.com/acme/config.git' }) });
-  const configStatusPosts = (sha: string) => f.github.requests.filter((r) => r.operationId === 'repos/create-commit-status' && r.params['sha'] === sha && (r.body as { context: string }).context === 'autobuilder/config');
+    deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'config', ref: 'refs/heads/main', sha, cloneUrl: 'https://github.com/acme/config.git' }),
+    });
+  const configStatusPosts = (sha: string) =>
+    f.github.requests.filter(
+      (r) => r.operationId === 'repos/create-commit-status' && r.params['sha'] === sha && (r.body as { context: string }).context === 'autobuilder/config',
+    );
 
   before(async () => {
     config = await createGitRepository(join(await makeTestDir('config-reload-repo'), 'config'));
@@ -45,7 +52,10 @@ describe('the config repository: hot reload from its push webhook', () => {
   test('at start the config repository is fetched and its commit is active, with a success status', async () => {
     const status = await configStatus();
     assert.equal(status.active?.sha, config.head);
-    assert.deepEqual(status.active.files.map((file) => file.file), ['acme/widget/main.yaml']);
+    assert.deepEqual(
+      status.active.files.map((file) => file.file),
+      ['acme/widget/main.yaml'],
+    );
     assert.equal(status.lastErrors, null);
     await f.github.waitFor((r) => r.operationId === 'repos/create-commit-status' && r.params['sha'] === config.head, 1, 10_000);
     const [post] = configStatusPosts(config.head as string);
@@ -79,10 +89,13 @@ describe('the config repository: hot reload from its push webhook', () => {
       const delta = await seen;
       assert.equal(delta.config.sha, good);
       assert.equal(delta.config.errors?.sha, bad);
-      const shown = await waitForExpression<string>(monitor.page, `(() => { const box = document.getElementById('config-errors'); return box && !box.hidden && box.textContent; })()`);
+      const shown = await waitForExpression<string>(
+        monitor.page,
+        `(() => { const box = document.getElementById('config-errors'); return box && !box.hidden && box.textContent; })()`,
+      );
       assert.match(shown, new RegExp(`config revision ${bad.slice(0, 12)} refused`));
       assert.match(shown, /acme\/widget\/main\.yaml:\d+/);
-      assert.match(await monitor.page.textContent('#config-status') ?? '', new RegExp(`at ${good.slice(0, 12)}`));
+      assert.match((await monitor.page.textContent('#config-status')) ?? '', new RegExp(`at ${good.slice(0, 12)}`));
       await monitor.page.screenshot({ path: join(f.dir, 'monitor-config-refused.png'), fullPage: true });
     } finally {
       socket.close();
@@ -90,7 +103,11 @@ describe('the config repository: hot reload from its push webhook', () => {
 
     // a build pushed now runs with the last good definitions
     const sha = await f.repo.commit({ 'message.txt': 'built while the config is broken\n' }, 'widget change');
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     const build = await f.waitForBuild((b) => b.sha === sha);
     assert.equal(build.state, 'success');
     assert.equal(build.configSha, good);
@@ -104,11 +121,18 @@ describe('the config repository: hot reload from its push webhook', () => {
     const status = await configStatus();
     assert.equal(status.active?.sha, fixed);
     assert.equal(status.lastErrors, null);
-    await waitForExpression(monitor.page, `document.getElementById('config-errors').hidden && document.getElementById('config-status').textContent.includes('${fixed.slice(0, 12)}')`);
+    await waitForExpression(
+      monitor.page,
+      `document.getElementById('config-errors').hidden && document.getElementById('config-status').textContent.includes('${fixed.slice(0, 12)}')`,
+    );
     assert.deepEqual(monitor.problems, []);
 
     const sha = await f.repo.commit({ 'message.txt': 'built on the new config\n' }, 'widget change 2');
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/dev', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/dev', sha, cloneUrl: f.cloneUrl }),
+    });
     const build = await f.waitForBuild((b) => b.sha === sha);
     assert.equal(build.configSha, fixed);
 
@@ -116,7 +140,10 @@ describe('the config repository: hot reload from its push webhook', () => {
     const removed = await config.commit({}, 'remove dev');
     await pushConfig(removed);
     await f.github.waitFor((r) => r.operationId === 'repos/create-commit-status' && r.params['sha'] === removed, 1, 15_000);
-    const match = (await (await fetch(`${f.server.url}/api/config/match?repo=acme/widget&ref=refs/heads/dev`)).json()) as { wouldRun: unknown[]; configSha: string };
+    const match = (await (await fetch(`${f.server.url}/api/config/match?repo=acme/widget&ref=refs/heads/dev`)).json()) as {
+      wouldRun: unknown[];
+      configSha: string;
+    };
     assert.deepEqual(match.wouldRun, []);
     assert.equal(match.configSha, removed);
   });
@@ -124,7 +151,12 @@ describe('the config repository: hot reload from its push webhook', () => {
   test('hostile YAML (alias bomb, deep nesting, 50 MB, custom tags, non-UTF-8) is refused with clean errors; the server stays up', async () => {
     const active = (await configStatus()).active?.sha;
     const laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-    for (let i = 1; i < 10; i++) laughs.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(',')}]`);
+    for (let i = 1; i < 10; i++)
+      laughs.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(',')}]`,
+      );
     await writeFile(join(config.dir, 'acme/widget/latin1.yaml'), Buffer.from('buildscripts:\n  - caf\xe9.sh\n', 'latin1'));
     const hostile = await config.commit(
       {
@@ -142,7 +174,13 @@ describe('the config repository: hot reload from its push webhook', () => {
     assert.equal(status.active?.sha, active);
     assert.equal(status.lastErrors?.sha, hostile);
     const files = [...new Set(status.lastErrors.problems.map((p) => p.file))].sort();
-    assert.deepEqual(files, ['acme/widget/bomb.yaml', 'acme/widget/deep.yaml', 'acme/widget/function.yaml', 'acme/widget/huge.yaml', 'acme/widget/latin1.yaml']);
+    assert.deepEqual(files, [
+      'acme/widget/bomb.yaml',
+      'acme/widget/deep.yaml',
+      'acme/widget/function.yaml',
+      'acme/widget/huge.yaml',
+      'acme/widget/latin1.yaml',
+    ]);
     const messages = status.lastErrors.problems.map((p) => p.message).join('\n');
     assert.match(messages, /UTF-8/);
     assert.match(messages, /!!js\/function/);
@@ -159,12 +197,22 @@ describe('the config repository: hot reload from its push webhook', () => {
   test('GET /api/config/match is a dry run naming the builds and why each file matched', async () => {
     const response = await fetch(`${f.server.url}/api/config/match?repo=acme/widget&ref=refs/heads/main`);
     assert.equal(response.status, 200);
-    const body = (await response.json()) as { wouldRun: { name: string; file: string; context: string }[]; candidates: { file: string; matched: boolean; why: string }[]; reason: string | null };
+    const body = (await response.json()) as {
+      wouldRun: { name: string; file: string; context: string }[];
+      candidates: { file: string; matched: boolean; why: string }[];
+      reason: string | null;
+    };
     assert.ok(body.wouldRun.length > 0);
     assert.ok(body.wouldRun.every((d) => d.file === 'acme/widget/main.yaml' && d.context === `autobuilder/${d.name}`));
     assert.deepEqual(body.candidates, [{ file: 'acme/widget/main.yaml', matched: true, why: 'the file of branch main' }]);
     assert.equal(body.reason, null);
-    for (const query of ['repo=acme/widget', 'ref=refs/heads/main', 'repo=acme&ref=refs/heads/main', 'repo=acme/widget&ref=refs/heads/../../etc/passwd', 'repo=../x&ref=refs/heads/main']) {
+    for (const query of [
+      'repo=acme/widget',
+      'ref=refs/heads/main',
+      'repo=acme&ref=refs/heads/main',
+      'repo=acme/widget&ref=refs/heads/../../etc/passwd',
+      'repo=../x&ref=refs/heads/main',
+    ]) {
       const bad = await fetch(`${f.server.url}/api/config/match?${query}`);
       assert.equal(bad.status, 400, query);
       const text = await bad.text();
@@ -190,10 +238,15 @@ describe('the config repository: a revision that adds a repository registers its
       configRepository: { url: config.url, repository: 'acme/config', pollSeconds: 0 },
     });
     try {
-      const created = (repo: string) => (r: { operationId: string; params: Record<string, string> }) => r.operationId === 'repos/create-webhook' && r.params['repo'] === repo;
+      const created = (repo: string) => (r: { operationId: string; params: Record<string, string> }) =>
+        r.operationId === 'repos/create-webhook' && r.params['repo'] === repo;
       await github.waitFor(created('widget'), 1, 15_000);
       const sha = await config.commit({ 'acme/gadget/main.yaml': main }, 'add gadget');
-      await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'config', ref: 'refs/heads/main', sha, cloneUrl: 'https://github.com/acme/config.git' }) });
+      await deliver(f.server.url, {
+        event: 'push',
+        secret: f.secret,
+        payload: pushPayload({ owner: 'acme', repo: 'config', ref: 'refs/heads/main', sha, cloneUrl: 'https://github.com/acme/config.git' }),
+      });
       const [hook] = await github.waitFor(created('gadget'), 1, 15_000);
       assert.equal((hook?.body as { config: { url: string } } | undefined)?.config.url, 'https://ci.example.com/hooks/github');
       // the widget hook is not made again

@@ -27,7 +27,11 @@ async function filesUnder(dir: string): Promise<string[]> {
 }
 
 async function push(f: FixtureServer, ref: string, sha: string): Promise<void> {
-  const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+  const response = await deliver(f.server.url, {
+    event: 'push',
+    secret: f.secret,
+    payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }),
+  });
   assert.equal(response.status, 202, JSON.stringify(response.body));
 }
 
@@ -94,7 +98,11 @@ describe('a build cannot fill the disk the server needs', () => {
       'big-artifact': definition('autobuild/big-artifact.sh'),
       main: definition('autobuild/small.sh'),
     });
-    f = await startFixtureServer('disk', { snapshotDriver: 'btrfs', configRepository: { path: configDir }, builds: { diskQuotaMiB: 64, maxArtifactBytes: 2 * MiB } });
+    f = await startFixtureServer('disk', {
+      snapshotDriver: 'btrfs',
+      configRepository: { path: configDir },
+      builds: { diskQuotaMiB: 64, maxArtifactBytes: 2 * MiB },
+    });
     await f.repo.commit(
       {
         'autobuild/fill.sh': '#!/bin/sh\nset -eu\nmkdir -p out\ndd if=/dev/zero of=fill.bin bs=1M count=64\necho done > out/result.bin\n',

@@ -34,7 +34,13 @@ describe('projects-config-repo-example', () => {
 
   test('has a definition file for each feature it documents, and every one validates', async () => {
     const files = await exampleFiles();
-    assert.deepEqual(files, [`${REPO}/checks.yaml`, `${REPO}/feature-branches.yaml`, `${REPO}/main.yaml`, `${REPO}/release-tags.yaml`, `${REPO}/release/1.x.yaml`]);
+    assert.deepEqual(files, [
+      `${REPO}/checks.yaml`,
+      `${REPO}/feature-branches.yaml`,
+      `${REPO}/main.yaml`,
+      `${REPO}/release-tags.yaml`,
+      `${REPO}/release/1.x.yaml`,
+    ]);
     for (const file of files) {
       // read as bytes, as the config repository does
       const doc = parseDefinitionDocument(await readFile(join(EXAMPLE, file)), file);
@@ -46,7 +52,16 @@ describe('projects-config-repo-example', () => {
     const lookup = await repo.lookup({ owner: 'octocat', repo: 'hello-make', ref: 'refs/heads/main' });
     assert.equal(lookup.reason, null);
     assert.deepEqual(
-      lookup.definitions.map((d) => ({ file: d.file, name: d.name, script: d.script, baseimage: d.baseimage, archives: d.archives, artifact: d.artifact, env: d.env, incremental: d.incremental })),
+      lookup.definitions.map((d) => ({
+        file: d.file,
+        name: d.name,
+        script: d.script,
+        baseimage: d.baseimage,
+        archives: d.archives,
+        artifact: d.artifact,
+        env: d.env,
+        incremental: d.incremental,
+      })),
       [
         {
           file: `${REPO}/main.yaml`,
@@ -92,7 +107,10 @@ describe('projects-config-repo-example', () => {
       },
     );
     // no tag: named by its script path
-    assert.deepEqual([test?.name, test?.tag, test?.resources], ['autobuild/test.sh', null, { memoryBytes: 512 * 2 ** 20, cpus: 0.5, pidsLimit: null, diskBytes: null }]);
+    assert.deepEqual(
+      [test?.name, test?.tag, test?.resources],
+      ['autobuild/test.sh', null, { memoryBytes: 512 * 2 ** 20, cpus: 0.5, pidsLimit: null, diskBytes: null }],
+    );
   });
 
   test('a branch without a file of its own runs every glob file that matches, in path order', async () => {

@@ -73,9 +73,7 @@ test('records a commit status created through Octokit and echoes it back', async
 
 test('answers 422 and records the reason when a status has an invalid state', async (t) => {
   const standIn = await start(t);
-  const error = await requestError(
-    octokitFor(standIn).request(createStatusRoute, { owner, repo, sha, state: 'bogus', context: 'autobuilder/x' }),
-  );
+  const error = await requestError(octokitFor(standIn).request(createStatusRoute, { owner, repo, sha, state: 'bogus', context: 'autobuilder/x' }));
 
   assert.equal(error.status, 422);
   assert.equal(standIn.requests.length, 0);
@@ -83,7 +81,10 @@ test('answers 422 and records the reason when a status has an invalid state', as
   const [rejected] = standIn.rejected;
   assert.equal(rejected?.status, 422);
   assert.equal(rejected.path, `/repos/${owner}/${repo}/statuses/${sha}`);
-  assert.ok(rejected.errors.some((reason) => reason.includes('state')), `reasons: ${rejected.errors.join('; ')}`);
+  assert.ok(
+    rejected.errors.some((reason) => reason.includes('state')),
+    `reasons: ${rejected.errors.join('; ')}`,
+  );
 });
 
 test('answers 422 when a required body property is missing', async (t) => {
@@ -218,11 +219,14 @@ test('waitFor times out with a message listing what was recorded', async (t) => 
   const standIn = await start(t);
   await octokitFor(standIn).rest.repos.createCommitStatus({ owner, repo, sha, state: 'pending' });
 
-  await assert.rejects(standIn.waitFor((r) => r.operationId === 'checks/create', 1, 50), (error: unknown) => {
-    assert.ok(error instanceof GitHubStandInError);
-    assert.equal(error.code, 'GITHUB_STAND_IN_TIMEOUT');
-    assert.match(error.message, /timed out after 50 ms/);
-    assert.match(error.message, new RegExp(`POST /repos/${owner}/${repo}/statuses/${sha} repos/create-commit-status`));
-    return true;
-  });
+  await assert.rejects(
+    standIn.waitFor((r) => r.operationId === 'checks/create', 1, 50),
+    (error: unknown) => {
+      assert.ok(error instanceof GitHubStandInError);
+      assert.equal(error.code, 'GITHUB_STAND_IN_TIMEOUT');
+      assert.match(error.message, /timed out after 50 ms/);
+      assert.match(error.message, new RegExp(`POST /repos/${owner}/${repo}/statuses/${sha} repos/create-commit-status`));
+      return true;
+    },
+  );
 });

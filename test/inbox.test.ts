@@ -53,7 +53,15 @@ describe('the durable webhook inbox', () => {
       [
         {
           delivery: { id: 'delivery-before-the-crash', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' },
-          request: { owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: 'delivery-before-the-crash' },
+          request: {
+            owner: 'acme',
+            repo: 'widget',
+            ref: 'refs/heads/main',
+            sha,
+            cloneUrl: f.cloneUrl,
+            defaultBranch: 'main',
+            deliveryId: 'delivery-before-the-crash',
+          },
         },
       ],
       [],
@@ -70,7 +78,15 @@ describe('the durable webhook inbox', () => {
   test('the builds of a delivery and its processed mark are stored together or not at all', async () => {
     const store = createSqliteBuildStore({ path: join(f.dir, 'atomic.db') });
     try {
-      const request = { owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: 'c'.repeat(40), cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: 'd-atomic' };
+      const request = {
+        owner: 'acme',
+        repo: 'widget',
+        ref: 'refs/heads/main',
+        sha: 'c'.repeat(40),
+        cloneUrl: f.cloneUrl,
+        defaultBranch: 'main',
+        deliveryId: 'd-atomic',
+      };
       store.writeDeliveries([{ delivery: { id: 'd-atomic', event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' }, request }], []);
       const template = (await f.builds())[0];
       assert.ok(template, 'an earlier test left a build to copy');
@@ -78,7 +94,10 @@ describe('the durable webhook inbox', () => {
       // the second record reuses an id: the whole transaction rolls back
       assert.throws(() => store.insertForRequest([one, { ...template, id: 'atomic-1' }], request));
       assert.equal(store.get('atomic-1'), null);
-      assert.deepEqual(store.unprocessedDeliveries().map((d) => d.id), ['d-atomic']);
+      assert.deepEqual(
+        store.unprocessedDeliveries().map((d) => d.id),
+        ['d-atomic'],
+      );
       store.insertForRequest([one, { ...template, id: 'atomic-2' }], request);
       assert.equal(store.get('atomic-2')?.id, 'atomic-2');
       // stored with its builds: a restart hands nothing on again, so nothing builds twice

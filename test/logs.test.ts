@@ -31,7 +31,11 @@ describe('build logs over HTTP: plain text, Range, follow, server-sent events', 
       };
       f.server.events.on('build.queued', listener);
     });
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha: f.repo.head as string, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha: f.repo.head as string, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
     const id = await queued;
     return (await (await fetch(`${f.server.url}/api/builds/${id}`)).json()) as BuildView;
@@ -146,7 +150,14 @@ describe('build logs over HTTP: plain text, Range, follow, server-sent events', 
   test('the lines API answers windows by line number whose offsets match the raw log', async () => {
     const raw = Buffer.from(await (await fetch(chatty.logUrl)).arrayBuffer());
     const all = raw.toString('utf8').split('\n').slice(0, -1);
-    const window = (await (await fetch(`${chatty.logUrl}/lines?start=40&count=25`)).json()) as { start: number; lines: string[]; total: number; startOffset: number; endOffset: number; complete: boolean };
+    const window = (await (await fetch(`${chatty.logUrl}/lines?start=40&count=25`)).json()) as {
+      start: number;
+      lines: string[];
+      total: number;
+      startOffset: number;
+      endOffset: number;
+      complete: boolean;
+    };
     assert.equal(window.start, 40);
     assert.deepEqual(window.lines, all.slice(39, 64));
     assert.equal(window.total, all.length);

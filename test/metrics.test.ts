@@ -36,7 +36,11 @@ describe('GET /metrics', () => {
     return found;
   };
   const push = async (branch: string, sha: string) => {
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
   };
   const next = (event: 'build.started' | 'build.updated', match: (b: Build) => boolean) =>
@@ -98,7 +102,10 @@ describe('GET /metrics', () => {
     assert.ok(value(m, 'autobuilder_build_duration_seconds_sum{state="success"}') >= 2, 'the slow build sleeps 2 s');
     assert.equal(value(m, 'autobuilder_workspace_prepare_seconds_count'), 3);
     assert.ok(value(m, 'autobuilder_log_broadcast_lag_seconds_count') > 0);
-    assert.ok(value(m, 'autobuilder_log_broadcast_lag_seconds_bucket{le="0.1"}') === value(m, 'autobuilder_log_broadcast_lag_seconds_count'), 'lines reach the sockets within 100 ms');
+    assert.ok(
+      value(m, 'autobuilder_log_broadcast_lag_seconds_bucket{le="0.1"}') === value(m, 'autobuilder_log_broadcast_lag_seconds_count'),
+      'lines reach the sockets within 100 ms',
+    );
     assert.ok(f.github.failedCount >= 2);
     assert.equal(value(m, 'autobuilder_status_post_failures_total'), f.github.failedCount);
     assert.ok(value(m, 'autobuilder_process_resident_memory_bytes') > 0);

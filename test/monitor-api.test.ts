@@ -42,7 +42,16 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
     while (!messages.some((m) => m.kind === 'snapshot')) await new Promise((r) => setTimeout(r, 10));
 
     const sha = f.repo.head as string;
-    assert.equal((await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/chatty', sha, cloneUrl: f.cloneUrl }) })).status, 202);
+    assert.equal(
+      (
+        await deliver(f.server.url, {
+          event: 'push',
+          secret: f.secret,
+          payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/chatty', sha, cloneUrl: f.cloneUrl }),
+        })
+      ).status,
+      202,
+    );
     const build = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/chatty');
     assert.equal(build.state, 'success');
     // the last line is written just after the build ends
@@ -51,10 +60,17 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
 
     assert.equal(messages[0]?.kind, 'snapshot');
     const seqs = messages.map((m) => m.seq);
-    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'seq only grows');
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      'seq only grows',
+    );
     assert.equal(new Set(seqs).size, seqs.length);
 
-    const events = messages.filter((m) => m.kind === 'build').map((m) => m.payload as MonitorBuildDelta).filter((d) => d.build.id === build.id);
+    const events = messages
+      .filter((m) => m.kind === 'build')
+      .map((m) => m.payload as MonitorBuildDelta)
+      .filter((d) => d.build.id === build.id);
     assert.equal(events[0]?.event, 'queued');
     assert.equal(events.at(-1)?.event, 'finished');
     assert.deepEqual(
@@ -65,7 +81,10 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
     const firstQueue = messages.find((m) => m.kind === 'queue' && (m.payload as MonitorQueueDelta).waiting[build.id] !== undefined);
     assert.ok(firstQueue, 'a queue delta names the queued build');
 
-    const logs = messages.filter((m) => m.kind === 'log').map((m) => m.payload as MonitorLogDelta).filter((d) => d.buildId === build.id);
+    const logs = messages
+      .filter((m) => m.kind === 'log')
+      .map((m) => m.payload as MonitorLogDelta)
+      .filter((d) => d.buildId === build.id);
     let offset = 0;
     for (const delta of logs) {
       assert.equal(delta.start, offset, 'each batch starts where the last ended');
@@ -73,9 +92,18 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
       offset = delta.end;
     }
     const raw = await (await fetch(build.logUrl)).text();
-    assert.equal(logs.flatMap((d) => d.lines).map((l) => `${l}\n`).join(''), raw, 'the deltas carry the whole log once');
+    assert.equal(
+      logs
+        .flatMap((d) => d.lines)
+        .map((l) => `${l}\n`)
+        .join(''),
+      raw,
+      'the deltas carry the whole log once',
+    );
     // a build's lines written before a change of it arrive before that change
-    const finishedAt = messages.findIndex((m) => m.kind === 'build' && (m.payload as MonitorBuildDelta).build.id === build.id && (m.payload as MonitorBuildDelta).event === 'finished');
+    const finishedAt = messages.findIndex(
+      (m) => m.kind === 'build' && (m.payload as MonitorBuildDelta).build.id === build.id && (m.payload as MonitorBuildDelta).event === 'finished',
+    );
     const lastChattyLine = messages.findIndex((m) => m.kind === 'log' && (m.payload as MonitorLogDelta).lines.some((l) => l.startsWith('chatty line 150 ')));
     assert.ok(lastChattyLine !== -1 && lastChattyLine < finishedAt);
   });
@@ -90,7 +118,11 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
       };
       f.server.events.on('build.started', listener);
     });
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/chatty', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/chatty', sha, cloneUrl: f.cloneUrl }),
+    });
     await started;
     await new Promise((r) => setTimeout(r, 800));
     const socket = connect(f.server.url);
@@ -105,8 +137,10 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
     assert.equal(snapshot.running[0]?.sha, sha);
     assert.ok(tail && tail.lines.some((l) => l.startsWith('chatty line ')), 'the running build has its tail');
     assert.ok(tail.lines.length <= 20);
-    const raw = Buffer.from(await (await fetch(`${f.server.url}/api/builds/${snapshot.running[0].id}/log`, { headers: { range: `bytes=0-${tail.end - 1}` } })).arrayBuffer()).toString('utf8');
-    assert.ok(raw.endsWith(tail.lines.map((l) => `${l}\n`).join('')), "the tail ends at its offset in the log");
+    const raw = Buffer.from(
+      await (await fetch(`${f.server.url}/api/builds/${snapshot.running[0].id}/log`, { headers: { range: `bytes=0-${tail.end - 1}` } })).arrayBuffer(),
+    ).toString('utf8');
+    assert.ok(raw.endsWith(tail.lines.map((l) => `${l}\n`).join('')), 'the tail ends at its offset in the log');
     assert.ok(snapshot.recent.some((b) => b.sha === sha));
     assert.match(snapshot.config.source, /^directory .*test\/fixtures\/config-repo$/);
     await f.server.coordinator.idle();

@@ -17,7 +17,11 @@ describe('history and status API, badges', () => {
   before(async () => {
     f = await startFixtureServer('history');
     const sha = f.repo.head as string;
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     const real = await f.waitForBuild((b) => b.sha === sha);
     template = f.server.store.get(real.id) as Build;
   });
@@ -32,7 +36,13 @@ describe('history and status API, badges', () => {
 
   test('GET /api/builds pages through the history with a cursor, each build once, newest first', async () => {
     for (let i = 0; i < 11; i++) {
-      f.server.store.insert(fakeBuild(template, { ref: i % 2 === 0 ? 'refs/heads/main' : 'refs/heads/dev', state: i % 3 === 0 ? 'failure' : 'success', queuedAt: new Date(Date.now() + i).toISOString() }));
+      f.server.store.insert(
+        fakeBuild(template, {
+          ref: i % 2 === 0 ? 'refs/heads/main' : 'refs/heads/dev',
+          state: i % 3 === 0 ? 'failure' : 'success',
+          queuedAt: new Date(Date.now() + i).toISOString(),
+        }),
+      );
       await new Promise((r) => setTimeout(r, 2));
     }
     const all = (await get<{ builds: BuildView[] }>('/api/builds?repo=acme/widget&limit=500')).body.builds;
@@ -55,12 +65,18 @@ describe('history and status API, badges', () => {
       }
     }
     assert.ok(pages >= 3);
-    assert.deepEqual(seen, all.map((b) => b.id));
+    assert.deepEqual(
+      seen,
+      all.map((b) => b.id),
+    );
 
     const dev = (await get<{ builds: BuildView[]; nextCursor: string | null }>('/api/builds?branch=dev&limit=2')).body;
     assert.ok(dev.builds.every((b) => b.ref === 'refs/heads/dev'));
     const rest = (await get<{ builds: BuildView[] }>(`/api/builds?branch=dev&limit=500&cursor=${dev.nextCursor ?? ''}`)).body.builds;
-    assert.deepEqual([...dev.builds, ...rest].map((b) => b.id), all.filter((b) => b.ref === 'refs/heads/dev').map((b) => b.id));
+    assert.deepEqual(
+      [...dev.builds, ...rest].map((b) => b.id),
+      all.filter((b) => b.ref === 'refs/heads/dev').map((b) => b.id),
+    );
     const failures = (await get<{ builds: BuildView[] }>('/api/builds?state=failure')).body.builds;
     assert.equal(failures.length, 4);
     assert.equal((await get('/api/builds?branch=dev&ref=refs/heads/main')).status, 400);
@@ -72,11 +88,17 @@ describe('history and status API, badges', () => {
     f.server.store.insert(running);
     for (let i = 0; i < 20; i++) f.server.store.insert(fakeBuild(template, { queuedAt: new Date(Date.now() + 10 + i).toISOString() }));
     const status = (await get<{ builds: BuildView[] }>('/build/status')).body.builds;
-    assert.deepEqual(status.map((b) => b.id), [running.id]);
+    assert.deepEqual(
+      status.map((b) => b.id),
+      [running.id],
+    );
     const history = (await get<{ builds: BuildView[] }>('/build/history')).body.builds;
     assert.equal(history.length, 25);
     const newest = (await get<{ builds: BuildView[] }>('/api/builds?limit=25')).body.builds;
-    assert.deepEqual(history.map((b) => b.id), newest.map((b) => b.id));
+    assert.deepEqual(
+      history.map((b) => b.id),
+      newest.map((b) => b.id),
+    );
     f.server.store.update({ ...running, state: 'cancelled', finishedAt: new Date().toISOString() });
   });
 

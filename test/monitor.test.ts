@@ -44,14 +44,20 @@ describe('the /monitor page and the build page in a real browser', () => {
       };
       f.server.events.on('build.queued', listener);
     });
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${branch}`, sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
     return queued;
   };
 
   /** The highest "chatty line N" the running card of `id` shows, or 0. */
   const lastTailLine = (page: Page, id: string) =>
-    page.evaluate(`Math.max(0, ...[...document.querySelectorAll('#running article[data-build-id="${id}"] .tail-line')].map((l) => Number((/^chatty line (\\d+) /.exec(l.textContent) || [])[1] || 0)))`) as Promise<number>;
+    page.evaluate(
+      `Math.max(0, ...[...document.querySelectorAll('#running article[data-build-id="${id}"] .tail-line')].map((l) => Number((/^chatty line (\\d+) /.exec(l.textContent) || [])[1] || 0)))`,
+    ) as Promise<number>;
 
   test('shows a webhook build queued, then running with its log arriving live, then success', async () => {
     const { page, problems } = await openPage(browser);
@@ -92,13 +98,23 @@ describe('the /monitor page and the build page in a real browser', () => {
     assert.match(waiting ?? '', /waiting for a free slot: 1 of 1 running|resolving its inputs|checking the build cache/);
     await shoot(page, 'monitor-1-queued.png');
 
-    await waitForExpression(page, `document.querySelector('#running article[data-build-id="${chattyId}"] .tail-line') !== null && /chatty line/.test(document.querySelector('#running article[data-build-id="${chattyId}"] pre').textContent)`, 30_000);
+    await waitForExpression(
+      page,
+      `document.querySelector('#running article[data-build-id="${chattyId}"] .tail-line') !== null && /chatty line/.test(document.querySelector('#running article[data-build-id="${chattyId}"] pre').textContent)`,
+      30_000,
+    );
     const firstSeen = await lastTailLine(page, chattyId);
     assert.ok(firstSeen < 150, `the page saw line ${firstSeen} while the build ran`);
     await shoot(page, 'monitor-2-running.png');
     // more lines arrive while the same card is still up: the tail is live
-    await waitForExpression(page, `(() => { const card = document.querySelector('#running article[data-build-id="${chattyId}"]'); if (!card) return false; return Math.max(0, ...[...card.querySelectorAll('.tail-line')].map((l) => Number((/^chatty line (\\d+) /.exec(l.textContent) || [])[1] || 0))) >= ${firstSeen + 20}; })()`, 30_000);
-    const coloured = await page.evaluate(`[...document.querySelectorAll('#running article[data-build-id="${chattyId}"] .a-fg-1.a-b')].map((e) => e.textContent)`);
+    await waitForExpression(
+      page,
+      `(() => { const card = document.querySelector('#running article[data-build-id="${chattyId}"]'); if (!card) return false; return Math.max(0, ...[...card.querySelectorAll('.tail-line')].map((l) => Number((/^chatty line (\\d+) /.exec(l.textContent) || [])[1] || 0))) >= ${firstSeen + 20}; })()`,
+      30_000,
+    );
+    const coloured = await page.evaluate(
+      `[...document.querySelectorAll('#running article[data-build-id="${chattyId}"] .a-fg-1.a-b')].map((e) => e.textContent)`,
+    );
     assert.ok((coloured as string[]).includes('bold red'), 'ANSI colours in the tail');
 
     await page.waitForSelector(`#history tr[data-build-id="${chattyId}"][data-state="success"]`, { timeout: 30_000 });
@@ -125,7 +141,10 @@ describe('the /monitor page and the build page in a real browser', () => {
     const response = await page.goto(`${f.server.url}/builds/${id}`);
     assert.match(response?.headers()['content-security-policy'] ?? '', /default-src 'self'/);
     await page.waitForSelector('#log .line >> text=hostile 7');
-    const lineText = (n: number) => page.evaluate(`[...document.querySelectorAll('#log .line .lt')].map((e) => e.textContent).find((t) => t.startsWith('hostile ${n} '))`) as Promise<string | undefined>;
+    const lineText = (n: number) =>
+      page.evaluate(`[...document.querySelectorAll('#log .line .lt')].map((e) => e.textContent).find((t) => t.startsWith('hostile ${n} '))`) as Promise<
+        string | undefined
+      >;
     assert.equal(await lineText(1), 'hostile 1 <script>alert(1)</script>');
     assert.equal(await lineText(2), 'hostile 2 <img src=x onerror="alert(2)"> <b>not bold</b>');
     assert.equal(await lineText(3), 'hostile 3 &amp; &lt;script&gt; &#60;i&#62; entities stay as written');
@@ -135,16 +154,28 @@ describe('the /monitor page and the build page in a real browser', () => {
     assert.equal(await lineText(7), 'hostile 7 cursor moves gone');
 
     // nothing became an element, except the one safe link
-    assert.equal(await page.evaluate(`document.querySelectorAll('#log script, #log img, #log svg, #log b, #log iframe, #log .lt *:not(span):not(a)').length`), 0);
+    assert.equal(
+      await page.evaluate(`document.querySelectorAll('#log script, #log img, #log svg, #log b, #log iframe, #log .lt *:not(span):not(a)').length`),
+      0,
+    );
     assert.equal(await page.evaluate(`document.querySelectorAll('script:not([src])').length`), 0);
     assert.deepEqual(await page.evaluate(`[...document.querySelectorAll('#log a:not(.ln)')].map((a) => a.href)`), ['https://example.com/docs']);
     assert.equal(await page.evaluate(`document.querySelectorAll('a[href^="javascript" i]').length`), 0);
     assert.equal(await page.evaluate(`document.querySelector('#log .a-link-blocked').textContent`), 'click me');
     // colours: classes for the 16 colours, CSSOM values for 256 and true colour
-    assert.equal(await page.evaluate(`getComputedStyle([...document.querySelectorAll('#log .a-fg-1')].find((e) => e.textContent === 'red')).color`), 'rgb(240, 98, 90)');
-    assert.equal(await page.evaluate(`getComputedStyle([...document.querySelectorAll('#log .a-b.a-fg-2')].find((e) => e.textContent === 'bold green')).fontWeight`), '700');
+    assert.equal(
+      await page.evaluate(`getComputedStyle([...document.querySelectorAll('#log .a-fg-1')].find((e) => e.textContent === 'red')).color`),
+      'rgb(240, 98, 90)',
+    );
+    assert.equal(
+      await page.evaluate(`getComputedStyle([...document.querySelectorAll('#log .a-b.a-fg-2')].find((e) => e.textContent === 'bold green')).fontWeight`),
+      '700',
+    );
     assert.equal(await page.evaluate(`[...document.querySelectorAll('#log span')].find((e) => e.textContent === 'orange').style.color`), 'rgb(255, 135, 0)');
-    assert.equal(await page.evaluate(`[...document.querySelectorAll('#log span')].find((e) => e.textContent === 'on navy').style.backgroundColor`), 'rgb(0, 0, 139)');
+    assert.equal(
+      await page.evaluate(`[...document.querySelectorAll('#log span')].find((e) => e.textContent === 'on navy').style.backgroundColor`),
+      'rgb(0, 0, 139)',
+    );
     await page.click('#log .a-link-blocked');
     assert.equal(page.url(), `${f.server.url}/builds/${id}`);
     assert.match(await page.title(), /^success · acme\/widget hostile/);
@@ -190,7 +221,9 @@ describe('the /monitor page and the build page in a real browser', () => {
     await page.waitForSelector('#log .line >> text=chatty line 150 of 150');
     assert.equal(await page.isChecked('#follow'), true);
     const api = (await (await fetch(`${f.server.url}/api/builds/${id}/log/lines?tail=30`)).json()) as { start: number; lines: string[] };
-    const shown = (await page.evaluate(`[...document.querySelectorAll('#log .line')].map((row) => [Number(row.id.slice(1)), row.querySelector('.lt').textContent])`)) as [number, string][];
+    const shown = (await page.evaluate(
+      `[...document.querySelectorAll('#log .line')].map((row) => [Number(row.id.slice(1)), row.querySelector('.lt').textContent])`,
+    )) as [number, string][];
     const byNumber = new Map(shown);
     for (const [i, text] of api.lines.entries()) {
       const n = api.start + i;

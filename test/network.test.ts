@@ -77,7 +77,14 @@ async function startMetadataStandIn(): Promise<{ close(): Promise<void> }> {
       listener?.once('exit', (code) => reject(new Error(`metadata stand-in exited (${code})`)));
     });
     // the host itself reaches it through the veth pair: what a container reaches is up to iptables
-    await new Promise<void>((resolve, reject) => connect(80, METADATA_IP).once('connect', function (this: ReturnType<typeof connect>) { this.destroy(); resolve(); }).once('error', reject));
+    await new Promise<void>((resolve, reject) =>
+      connect(80, METADATA_IP)
+        .once('connect', function (this: ReturnType<typeof connect>) {
+          this.destroy();
+          resolve();
+        })
+        .once('error', reject),
+    );
   } catch (err) {
     await close();
     throw err;
@@ -120,7 +127,12 @@ describe('the network of builds', () => {
   let workspace: string;
   const log = createLogger({ level: 'silent' });
   const runnerOn = (network: string) =>
-    createDockerRunner({ socketPath: '/var/run/docker.sock', limits: { memoryBytes: 256 * 1024 ** 2, pidsLimit: 64, cpus: 1, network }, log, instance: 'network-test' });
+    createDockerRunner({
+      socketPath: '/var/run/docker.sock',
+      limits: { memoryBytes: 256 * 1024 ** 2, pidsLimit: 64, cpus: 1, network },
+      log,
+      instance: 'network-test',
+    });
 
   before(async () => {
     // a service of the host listening on every address, like a server configured with 0.0.0.0
@@ -144,14 +156,36 @@ describe('the network of builds', () => {
 
   test('a container on plain bridge reaches the host and the metadata address (what the rules take away)', async () => {
     const all = await targets();
-    const lines = await runScript(runnerOn('bridge'), workspace, Object.entries(all).map(([name, [host, p]]) => probe(name, host, p)).join('\n'));
-    assert.deepEqual(lines.sort(), Object.keys(all).map((name) => `${name} reached`).sort());
+    const lines = await runScript(
+      runnerOn('bridge'),
+      workspace,
+      Object.entries(all)
+        .map(([name, [host, p]]) => probe(name, host, p))
+        .join('\n'),
+    );
+    assert.deepEqual(
+      lines.sort(),
+      Object.keys(all)
+        .map((name) => `${name} reached`)
+        .sort(),
+    );
   });
 
   test('a container on the builds network reaches neither the host (0.0.0.0 listener) nor 169.254.169.254', async () => {
     const all = await targets();
-    const lines = await runScript(runnerOn(BUILDS_NETWORK), workspace, Object.entries(all).map(([name, [host, p]]) => probe(name, host, p)).join('\n'));
-    assert.deepEqual(lines.sort(), Object.keys(all).map((name) => `${name} blocked`).sort());
+    const lines = await runScript(
+      runnerOn(BUILDS_NETWORK),
+      workspace,
+      Object.entries(all)
+        .map(([name, [host, p]]) => probe(name, host, p))
+        .join('\n'),
+    );
+    assert.deepEqual(
+      lines.sort(),
+      Object.keys(all)
+        .map((name) => `${name} blocked`)
+        .sort(),
+    );
   });
 
   test('a container on the builds network still reaches the outside world, as the host does', async (t) => {
@@ -200,7 +234,20 @@ describe('the network of fork builds', () => {
 
     const forkSha = await f.repo.commit({ 'message.txt': 'from a fork\n' }, 'fork');
     await simpleGit({ baseDir: f.repo.dir }).raw(['update-ref', 'refs/pull/9/head', forkSha]);
-    await send('pull_request', pullRequestPayload({ owner: 'acme', repo: 'widget', cloneUrl: f.cloneUrl, action: 'opened', number: 9, head: 'netcheck', sha: forkSha, base: 'netcheck', fork: 'mallory/widget' }));
+    await send(
+      'pull_request',
+      pullRequestPayload({
+        owner: 'acme',
+        repo: 'widget',
+        cloneUrl: f.cloneUrl,
+        action: 'opened',
+        number: 9,
+        head: 'netcheck',
+        sha: forkSha,
+        base: 'netcheck',
+        fork: 'mallory/widget',
+      }),
+    );
     const fork = await f.waitForBuild((b) => b.sha === forkSha);
     assert.equal(fork.state, 'success', fork.description ?? '');
     assert.match(await logOf(fork.logUrl), /interfaces: lo \n/);

@@ -101,7 +101,10 @@ describe('pull requests and tags from create events', () => {
 
     // a fork whose branch is named like the default branch: no secret, no trusted snapshot
     const forkSha = await pullRequestHead(3, { 'message.txt': 'from a fork\n' });
-    await send('pull_request', pull({ action: 'opened', number: 3, head: 'secrets', sha: forkSha, base: 'secrets', defaultBranch: 'secrets', fork: 'mallory/widget' }));
+    await send(
+      'pull_request',
+      pull({ action: 'opened', number: 3, head: 'secrets', sha: forkSha, base: 'secrets', defaultBranch: 'secrets', fork: 'mallory/widget' }),
+    );
     const fork = await f.waitForBuild((b) => b.sha === forkSha);
     assert.equal(fork.state, 'success', fork.description ?? '');
     assert.equal(fork.ref, 'refs/pull/3/head');
@@ -149,7 +152,18 @@ describe('pull requests and tags from create events', () => {
 
   test('a pull request closed while its build is still being decided: the build is cancelled as it reaches the queue; a reopen builds again', async () => {
     const sha = await pullRequestHead(5, { 'message.txt': 'closed while deciding\n' });
-    const request = { owner: 'acme', repo: 'widget', ref: 'refs/pull/5/head', definitionsRef: 'refs/heads/slow', pullRequest: 5, fromFork: false, sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: null };
+    const request = {
+      owner: 'acme',
+      repo: 'widget',
+      ref: 'refs/pull/5/head',
+      definitionsRef: 'refs/heads/slow',
+      pullRequest: 5,
+      fromFork: false,
+      sha,
+      cloneUrl: f.cloneUrl,
+      defaultBranch: 'main',
+      deliveryId: null,
+    };
     // the close comes before the build is even stored: nothing waits yet
     const deciding = f.server.coordinator.submit(request);
     assert.deepEqual(await f.server.coordinator.cancelPullRequest({ owner: 'acme', repo: 'widget', pullRequest: 5 }, 'pull request #5 was closed'), []);
@@ -166,15 +180,25 @@ describe('pull requests and tags from create events', () => {
   test('a tag push, then the create event of the same tag, make exactly one build; a manual rebuild still makes another', async () => {
     const sha = await f.repo.commit({ 'message.txt': 'release 2.0.0\n' }, 'release 2.0.0');
     await git.raw(['tag', 'v2.0.0', sha]);
-    await Promise.all([send('push', push('refs/tags/v2.0.0', sha)), send('create', createPayload({ owner: 'acme', repo: 'widget', tag: 'v2.0.0', cloneUrl: f.cloneUrl }))]);
+    await Promise.all([
+      send('push', push('refs/tags/v2.0.0', sha)),
+      send('create', createPayload({ owner: 'acme', repo: 'widget', tag: 'v2.0.0', cloneUrl: f.cloneUrl })),
+    ]);
     const build = await f.waitForBuild((b) => b.ref === 'refs/tags/v2.0.0');
     await deliveriesHandled();
     const builds = (await f.builds()).filter((b) => b.ref === 'refs/tags/v2.0.0');
-    assert.deepEqual(builds.map((b) => b.id), [build.id]);
+    assert.deepEqual(
+      builds.map((b) => b.id),
+      [build.id],
+    );
     assert.equal(build.sha, sha);
     assert.equal(build.state, 'success', build.description ?? '');
 
-    const rebuild = await fetch(`${f.server.url}/api/builds/${build.id}/rebuild`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: '{}' });
+    const rebuild = await fetch(`${f.server.url}/api/builds/${build.id}/rebuild`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.equal(rebuild.status, 202);
     const [rebuilt] = ((await rebuild.json()) as { builds: BuildView[] }).builds;
     assert.notEqual(rebuilt?.id, build.id);
@@ -193,7 +217,10 @@ describe('pull requests and tags from create events', () => {
     const build = await f.waitForBuild((b) => b.ref === 'refs/tags/v2.1.0');
     await deliveriesHandled();
     const builds = (await f.builds()).filter((b) => b.ref === 'refs/tags/v2.1.0');
-    assert.deepEqual(builds.map((b) => b.id), [build.id]);
+    assert.deepEqual(
+      builds.map((b) => b.id),
+      [build.id],
+    );
     assert.equal(build.sha, sha, 'the commit, not the tag object');
     assert.equal(build.state, 'success', build.description ?? '');
     assert.deepEqual((await f.github.waitFor(statusesFor(sha), 2)).map(stateOf), ['pending', 'success']);
@@ -202,6 +229,9 @@ describe('pull requests and tags from create events', () => {
   test('the create event of a tag no longer in the repository builds nothing', async () => {
     await send('create', createPayload({ owner: 'acme', repo: 'widget', tag: 'v9.9.9-gone', cloneUrl: f.cloneUrl }));
     await deliveriesHandled();
-    assert.deepEqual((await f.builds()).filter((b) => b.ref === 'refs/tags/v9.9.9-gone'), []);
+    assert.deepEqual(
+      (await f.builds()).filter((b) => b.ref === 'refs/tags/v9.9.9-gone'),
+      [],
+    );
   });
 });

@@ -42,7 +42,11 @@ describe('retention, garbage collection and crash recovery', () => {
   const build = async (ref: string, files: Record<string, string>, remove: string[] = []): Promise<BuildView> => {
     for (const path of remove) await rm(join(f.repo.dir, path), { force: true });
     const sha = await f.repo.commit(files, `change on ${ref}`);
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
     return f.waitForBuild((b) => b.sha === sha && b.ref === ref);
   };
@@ -56,7 +60,13 @@ describe('retention, garbage collection and crash recovery', () => {
 
     // What a crash mid-build leaves: a build record still running and its half-made workspace.
     const store = createSqliteBuildStore({ path: join(dataDir(), 'autobuilder.db') });
-    const crashed = { ...(store.get(a.id) as NonNullable<ReturnType<typeof store.get>>), id: createBuildId(), state: 'running' as const, artifacts: [], finishedAt: null };
+    const crashed = {
+      ...(store.get(a.id) as NonNullable<ReturnType<typeof store.get>>),
+      id: createBuildId(),
+      state: 'running' as const,
+      artifacts: [],
+      finishedAt: null,
+    };
     store.insert(crashed);
     store.close();
     const crashedWorkspace = workspaceOf({ ...a, id: crashed.id });
@@ -120,7 +130,8 @@ describe('workspaces a build made hard to delete', () => {
   let f: FixtureServer;
   let tool: string | null;
   const dataDir = () => join(f.dir, 'data');
-  const workspaceOf = (b: Pick<BuildView, 'id' | 'definition'>) => join(dataDir(), 'workspaces', 'acme', 'widget', toPathSegment(b.definition), toPathSegment(b.id));
+  const workspaceOf = (b: Pick<BuildView, 'id' | 'definition'>) =>
+    join(dataDir(), 'workspaces', 'acme', 'widget', toPathSegment(b.definition), toPathSegment(b.id));
   /** Paths made immutable by a test: made mutable again whatever happens. */
   const immutable: string[] = [];
 
@@ -141,7 +152,11 @@ describe('workspaces a build made hard to delete', () => {
     const built: BuildView[] = [];
     for (const n of [1, 2, 3]) {
       const sha = await f.repo.commit({ 'message.txt': `nested ${n}\n` }, `nested subvolume ${n}`);
-      const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+      const response = await deliver(f.server.url, {
+        event: 'push',
+        secret: f.secret,
+        payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }),
+      });
       assert.equal(response.status, 202);
       const b = await f.waitForBuild((x) => x.sha === sha && x.ref === ref);
       assert.equal(b.state, 'success', b.description ?? '');
@@ -159,14 +174,24 @@ describe('workspaces a build made hard to delete', () => {
 
   test('the server starts after a crash left a workspace with a nested subvolume and one it cannot delete', async () => {
     const sha = await f.repo.commit({ 'message.txt': 'main\n' }, 'main');
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     const a = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/main');
     assert.equal(a.state, 'success');
     await f.server.close();
 
     // What kill -9 during two builds leaves: records still running, their workspaces half-made.
     const store = createSqliteBuildStore({ path: join(dataDir(), 'autobuilder.db') });
-    const crashed = [createBuildId(), createBuildId()].map((id) => ({ ...(store.get(a.id) as Build), id, state: 'running' as const, artifacts: [], finishedAt: null }));
+    const crashed = [createBuildId(), createBuildId()].map((id) => ({
+      ...(store.get(a.id) as Build),
+      id,
+      state: 'running' as const,
+      artifacts: [],
+      finishedAt: null,
+    }));
     for (const build of crashed) store.insert(build);
     store.close();
     const [withNested, undeletable] = crashed.map((b) => workspaceOf(b)) as [string, string];
@@ -189,7 +214,11 @@ describe('workspaces a build made hard to delete', () => {
       assert.equal(view.state, 'error', 'every interrupted build is ended');
     }
     const next = await f.repo.commit({ 'message.txt': 'after restart\n' }, 'after restart');
-    await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: next, cloneUrl: f.cloneUrl }) });
+    await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: next, cloneUrl: f.cloneUrl }),
+    });
     assert.equal((await f.waitForBuild((b) => b.sha === next)).state, 'success', 'the restarted server builds');
 
     await exec('chattr', ['-i', undeletable]);
@@ -211,19 +240,34 @@ describe('a retention pass with one workspace that cannot be deleted', () => {
       finishedAt: state === 'running' ? null : new Date().toISOString(),
     });
 
-
   const setUp = async (name: string) => {
     const dir = await makeTestDir(name);
     const btrfs = createBtrfsDriver();
     let poisoned = '';
     // fails for one workspace only, as a real deletion error would
-    const driver: SnapshotDriver = { ...btrfs, remove: (path) => (poisoned !== '' && path.endsWith(toPathSegment(poisoned)) ? Promise.reject(new Error('EIO: simulated')) : btrfs.remove(path)) };
+    const driver: SnapshotDriver = {
+      ...btrfs,
+      remove: (path) => (poisoned !== '' && path.endsWith(toPathSegment(poisoned)) ? Promise.reject(new Error('EIO: simulated')) : btrfs.remove(path)),
+    };
     const workspaces = createWorkspaces({ root: join(dir, 'workspaces'), driver });
     const store = createSqliteBuildStore({ path: join(dir, 'autobuilder.db') });
     const lines: Record<string, unknown>[] = [];
     const sink = new PassThrough();
-    sink.on('data', (chunk: Buffer) => lines.push(...chunk.toString().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)));
-    const statuses: CommitStatusPublisher = { publish: async () => undefined, publishStatus: async () => undefined, flush: async () => undefined, close: () => undefined };
+    sink.on('data', (chunk: Buffer) =>
+      lines.push(
+        ...chunk
+          .toString()
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+      ),
+    );
+    const statuses: CommitStatusPublisher = {
+      publish: async () => undefined,
+      publishStatus: async () => undefined,
+      flush: async () => undefined,
+      close: () => undefined,
+    };
     await mkdir(join(dir, 'logs'), { recursive: true });
     const retention = createRetention({
       store,
@@ -261,7 +305,12 @@ describe('a retention pass with one workspace that cannot be deleted', () => {
   test('run() logs the failure, keeps that build for the next pass and deletes the others', async () => {
     const s = await setUp('retention-run-failure');
     try {
-      const [first, second, third, newest] = [await s.make('failure'), await s.make('failure'), await s.make('failure'), await s.make('failure')] as [string, string, string, string];
+      const [first, second, third, newest] = [await s.make('failure'), await s.make('failure'), await s.make('failure'), await s.make('failure')] as [
+        string,
+        string,
+        string,
+        string,
+      ];
       s.poison(second);
       const report = await s.retention.run();
       assert.equal(report.failures, 1);
@@ -274,7 +323,10 @@ describe('a retention pass with one workspace that cannot be deleted', () => {
       const warning = s.lines.find((l) => l['buildId'] === second);
       assert.ok(warning, 'the failure is logged with the build id');
       assert.match(String(warning['msg']), /could not delete a build/);
-      assert.ok(s.lines.some((l) => l['msg'] === 'retention pass done'), 'the pass finishes');
+      assert.ok(
+        s.lines.some((l) => l['msg'] === 'retention pass done'),
+        'the pass finishes',
+      );
 
       s.poison('');
       assert.equal((await s.retention.run()).buildsDeleted, 1, 'the next pass deletes it');
@@ -315,7 +367,9 @@ describe('lineage heads and mirror refs of deleted branches and closed pull requ
       .map((l) => l.replace('refs/autobuilder/', ''));
 
   before(async () => {
-    f = await startFixtureServer('retention-dead-refs', { retention: { keepPerBranch: 5, intervalSeconds: 3600, artifactGraceSeconds: 0, deadRefHeadSeconds: DEAD_REF_SECONDS } });
+    f = await startFixtureServer('retention-dead-refs', {
+      retention: { keepPerBranch: 5, intervalSeconds: 3600, artifactGraceSeconds: 0, deadRefHeadSeconds: DEAD_REF_SECONDS },
+    });
   });
   after(async () => {
     await f.close();
@@ -323,7 +377,11 @@ describe('lineage heads and mirror refs of deleted branches and closed pull requ
 
   const push = async (ref: string, content: string): Promise<BuildView> => {
     const sha = await f.repo.commit({ 'message.txt': content }, `push to ${ref}`);
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
     const b = await f.waitForBuild((x) => x.sha === sha && x.ref === ref);
     assert.equal(b.state, 'success', b.description ?? '');
@@ -341,18 +399,41 @@ describe('lineage heads and mirror refs of deleted branches and closed pull requ
     const gone = await push('refs/heads/odd/gone', 'gone\n');
     const comeBack = await push('refs/heads/odd/back', 'back\n');
     const prSha = await f.repo.commit({ 'message.txt': 'pull request\n' }, 'pull request');
-    const opened = pullRequestPayload({ owner: 'acme', repo: 'widget', cloneUrl: f.cloneUrl, action: 'opened', number: 7, head: 'topic', sha: prSha, base: 'main' });
+    const opened = pullRequestPayload({
+      owner: 'acme',
+      repo: 'widget',
+      cloneUrl: f.cloneUrl,
+      action: 'opened',
+      number: 7,
+      head: 'topic',
+      sha: prSha,
+      base: 'main',
+    });
     assert.equal((await deliver(f.server.url, { event: 'pull_request', secret: f.secret, payload: opened })).status, 202);
     const pr = await f.waitForBuild((b) => b.ref === 'refs/pull/7/head');
     assert.equal(pr.state, 'success', pr.description ?? '');
-    for (const [b, branch] of [[gone, 'branch:odd/gone'], [comeBack, 'branch:odd/back'], [pr, 'pull:7'], [live, 'branch:main']] as const) {
+    for (const [b, branch] of [
+      [gone, 'branch:odd/gone'],
+      [comeBack, 'branch:odd/back'],
+      [pr, 'pull:7'],
+      [live, 'branch:main'],
+    ] as const) {
       assert.ok(existsSync(headLink(b.definition, branch)), `${branch} has a head`);
     }
     assert.ok((await mirrorShas()).includes(gone.sha));
 
     await deleteRef('refs/heads/odd/gone');
     await deleteRef('refs/heads/odd/back');
-    const closed = pullRequestPayload({ owner: 'acme', repo: 'widget', cloneUrl: f.cloneUrl, action: 'closed', number: 7, head: 'topic', sha: prSha, base: 'main' });
+    const closed = pullRequestPayload({
+      owner: 'acme',
+      repo: 'widget',
+      cloneUrl: f.cloneUrl,
+      action: 'closed',
+      number: 7,
+      head: 'topic',
+      sha: prSha,
+      base: 'main',
+    });
     assert.equal((await deliver(f.server.url, { event: 'pull_request', secret: f.secret, payload: closed })).status, 202);
 
     const early = await f.server.retention.run();

@@ -85,7 +85,11 @@ describe('route access with page credentials and an API token', () => {
     const headers: Record<string, string> = {};
     if (authorization !== null) headers['authorization'] = authorization;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const response = await fetch(`${f.server.url}${path}`, { method, headers, ...(body === undefined || method === 'GET' || method === 'HEAD' ? {} : { body }) });
+    const response = await fetch(`${f.server.url}${path}`, {
+      method,
+      headers,
+      ...(body === undefined || method === 'GET' || method === 'HEAD' ? {} : { body }),
+    });
     const text = await response.text();
     let code: string | null = null;
     try {
@@ -99,12 +103,19 @@ describe('route access with page credentials and an API token', () => {
   before(async () => {
     f = await startFixtureServer('route-access', { pages: { credentials }, api: { token: apiToken } });
     const sha = f.repo.head as string;
-    const pushed = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    const pushed = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(pushed.status, 202);
     const deadline = Date.now() + 60_000;
     for (;;) {
       const listed = await call('GET', '/api/builds?repo=acme/widget', basic(credentials.username, credentials.password));
-      const found = listed.status === 200 ? (JSON.parse(listed.text) as { builds: BuildView[] }).builds.find((b) => b.sha === sha && !['queued', 'running'].includes(b.state)) : undefined;
+      const found =
+        listed.status === 200
+          ? (JSON.parse(listed.text) as { builds: BuildView[] }).builds.find((b) => b.sha === sha && !['queued', 'running'].includes(b.state))
+          : undefined;
       if (found !== undefined) {
         build = found;
         break;
@@ -131,7 +142,15 @@ describe('route access with page credentials and an API token', () => {
         const key = keyOf(route, method);
         const expected = POLICY[key] ?? route.access;
         const template = typeof route.path === 'string' ? route.path : null;
-        return { route, method, key, expected, template, query: template === null ? '' : (QUERIES[template] ?? ''), body: template === null ? undefined : BODIES[template] };
+        return {
+          route,
+          method,
+          key,
+          expected,
+          template,
+          query: template === null ? '' : (QUERIES[template] ?? ''),
+          body: template === null ? undefined : BODIES[template],
+        };
       }),
     );
 
@@ -185,7 +204,8 @@ describe('route access with page credentials and an API token', () => {
         }
         if (anonymous.status === 401) {
           if (method !== 'HEAD' && anonymous.code !== 'UNAUTHORIZED') leaks.push(`${method} ${path}: 401 with code ${String(anonymous.code)}`);
-          if (!(expected === 'token' ? /^Bearer / : /^Basic realm="autobuilder"/).test(anonymous.challenge ?? '')) leaks.push(`${method} ${path}: challenge ${String(anonymous.challenge)}`);
+          if (!(expected === 'token' ? /^Bearer / : /^Basic realm="autobuilder"/).test(anonymous.challenge ?? ''))
+            leaks.push(`${method} ${path}: challenge ${String(anonymous.challenge)}`);
           // the guard does not stop a spelling the handler answers
           const authorized = await call(method, path, authorizationFor(expected), body);
           if ([401, 403].includes(authorized.status)) leaks.push(`${method} ${path}: ${authorized.status} with credentials`);
@@ -243,21 +263,44 @@ describe('route guards at app construction', () => {
 
   test('accepts an app whose every route starts with one of its guards', () => {
     assertRoutesGuarded(
-      appWith((router) => router.get('/a', guards.open, () => {}).get('/b', guards.protected, () => {}).post('/c', guards.token, () => {})),
+      appWith((router) =>
+        router
+          .get('/a', guards.open, () => {})
+          .get('/b', guards.protected, () => {})
+          .post('/c', guards.token, () => {}),
+      ),
       guards,
     );
   });
 
   test('refuses a route that declares no access, naming it', () => {
     assert.throws(
-      () => assertRoutesGuarded(appWith((router) => router.get('/a', guards.open, () => {}).get('/forgotten', () => {})), guards),
+      () =>
+        assertRoutesGuarded(
+          appWith((router) => router.get('/a', guards.open, () => {}).get('/forgotten', () => {})),
+          guards,
+        ),
       (err: Error & { code?: string }) => err.code === 'INTERNAL' && /GET\S* \/forgotten/.test(err.message) && !/ \/a\b/.test(err.message),
     );
   });
 
   test('refuses a router middleware and a guard made for another app', () => {
     const other = createRouteGuards({ pageAuth: createPageAuth({}), token: undefined });
-    assert.throws(() => assertRoutesGuarded(appWith((router) => router.get('/a', other.protected, () => {})), guards), /\/a/);
-    assert.throws(() => assertRoutesGuarded(appWith((router) => router.use(async (_ctx, next) => next()).get('/a', guards.open, () => {})), guards), /USE/);
+    assert.throws(
+      () =>
+        assertRoutesGuarded(
+          appWith((router) => router.get('/a', other.protected, () => {})),
+          guards,
+        ),
+      /\/a/,
+    );
+    assert.throws(
+      () =>
+        assertRoutesGuarded(
+          appWith((router) => router.use(async (_ctx, next) => next()).get('/a', guards.open, () => {})),
+          guards,
+        ),
+      /USE/,
+    );
   });
 });

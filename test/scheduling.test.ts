@@ -33,7 +33,11 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
 
   const push = async (ref: string, files: Record<string, string> = {}) => {
     const sha = Object.keys(files).length > 0 ? await f.repo.commit(files, `for ${ref}`) : await f.repo.commitEmpty(`for ${ref} ${Date.now()}`);
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
     return sha;
   };
@@ -83,7 +87,10 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     assert.ok(Date.now() - started < 15_000);
     assert.equal(await containerOf(build.id), undefined, 'the container is gone');
     const statuses = await f.github.waitFor(statusesFor(sha), 2);
-    assert.deepEqual(statuses.map((s) => (s.body as { state: string }).state), ['pending', 'error']);
+    assert.deepEqual(
+      statuses.map((s) => (s.body as { state: string }).state),
+      ['pending', 'error'],
+    );
   });
 
   test('a build silent for longer than its output timeout is stopped', async () => {
@@ -143,7 +150,10 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     const past = await buildOf(accepted, 'refs/heads/feature/incremental', 'queued');
     assert.match(past.description ?? '', /backlog full/);
     assert.deepEqual(queue.running, [long.id]);
-    assert.deepEqual(queue.waiting.map((w) => w.buildId), [waiting.id, past.id]);
+    assert.deepEqual(
+      queue.waiting.map((w) => w.buildId),
+      [waiting.id, past.id],
+    );
     assert.equal(queue.waiting[1]?.reason, 'backlog full');
   });
 
@@ -156,7 +166,10 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     assert.equal(superseded.state, 'cancelled');
     assert.equal(superseded.description, `Superseded by build ${newer.id}`);
     const statuses = await f.github.waitFor(statusesFor(older.sha), 2);
-    assert.deepEqual(statuses.map((s) => (s.body as { state: string }).state), ['pending', 'error']);
+    assert.deepEqual(
+      statuses.map((s) => (s.body as { state: string }).state),
+      ['pending', 'error'],
+    );
   });
 
   test('cancelling a running build kills its container; cancelling it again is a conflict', async () => {
@@ -190,7 +203,12 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
   test("a restart removes the containers a killed process left, and only this server's", async () => {
     const instance = createHash('sha256').update(join(f.dir, 'data')).digest('hex').slice(0, 16);
     const leftover = async (labels: Record<string, string>) => {
-      const c = await docker.createContainer({ Image: 'autobuilder/busybox:latest', Cmd: ['sleep', '60'], Labels: labels, HostConfig: { NetworkMode: 'none' } });
+      const c = await docker.createContainer({
+        Image: 'autobuilder/busybox:latest',
+        Cmd: ['sleep', '60'],
+        Labels: labels,
+        HostConfig: { NetworkMode: 'none' },
+      });
       await c.start();
       return c;
     };

@@ -15,7 +15,16 @@ describe('server-side secrets of builds', () => {
 
   const run = async (content: string, fromFork: boolean) => {
     const sha = await f.repo.commit({ 'message.txt': content }, content);
-    const result = await f.server.coordinator.submit({ owner: 'acme', repo: 'widget', ref: 'refs/heads/secrets', sha, cloneUrl: f.cloneUrl, defaultBranch: 'main', deliveryId: null, fromFork });
+    const result = await f.server.coordinator.submit({
+      owner: 'acme',
+      repo: 'widget',
+      ref: 'refs/heads/secrets',
+      sha,
+      cloneUrl: f.cloneUrl,
+      defaultBranch: 'main',
+      deliveryId: null,
+      fromFork,
+    });
     const build = await f.waitForBuild((b) => b.id === result.builds[0]?.id);
     assert.equal(build.state, 'success', build.description ?? '');
     return (await fetch(build.logUrl)).text();

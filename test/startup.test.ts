@@ -102,7 +102,14 @@ describe('answers during the start', () => {
         request.then(
           async (response) => {
             const body = (await response.json().catch(() => null)) as { error?: { code: string } } | null;
-            outcomes.push({ kind, sentAt, ms: performance.now() - sentAt, status: response.status, retryAfter: response.headers.get('retry-after'), code: body?.error?.code ?? null });
+            outcomes.push({
+              kind,
+              sentAt,
+              ms: performance.now() - sentAt,
+              status: response.status,
+              retryAfter: response.headers.get('retry-after'),
+              code: body?.error?.code ?? null,
+            });
           },
           (err: unknown) => {
             const cause = (err as { cause?: { code?: string } }).cause;
@@ -134,7 +141,11 @@ describe('answers during the start', () => {
     const sha = widget.head as string;
     for (const deadline = performance.now() + 10_000; performance.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
       if (push === null && outcomes.some((o) => o.kind === 'ping' && o.status === 200)) {
-        push = await deliver(base, { event: 'push', secret: SECRET, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl }) });
+        push = await deliver(base, {
+          event: 'push',
+          secret: SECRET,
+          payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl }),
+        });
       }
       if (push !== null && outcomes.filter((o) => o.kind === 'healthz' && o.status === 503).length >= 5) break;
     }
@@ -159,14 +170,22 @@ describe('answers during the start', () => {
       assert.equal(o.code, 'STARTING');
     }
     for (const o of answered) assert.ok([200, 503].includes(o.status as number), `healthz and ping answer 200 or 503, not ${o.status}`);
-    assert.ok(answered.some((o) => o.kind === 'ping' && o.status === 200 && o.sentAt < releasedAt), 'webhooks are taken in during the start');
-    assert.ok(answered.some((o) => o.kind === 'healthz' && o.status === 200 && o.sentAt > readyAt), '/healthz answers 200 once started');
+    assert.ok(
+      answered.some((o) => o.kind === 'ping' && o.status === 200 && o.sentAt < releasedAt),
+      'webhooks are taken in during the start',
+    );
+    assert.ok(
+      answered.some((o) => o.kind === 'healthz' && o.status === 200 && o.sentAt > readyAt),
+      '/healthz answers 200 once started',
+    );
 
     // the push taken in while the config was still being fetched is built once started
     assert.equal(push?.status, 202, JSON.stringify(push?.body));
     let build: { state: string; deliveryId: string | null } | undefined;
     for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
-      const { builds } = (await (await fetch(`${base}/api/builds?repo=acme/widget`)).json()) as { builds: { state: string; sha: string; deliveryId: string | null }[] };
+      const { builds } = (await (await fetch(`${base}/api/builds?repo=acme/widget`)).json()) as {
+        builds: { state: string; sha: string; deliveryId: string | null }[];
+      };
       build = builds.find((b) => b.sha === sha && !['queued', 'running'].includes(b.state));
       if (build !== undefined) break;
     }

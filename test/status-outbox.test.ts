@@ -19,7 +19,11 @@ describe('commit statuses survive a GitHub outage and a restart', () => {
 
   const build = async (content: string) => {
     const sha = await f.repo.commit({ 'message.txt': content }, content);
-    const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }) });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
     assert.equal(response.status, 202);
     const done = await f.waitForBuild((b) => b.sha === sha);
     assert.equal(done.state, 'success', 'a GitHub outage does not hold a build up');

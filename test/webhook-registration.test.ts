@@ -104,12 +104,18 @@ describe('ensureWebhooks', () => {
     const reports = await register(['acme/widget']);
 
     assert.equal(reports[0]?.outcome, 'created');
-    assert.deepEqual(writesOf(github).map((r) => r.operationId), ['repos/create-webhook']);
+    assert.deepEqual(
+      writesOf(github).map((r) => r.operationId),
+      ['repos/create-webhook'],
+    );
   });
 
   test('updates our hook when it has fewer events, sending the whole settings and the secret', async (t) => {
     const { github, register } = await setUp(t);
-    github.answer('repos/list-webhooks', () => ({ status: 200, body: [listedHook(41, { url: 'https://chat.example.test/x' }), listedHook(42, { events: ['push'], secret: '********' })] }));
+    github.answer('repos/list-webhooks', () => ({
+      status: 200,
+      body: [listedHook(41, { url: 'https://chat.example.test/x' }), listedHook(42, { events: ['push'], secret: '********' })],
+    }));
 
     const reports = await register(['acme/widget']);
 
@@ -132,18 +138,27 @@ describe('ensureWebhooks', () => {
     const reports = await register(['acme/widget']);
 
     assert.deepEqual(reports, [{ repository: 'acme/widget', outcome: 'updated', hookId: 43, changed: ['content_type', 'active', 'secret'] }]);
-    assert.deepEqual(writesOf(github).map((r) => r.path), ['/repos/acme/widget/hooks/43']);
+    assert.deepEqual(
+      writesOf(github).map((r) => r.path),
+      ['/repos/acme/widget/hooks/43'],
+    );
   });
 
   test('writes nothing when our hook is already right (events in any order, secret set)', async (t) => {
     const { github, register } = await setUp(t);
     // GitHub shows a set secret as asterisks, never its value
-    github.answer('repos/list-webhooks', () => ({ status: 200, body: [listedHook(44, { events: ['pull_request', 'delete', 'push', 'create'], secret: '********' })] }));
+    github.answer('repos/list-webhooks', () => ({
+      status: 200,
+      body: [listedHook(44, { events: ['pull_request', 'delete', 'push', 'create'], secret: '********' })],
+    }));
 
     const reports = await register(['acme/widget']);
 
     assert.deepEqual(reports, [{ repository: 'acme/widget', outcome: 'unchanged', hookId: 44 }]);
-    assert.deepEqual(github.requests.map((r) => `${r.method} ${r.path}`), ['GET /repos/acme/widget/hooks']);
+    assert.deepEqual(
+      github.requests.map((r) => `${r.method} ${r.path}`),
+      ['GET /repos/acme/widget/hooks'],
+    );
     assert.equal(github.requests[0]?.query['per_page'], '100');
   });
 
@@ -154,7 +169,10 @@ describe('ensureWebhooks', () => {
     const reports = await register(['acme/widget']);
 
     assert.deepEqual(reports, [{ repository: 'acme/widget', outcome: 'updated', hookId: 45, changed: ['url'] }]);
-    assert.deepEqual(writesOf(github).map((r) => `${r.method} ${r.path}`), ['PATCH /repos/acme/widget/hooks/45']);
+    assert.deepEqual(
+      writesOf(github).map((r) => `${r.method} ${r.path}`),
+      ['PATCH /repos/acme/widget/hooks/45'],
+    );
   });
 
   test('reports a 404, a 403 and a bad name as failed with the reason, does the others and throws nothing', async (t) => {
@@ -190,7 +208,13 @@ describe('createWebhookRegistrar', () => {
     const { github, log } = await setUp(t);
     github.answer('repos/list-webhooks', () => ({ status: 200, body: [] }));
     const at = new Date('2024-05-06T07:08:09.000Z');
-    const registrar = createWebhookRegistrar({ octokit: createOctokit({ apiUrl: github.url, token: 'test-token', log }), hookUrl: HOOK_URL, secret: SECRET, log, now: () => at });
+    const registrar = createWebhookRegistrar({
+      octokit: createOctokit({ apiUrl: github.url, token: 'test-token', log }),
+      hookUrl: HOOK_URL,
+      secret: SECRET,
+      log,
+      now: () => at,
+    });
     assert.equal(registrar.last(), null);
 
     const first = registrar.sync(['acme/one']);
@@ -198,8 +222,15 @@ describe('createWebhookRegistrar', () => {
     const third = registrar.sync(['acme/three']);
     const [a, b, c] = await Promise.all([first, second, third]);
 
-    assert.deepEqual(a.map((r) => r.repository), ['acme/one']);
-    assert.deepEqual(b.map((r) => r.repository), ['acme/three'], 'the waiting call got the latest list');
+    assert.deepEqual(
+      a.map((r) => r.repository),
+      ['acme/one'],
+    );
+    assert.deepEqual(
+      b.map((r) => r.repository),
+      ['acme/three'],
+      'the waiting call got the latest list',
+    );
     assert.equal(b, c);
     assert.deepEqual(
       github.requests.map((r) => `${r.operationId} ${repositoryOf(r)}`),
@@ -210,7 +241,12 @@ describe('createWebhookRegistrar', () => {
 
   test('after close, sync touches no repository and reports each as stopped', async (t) => {
     const { github, log } = await setUp(t);
-    const registrar = createWebhookRegistrar({ octokit: createOctokit({ apiUrl: github.url, token: 'test-token', log }), hookUrl: HOOK_URL, secret: SECRET, log });
+    const registrar = createWebhookRegistrar({
+      octokit: createOctokit({ apiUrl: github.url, token: 'test-token', log }),
+      hookUrl: HOOK_URL,
+      secret: SECRET,
+      log,
+    });
     registrar.close();
 
     const reports = await registrar.sync(['acme/widget']);
@@ -241,7 +277,10 @@ describe('webhook registration in the running server', () => {
   test('creates the hook of every repository in the config repository after it starts', async (t) => {
     const github = await startGitHubStandIn();
     t.after(() => github.close());
-    const f = await startFixtureServer('webhook-registration', { publicUrl: PUBLIC_URL, github: { apiUrl: github.url, token: 'test-token', registerWebhooks: true } });
+    const f = await startFixtureServer('webhook-registration', {
+      publicUrl: PUBLIC_URL,
+      github: { apiUrl: github.url, token: 'test-token', registerWebhooks: true },
+    });
     t.after(() => f.close());
 
     const [create] = await github.waitFor((r) => r.operationId === 'repos/create-webhook');
@@ -256,7 +295,10 @@ describe('webhook registration in the running server', () => {
     });
     // test/fixtures/config-repo holds one repository, acme/widget; the example hook GitHub lists points elsewhere
     assert.deepEqual(view, { enabled: true, at: view.at, registrations: [{ repository: 'acme/widget', outcome: 'created', hookId: 12345678 }] });
-    assert.deepEqual(github.requests.map((r) => `${r.method} ${r.path}`), ['GET /repos/acme/widget/hooks', 'POST /repos/acme/widget/hooks']);
+    assert.deepEqual(
+      github.requests.map((r) => `${r.method} ${r.path}`),
+      ['GET /repos/acme/widget/hooks', 'POST /repos/acme/widget/hooks'],
+    );
     assert.deepEqual(github.rejected, []);
   });
 
@@ -264,7 +306,10 @@ describe('webhook registration in the running server', () => {
     const github = await startGitHubStandIn();
     t.after(() => github.close());
     github.failWith(500);
-    const f = await startFixtureServer('webhook-registration-500', { publicUrl: PUBLIC_URL, github: { apiUrl: github.url, token: 'test-token', registerWebhooks: true } });
+    const f = await startFixtureServer('webhook-registration-500', {
+      publicUrl: PUBLIC_URL,
+      github: { apiUrl: github.url, token: 'test-token', registerWebhooks: true },
+    });
     t.after(() => f.close());
 
     assert.equal((await fetch(`${f.server.url}/healthz`)).status, 200);
@@ -288,6 +333,9 @@ describe('webhook registration in the running server', () => {
 
     assert.deepEqual(await webhooksOf(f.server.url), { enabled: false, at: null, registrations: [] });
     await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(github.requests.filter((r) => r.path.includes('/hooks')), []);
+    assert.deepEqual(
+      github.requests.filter((r) => r.path.includes('/hooks')),
+      [],
+    );
   });
 });

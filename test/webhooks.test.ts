@@ -40,18 +40,29 @@ describe('POST /hooks/github', () => {
   });
 
   test('answers 401 when X-Hub-Signature-256 is missing', async () => {
-    await assertRefused(await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': null } }), 'SIGNATURE_MISSING');
+    await assertRefused(
+      await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': null } }),
+      'SIGNATURE_MISSING',
+    );
   });
 
   test('answers 401 to a delivery signed with SHA-1 only', async () => {
     const sha1 = `sha1=${createHmac('sha1', f.secret).update(JSON.stringify(payload)).digest('hex')}`;
-    const response = await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': null, 'x-hub-signature': sha1 } });
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      payload,
+      secret: f.secret,
+      headers: { 'x-hub-signature-256': null, 'x-hub-signature': sha1 },
+    });
     await assertRefused(response, 'SIGNATURE_MISSING');
     assert.match((response.body as { error: { message: string } }).error.message, /SHA-1/);
   });
 
   test('answers 401 to a malformed signature header', async () => {
-    await assertRefused(await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': 'sha256=zz' } }), 'SIGNATURE_INVALID');
+    await assertRefused(
+      await deliver(f.server.url, { event: 'push', payload, secret: f.secret, headers: { 'x-hub-signature-256': 'sha256=zz' } }),
+      'SIGNATURE_INVALID',
+    );
   });
 
   test('answers 200 to every example ping', async () => {
@@ -176,7 +187,11 @@ describe('POST /hooks/github', () => {
     const names = ['odd/$(touch${IFS}/tmp/pwn)', 'odd/";id;"', 'odd/`touch${IFS}/tmp/pwn`', "odd/'$(id)'"];
     for (const name of names) {
       const sha = await f.repo.commit({ 'name.txt': name }, `for ${name}`);
-      const response = await deliver(f.server.url, { event: 'push', secret: f.secret, payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${name}`, sha, cloneUrl: f.cloneUrl }) });
+      const response = await deliver(f.server.url, {
+        event: 'push',
+        secret: f.secret,
+        payload: pushPayload({ owner: 'acme', repo: 'widget', ref: `refs/heads/${name}`, sha, cloneUrl: f.cloneUrl }),
+      });
       assert.equal(response.status, 202, name);
       const build = await f.waitForBuild((b) => b.sha === sha);
       assert.equal(build.state, 'success', `${name}: ${build.description ?? ''}`);
@@ -214,12 +229,15 @@ describe('the Host allowlist (DNS rebinding)', () => {
   const send = (host: string, options: { method?: string; path?: string; headers?: Record<string, string>; body?: string } = {}) =>
     new Promise<{ status: number; body: { error?: { code: string; message: string } } }>((resolve, reject) => {
       const url = new URL(f.server.url);
-      const req = request({ host: url.hostname, port: url.port, method: options.method ?? 'GET', path: options.path ?? '/healthz', headers: { ...options.headers, host } }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { error?: { code: string; message: string } } }));
-      });
+      const req = request(
+        { host: url.hostname, port: url.port, method: options.method ?? 'GET', path: options.path ?? '/healthz', headers: { ...options.headers, host } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { error?: { code: string; message: string } } }));
+        },
+      );
       req.on('error', reject);
       req.end(options.body);
     });
@@ -234,7 +252,12 @@ describe('the Host allowlist (DNS rebinding)', () => {
   test('refuses a signed webhook sent to a foreign Host before storing it', async () => {
     const payload = examplePayloads('ping')[0];
     const body = JSON.stringify(payload);
-    const headers = { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': 'forged-host-delivery', 'x-hub-signature-256': await sign(f.secret, body) };
+    const headers = {
+      'content-type': 'application/json',
+      'x-github-event': 'ping',
+      'x-github-delivery': 'forged-host-delivery',
+      'x-hub-signature-256': await sign(f.secret, body),
+    };
     const refused = await send('rebound.attacker.example', { method: 'POST', path: '/hooks/github', headers, body });
     assert.equal(refused.status, 421);
     assert.equal(f.server.store.getDelivery('forged-host-delivery'), null);
@@ -246,7 +269,15 @@ describe('the Host allowlist (DNS rebinding)', () => {
 
   test('answers the listen address, localhost, the publicUrl host, the allowed origins and listen.allowedHosts', async () => {
     const { port } = new URL(f.server.url);
-    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, 'ci.example.test', 'CI.Example.Test:443', 'monitor.example.test:8443', 'builds.internal']) {
+    for (const host of [
+      `127.0.0.1:${port}`,
+      `localhost:${port}`,
+      `[::1]:${port}`,
+      'ci.example.test',
+      'CI.Example.Test:443',
+      'monitor.example.test:8443',
+      'builds.internal',
+    ]) {
       assert.equal((await send(host)).status, 200, host);
     }
     for (const host of ['ci.example.test.attacker.example', 'builds.internal.attacker.example', '10.0.0.1', 'localhost.attacker.example']) {

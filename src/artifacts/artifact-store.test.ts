@@ -82,7 +82,10 @@ describe('artifact store', () => {
 
   for (const digest of ['../x', '', 'A'.repeat(64), 'a'.repeat(63), `${'a'.repeat(64)}/`, `../../${'a'.repeat(58)}`]) {
     test(`pathOf and stat refuse the digest ${JSON.stringify(digest)} with BAD_REQUEST`, async () => {
-      assert.throws(() => store.pathOf(digest), (err: unknown) => isAppError(err, 'BAD_REQUEST') && err.status === 400);
+      assert.throws(
+        () => store.pathOf(digest),
+        (err: unknown) => isAppError(err, 'BAD_REQUEST') && err.status === 400,
+      );
       await assert.rejects(store.stat(digest), (err: unknown) => isAppError(err, 'BAD_REQUEST'));
     });
   }

@@ -205,7 +205,12 @@ describe('build log line index', () => {
         assert.equal(got.start, start);
         assert.equal(got.total, 5000);
         assert.equal(got.complete, !live);
-        const before = Buffer.byteLength(lines.slice(0, start - 1).map((l) => `${l}\n`).join(''));
+        const before = Buffer.byteLength(
+          lines
+            .slice(0, start - 1)
+            .map((l) => `${l}\n`)
+            .join(''),
+        );
         assert.equal(got.startOffset, before);
         assert.equal(got.endOffset, before + Buffer.byteLength(expected.map((l) => `${l}\n`).join('')));
       }
@@ -291,12 +296,19 @@ describe('build log line index', () => {
 
 describe('assertBuildId', () => {
   test("throws NOT_FOUND (404) for '../x'", () => {
-    assert.throws(() => assertBuildId('../x'), (err: unknown) => isAppError(err, 'NOT_FOUND') && err.status === 404);
+    assert.throws(
+      () => assertBuildId('../x'),
+      (err: unknown) => isAppError(err, 'NOT_FOUND') && err.status === 404,
+    );
   });
 
   test('refuses ids with slashes, dots, upper case, NUL, or over 64 characters, and the empty id', () => {
     for (const id of ['a/b', '.', '..', 'a.log', 'ABC', 'a\u0000', 'a'.repeat(65), '']) {
-      assert.throws(() => assertBuildId(id), (err: unknown) => isAppError(err, 'NOT_FOUND'), JSON.stringify(id));
+      assert.throws(
+        () => assertBuildId(id),
+        (err: unknown) => isAppError(err, 'NOT_FOUND'),
+        JSON.stringify(id),
+      );
     }
   });
 

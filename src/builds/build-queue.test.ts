@@ -33,10 +33,23 @@ describe('build queue', () => {
     const blocker = gate();
     const started: string[] = [];
     queue.add({ buildId: 'running', priority: 'other', run: () => blocker.done });
-    const jobs: [string, BuildPriority][] = [['o1', 'other'], ['d1', 'default-branch'], ['t1', 'tag'], ['o2', 'other'], ['t2', 'tag'], ['d2', 'default-branch']];
+    const jobs: [string, BuildPriority][] = [
+      ['o1', 'other'],
+      ['d1', 'default-branch'],
+      ['t1', 'tag'],
+      ['o2', 'other'],
+      ['t2', 'tag'],
+      ['d2', 'default-branch'],
+    ];
     for (const [id, priority] of jobs) queue.add({ buildId: id, priority, run: async () => void started.push(id) });
-    assert.deepEqual(queue.waiting().map((w) => w.buildId), ['t1', 't2', 'd1', 'd2', 'o1', 'o2']);
-    assert.deepEqual(queue.waiting().map((w) => w.position), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      queue.waiting().map((w) => w.buildId),
+      ['t1', 't2', 'd1', 'd2', 'o1', 'o2'],
+    );
+    assert.deepEqual(
+      queue.waiting().map((w) => w.position),
+      [1, 2, 3, 4, 5, 6],
+    );
     blocker.release();
     await queue.onIdle();
     assert.deepEqual(started, ['t1', 't2', 'd1', 'd2', 'o1', 'o2']);

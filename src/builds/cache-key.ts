@@ -77,7 +77,9 @@ export function toCacheInputs(input: {
  */
 export function toCacheKey(inputs: CacheInputs, where: { repository: string; scope?: string | undefined }): string {
   const repository = where.repository.toLowerCase();
-  return sha256(toCanonicalJson(where.scope === undefined ? { v: KEY_VERSION, repository, ...inputs } : { v: KEY_VERSION, repository, ...inputs, scope: where.scope }));
+  return sha256(
+    toCanonicalJson(where.scope === undefined ? { v: KEY_VERSION, repository, ...inputs } : { v: KEY_VERSION, repository, ...inputs, scope: where.scope }),
+  );
 }
 
 /** The inputs that differ between two builds, in {@link CACHE_INPUT_NAMES} order. */

@@ -19,7 +19,27 @@ describe('fetching from GitHub with a token', () => {
 
   before(async () => {
     const dir = await mkdtemp(join(tmpdir(), 'autobuilder-tls-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     const { readFileSync } = await import('node:fs');
     server = createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (req, res) => {
       seen.push({ path: req.url ?? '', authorization: req.headers.authorization });
@@ -47,7 +67,10 @@ describe('fetching from GitHub with a token', () => {
     assert.ok(isAppError(error, 'GIT_FAILED'), `the stand-in refuses, so the call fails: ${String(error)}`);
     assert.doesNotMatch(error.message, new RegExp(TOKEN));
     const expected = `Basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`;
-    assert.ok(seen.some((r) => r.authorization === expected), `headers seen: ${JSON.stringify(seen)}`);
+    assert.ok(
+      seen.some((r) => r.authorization === expected),
+      `headers seen: ${JSON.stringify(seen)}`,
+    );
     assert.ok(seen.every((r) => !r.path.includes(TOKEN)));
   });
 

@@ -50,7 +50,14 @@ export interface Checkout {
    * a path that is not a file there).
    * @throws AppError `GIT_FAILED` when the fetch fails or `sha` is not a commit there
    */
-  fetch(input: { owner: string; repo: string; cloneUrl: string; sha: string; paths: readonly string[]; signal?: AbortSignal | undefined }): Promise<{ tree: string; blobs: (string | null)[] }>;
+  fetch(input: {
+    owner: string;
+    repo: string;
+    cloneUrl: string;
+    sha: string;
+    paths: readonly string[];
+    signal?: AbortSignal | undefined;
+  }): Promise<{ tree: string; blobs: (string | null)[] }>;
   /**
    * The commit `ref` points at in the repository at `cloneUrl` (`git ls-remote`); an
    * annotated tag is peeled to its commit, never answered with the tag object.
@@ -170,8 +177,22 @@ export function createCheckout(options: {
       try {
         const mirror = await ensureMirror(owner, repo);
         await whenFree(mirror, signal, async () => {
-          const present = await git(mirror).raw(['cat-file', '-t', sha]).then((t) => t.trim() === 'commit', () => false);
-          if (!present) await git(mirror, authFor(cloneUrl), signal).raw(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--', cloneUrl, `+${sha}:refs/autobuilder/${sha}`]);
+          const present = await git(mirror)
+            .raw(['cat-file', '-t', sha])
+            .then(
+              (t) => t.trim() === 'commit',
+              () => false,
+            );
+          if (!present)
+            await git(mirror, authFor(cloneUrl), signal).raw([
+              'fetch',
+              '--quiet',
+              '--no-tags',
+              '--no-write-fetch-head',
+              '--',
+              cloneUrl,
+              `+${sha}:refs/autobuilder/${sha}`,
+            ]);
         });
         const tree = (await git(mirror).raw(['rev-parse', '--verify', `${sha}^{tree}`])).trim();
         return { tree, blobs: await blobsIn(mirror, tree, paths) };
@@ -196,7 +217,12 @@ export function createCheckout(options: {
     async inspectTree({ owner, repo, tree, paths }) {
       if (!isSha(tree)) return null;
       const mirror = await ensureMirror(owner, repo);
-      const present = await git(mirror).raw(['cat-file', '-t', tree]).then((t) => t.trim() === 'tree', () => false);
+      const present = await git(mirror)
+        .raw(['cat-file', '-t', tree])
+        .then(
+          (t) => t.trim() === 'tree',
+          () => false,
+        );
       if (!present) return null;
       try {
         return await blobsIn(mirror, tree, paths);

@@ -267,7 +267,13 @@ export function createCoordinator(options: {
     }
   }
 
-  async function execute(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter, controller: AbortController): Promise<void> {
+  async function execute(
+    build: Build,
+    definition: BuildDefinition,
+    request: BuildRequest,
+    buildLog: BuildLogWriter,
+    controller: AbortController,
+  ): Promise<void> {
     const blog = log.child({ buildId: build.id, repo: build.repo, sha: build.sha });
     const { signal } = controller;
     const checkpoint = () => {
@@ -299,7 +305,9 @@ export function createCoordinator(options: {
         diskQuotaBytes: policy.diskQuotaBytes === null ? null : Math.min(definition.resources.diskBytes ?? policy.diskQuotaBytes, policy.diskQuotaBytes),
       });
       save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
-      buildLog.line(prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`);
+      buildLog.line(
+        prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`,
+      );
       buildLog.line(
         prepared.diskQuota.enforced
           ? `[autobuilder] disk quota: the build may add ${toMiB(prepared.diskQuota.bytes)} to its workspace`
@@ -307,7 +315,14 @@ export function createCoordinator(options: {
       );
       checkpoint();
 
-      const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites), sha: build.sha, paths: [], signal });
+      const fetched = await checkout.fetch({
+        owner: request.owner,
+        repo: request.repo,
+        cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites),
+        sha: build.sha,
+        paths: [],
+        signal,
+      });
       if (fetched.tree !== build.cacheInputs?.tree) {
         throw new AppError('GIT_FAILED', `commit ${build.sha} has tree ${fetched.tree}, not ${build.cacheInputs?.tree ?? '?'} as its push payload said`);
       }
@@ -374,7 +389,9 @@ export function createCoordinator(options: {
           }
           const written = buildLog.lines(batch);
           if (logCut) {
-            buildLog.line(`[autobuilder] log cut at ${buildLog.size} bytes: the build printed more than builds.maxLogBytes (${policy.maxLogBytes} bytes); it is stopped`);
+            buildLog.line(
+              `[autobuilder] log cut at ${buildLog.size} bytes: the build printed more than builds.maxLogBytes (${policy.maxLogBytes} bytes); it is stopped`,
+            );
             controller.abort({ kind: 'log-limit', bytes: policy.maxLogBytes } satisfies StopReason);
           }
           return written;
@@ -388,7 +405,11 @@ export function createCoordinator(options: {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       if ((result.exitCode !== 0 || !result.collected) && (await isOverQuota(prepared, blog))) {
         await unlink(collectTo).catch(() => undefined);
-        await finish(build, buildLog, { state: 'failure', exitCode: result.exitCode, description: `disk quota exceeded: the build wrote ${prepared.diskQuota.enforced ? toMiB(prepared.diskQuota.bytes) : 'its limit'} to its workspace (builds.diskQuotaMiB, resources.diskMiB)` });
+        await finish(build, buildLog, {
+          state: 'failure',
+          exitCode: result.exitCode,
+          description: `disk quota exceeded: the build wrote ${prepared.diskQuota.enforced ? toMiB(prepared.diskQuota.bytes) : 'its limit'} to its workspace (builds.diskQuotaMiB, resources.diskMiB)`,
+        });
         return;
       }
       if (result.collectTooLarge !== undefined) {
@@ -402,7 +423,11 @@ export function createCoordinator(options: {
       }
       if (result.exitCode !== 0) {
         await unlink(collectTo).catch(() => undefined);
-        await finish(build, buildLog, { state: 'failure', exitCode: result.exitCode, description: `${definition.script} exited with code ${result.exitCode} after ${seconds} s` });
+        await finish(build, buildLog, {
+          state: 'failure',
+          exitCode: result.exitCode,
+          description: `${definition.script} exited with code ${result.exitCode} after ${seconds} s`,
+        });
         return;
       }
       if (!result.collected) {
@@ -539,7 +564,9 @@ export function createCoordinator(options: {
       const paths = [definition.script];
       // A tree we already hold needs no fetch: a cache hit is decided without the network.
       const known = request.tree ? await checkout.inspectTree({ owner: request.owner, repo: request.repo, tree: request.tree, paths }) : null;
-      return known !== null && request.tree ? { tree: request.tree, blobs: known } : checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths, signal });
+      return known !== null && request.tree
+        ? { tree: request.tree, blobs: known }
+        : checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths, signal });
     };
     const [fetched, imageId] = await Promise.all([inputsOf(), runner.imageId(image)]);
     if (imageId === null) {
@@ -700,7 +727,9 @@ export function createCoordinator(options: {
       // create event) cannot both pass this check.
       const once = request.deliveryId !== null && request.force !== true && parseBuildRef(request.ref).kind === 'tag';
       const earlier = (definition: BuildDefinition): Build | undefined =>
-        once ? store.findByCommit({ repo, ref: request.ref, sha, definition: definition.name }).find((b) => b.state !== 'error' && b.state !== 'cancelled') : undefined;
+        once
+          ? store.findByCommit({ repo, ref: request.ref, sha, definition: definition.name }).find((b) => b.state !== 'error' && b.state !== 'cancelled')
+          : undefined;
       const definitions: BuildDefinition[] = [];
       const skipped: string[] = [];
       for (const definition of lookup.definitions) {
@@ -785,7 +814,9 @@ export function createCoordinator(options: {
         running: [...running.keys()],
         waiting: queue.waiting().map((w) => ({
           ...w,
-          reason: !accepting ? 'autobuilder is stopping' : (options.reserve?.reason() ?? (w.position > policy.backlog ? 'backlog full' : slotsBusy ? `all ${queue.concurrency} slots busy` : 'starting')),
+          reason: !accepting
+            ? 'autobuilder is stopping'
+            : (options.reserve?.reason() ?? (w.position > policy.backlog ? 'backlog full' : slotsBusy ? `all ${queue.concurrency} slots busy` : 'starting')),
         })),
       };
     },

@@ -86,7 +86,8 @@ export function createDiskReserve(options: {
   return {
     isLow,
     isCritical,
-    reason: () => (isLow() && lastFree !== null ? `data volume has ${Math.floor(lastFree / MiB)} MiB free, under the ${Math.ceil(reserveBytes / MiB)} MiB reserve` : null),
+    reason: () =>
+      isLow() && lastFree !== null ? `data volume has ${Math.floor(lastFree / MiB)} MiB free, under the ${Math.ceil(reserveBytes / MiB)} MiB reserve` : null,
     check,
     onChange: (listener) => void listeners.push(listener),
     onCritical: (listener) => void criticalListeners.push(listener),

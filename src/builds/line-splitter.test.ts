@@ -35,7 +35,10 @@ describe('line splitter', () => {
     for (const size of [1, 5, 64, 1000]) {
       const lines = splitAll(input, size, { maxLineBytes: 16, overflow: 'split' });
       const pieces = lines.slice(0, -1);
-      assert.ok(pieces.every((p) => Buffer.byteLength(p.text) <= 16 && !p.text.includes('\uFFFD')), `chunks of ${size}`);
+      assert.ok(
+        pieces.every((p) => Buffer.byteLength(p.text) <= 16 && !p.text.includes('\uFFFD')),
+        `chunks of ${size}`,
+      );
       assert.equal(pieces.map((p) => p.text).join(''), line);
       assert.deepEqual(
         pieces.map((p) => p.complete),

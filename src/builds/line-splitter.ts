@@ -45,7 +45,12 @@ function unfinishedCharacter(bytes: Buffer): number {
  *   reader showing a log).
  * `stripCarriageReturn` drops the `\r` of a `\r\n` line end.
  */
-export function createLineSplitter(options: { maxLineBytes: number; overflow: 'split' | 'truncate'; offset?: number; stripCarriageReturn?: boolean }): LineSplitter {
+export function createLineSplitter(options: {
+  maxLineBytes: number;
+  overflow: 'split' | 'truncate';
+  offset?: number;
+  stripCarriageReturn?: boolean;
+}): LineSplitter {
   const { maxLineBytes, overflow } = options;
   const strip = options.stripCarriageReturn === true;
   /** the kept bytes of the current line, copied (callers may reuse their chunk buffers) */

@@ -31,7 +31,9 @@ export function createMirrorRefs(options: { mirrorsDir: string }): MirrorRefs {
   // the mirror is ours, but hooks (reference-transaction) stay off whatever its config says
   const git = (dir: string): SimpleGit => simpleGit({ baseDir: dir, config: ['core.hooksPath=/dev/null'], unsafe: { allowUnsafeHooksPath: true } });
   const dirs = async (dir: string) =>
-    (await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)))).filter((e) => e.isDirectory());
+    (await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)))).filter((e) =>
+      e.isDirectory(),
+    );
 
   return {
     async repositories() {

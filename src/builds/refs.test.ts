@@ -97,7 +97,10 @@ describe('parseBuildRef', () => {
 
   for (const ref of ['refs/pull/0/head', 'refs/pull/01/head', 'refs/pull/1/merge', 'refs/pull/x/head', 'refs/pull/1/head/x', 'refs/pull/12345678901/head']) {
     test(`refuses ${ref}`, () => {
-      assert.throws(() => parseBuildRef(ref), (err: unknown) => isAppError(err, 'UNSAFE_INPUT'));
+      assert.throws(
+        () => parseBuildRef(ref),
+        (err: unknown) => isAppError(err, 'UNSAFE_INPUT'),
+      );
     });
   }
 

@@ -133,7 +133,11 @@ export function createRetention(options: {
     for (const { owner, repo } of await options.mirrors.repositories()) {
       try {
         const fullName = `${owner}/${repo}`;
-        const needed = new Set(listAll(store, { repo: fullName }).filter((b) => !deadRefs.has(`${fullName}\n${b.ref}`)).map((b) => b.sha));
+        const needed = new Set(
+          listAll(store, { repo: fullName })
+            .filter((b) => !deadRefs.has(`${fullName}\n${b.ref}`))
+            .map((b) => b.sha),
+        );
         const unneeded = (await options.mirrors.fetched(owner, repo)).filter((sha) => !needed.has(sha));
         await options.mirrors.remove(owner, repo, unneeded);
         report.mirrorRefsDeleted += unneeded.length;
@@ -146,7 +150,15 @@ export function createRetention(options: {
 
   return {
     async run() {
-      const report: RetentionReport = { buildsDeleted: 0, workspacesDeleted: 0, artifactsDeleted: 0, bytesFreed: 0, failures: 0, deadRefsCleaned: 0, mirrorRefsDeleted: 0 };
+      const report: RetentionReport = {
+        buildsDeleted: 0,
+        workspacesDeleted: 0,
+        artifactsDeleted: 0,
+        bytesFreed: 0,
+        failures: 0,
+        deadRefsCleaned: 0,
+        mirrorRefsDeleted: 0,
+      };
       const deadRefs = await cleanDeadRefs(report);
       const groups = new Map<string, { id: string; repo: string; ref: string; definition: string; state: string }[]>();
       for (const key of store.listKeys()) {
@@ -225,7 +237,8 @@ export function createRetention(options: {
         workspacesFailed++;
       }
       await artifacts.removeStaleTemp(now() - options.artifactGraceMs);
-      if (interrupted + workspacesRemoved + workspacesFailed > 0) log.warn({ interrupted, workspacesRemoved, workspacesFailed }, 'cleaned up after an earlier process');
+      if (interrupted + workspacesRemoved + workspacesFailed > 0)
+        log.warn({ interrupted, workspacesRemoved, workspacesFailed }, 'cleaned up after an earlier process');
       return { interrupted, workspacesRemoved, workspacesFailed };
     },
   };

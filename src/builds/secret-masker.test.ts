@@ -32,7 +32,10 @@ describe('piece masker', () => {
     for (let offset = 0; offset < 40; offset++) {
       const line = `${'x'.repeat(offset)}${secret}${'y'.repeat(50)}`;
       const written = run(line, 16);
-      assert.ok(written.every((w) => !w.includes(secret.slice(0, 4)) || w.includes('***')), `offset ${offset}: ${JSON.stringify(written)}`);
+      assert.ok(
+        written.every((w) => !w.includes(secret.slice(0, 4)) || w.includes('***')),
+        `offset ${offset}: ${JSON.stringify(written)}`,
+      );
       assert.equal(written.join(''), line.replace(secret, '***'), `offset ${offset}`);
     }
   });

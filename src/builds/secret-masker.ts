@@ -40,7 +40,7 @@ export function createPieceMasker(mask: SecretMasker, maxCarry = 256 * 1024): { 
       if (complete || longest === 0) return mask(whole);
       let cut = Math.max(0, whole.length - (longest - 1));
       // a secret that starts before the cut and ends after it moves the cut to its start
-      for (let moved = true; moved && cut > 0; ) {
+      for (let moved = true; moved && cut > 0;) {
         moved = false;
         for (const secret of mask.secrets) {
           const at = whole.indexOf(secret, Math.max(0, cut - secret.length + 1));

@@ -40,7 +40,10 @@ describe('config repository in directory mode', () => {
     const outcome = await repo.reload('start');
     assert.equal(outcome.outcome, 'activated');
     const status = repo.status();
-    assert.deepEqual(status.active?.files.map((f) => f.file), ['acme/widget/main.yaml', 'acme/widget/release/1.0.yaml', 'acme/widget/x.yaml']);
+    assert.deepEqual(
+      status.active?.files.map((f) => f.file),
+      ['acme/widget/main.yaml', 'acme/widget/release/1.0.yaml', 'acme/widget/x.yaml'],
+    );
     assert.deepEqual(repo.repositories(), ['acme/widget']);
     assert.ok(Object.isFrozen(status.active));
     assert.equal((await repo.reload('poll')).outcome, 'unchanged');
@@ -122,7 +125,8 @@ describe('config repository in git mode', () => {
   let gitDir: string;
   let repo: ConfigRepository;
 
-  const git = (cwd: string, ...args: string[]): string => execFileSync('git', [...IDENTITY, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const git = (cwd: string, ...args: string[]): string =>
+    execFileSync('git', [...IDENTITY, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   /** Writes `files`, commits them in the work clone, pushes to the bare repository and returns the sha. */
   const commitAndPush = async (files: Record<string, string>, message: string, force = false): Promise<string> => {
     for (const [file, content] of Object.entries(files)) await put(work, file, content);
@@ -194,7 +198,9 @@ describe('config repository in git mode', () => {
     const outcome = await repo.reload('webhook');
     assert.equal(outcome.outcome, 'rejected');
     assert.equal(outcome.sha, bad);
-    assert.deepEqual(outcome.problems, [{ file: 'acme/widget/broken.yaml', line: 2, key: 'a.sh', message: 'required: the options of this build script (archives, artifact)' }]);
+    assert.deepEqual(outcome.problems, [
+      { file: 'acme/widget/broken.yaml', line: 2, key: 'a.sh', message: 'required: the options of this build script (archives, artifact)' },
+    ]);
     const status = repo.status();
     assert.equal(status.active, good);
     assert.equal(status.lastErrors?.sha, bad);
@@ -223,17 +229,23 @@ describe('config repository in git mode', () => {
     const outcome = await repo.reload('poll');
     assert.equal(outcome.outcome, 'rejected');
     assert.notEqual(sha, latin);
-    assert.deepEqual(outcome.problems.map((p) => [p.file, /bytes|UTF-8/.test(p.message)]), [
-      ['acme/widget/huge.yaml', true],
-      ['acme/widget/latin1.yaml', true],
-    ]);
+    assert.deepEqual(
+      outcome.problems.map((p) => [p.file, /bytes|UTF-8/.test(p.message)]),
+      [
+        ['acme/widget/huge.yaml', true],
+        ['acme/widget/latin1.yaml', true],
+      ],
+    );
     git(work, 'rm', '--quiet', 'acme/widget/huge.yaml', 'acme/widget/latin1.yaml');
     await commitAndPush({}, 'clean');
     assert.equal((await repo.reload('poll')).outcome, 'activated');
   });
 
   test('a fetch that fails keeps the active snapshot and reports the error', async () => {
-    const broken = createConfigRepository({ source: { kind: 'git', url: `file://${tmp}/missing.git`, branch: 'main', gitDir: join(tmp, 'data', 'other.git') }, log });
+    const broken = createConfigRepository({
+      source: { kind: 'git', url: `file://${tmp}/missing.git`, branch: 'main', gitDir: join(tmp, 'data', 'other.git') },
+      log,
+    });
     const outcome = await broken.reload('start');
     assert.equal(outcome.outcome, 'failed');
     assert.match(outcome.problems[0]?.message ?? '', /could not be read/);
@@ -258,7 +270,10 @@ describe('config repository in git mode', () => {
   });
 
   test('a URL with credentials is shown and reported without them', async () => {
-    const secret = createConfigRepository({ source: { kind: 'git', url: `https://x-access-token:ghp_SECRET@127.0.0.1:1/acme/config.git`, branch: 'main', gitDir: join(tmp, 'data', 'secret.git') }, log });
+    const secret = createConfigRepository({
+      source: { kind: 'git', url: `https://x-access-token:ghp_SECRET@127.0.0.1:1/acme/config.git`, branch: 'main', gitDir: join(tmp, 'data', 'secret.git') },
+      log,
+    });
     const outcome = await secret.reload('start');
     assert.equal(outcome.outcome, 'failed');
     const shown = JSON.stringify(secret.status());
@@ -295,9 +310,15 @@ describe('matching by on: globs', () => {
       'o/r/branches.yaml': definition("on:\n  branches: ['v*']\n", 'branch.tgz'),
     });
     const tag = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/tags/v1.2' });
-    assert.deepEqual(tag.definitions.map((d) => d.artifact), ['release.tgz']);
+    assert.deepEqual(
+      tag.definitions.map((d) => d.artifact),
+      ['release.tgz'],
+    );
     const branch = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/v1.2' });
-    assert.deepEqual(branch.definitions.map((d) => d.artifact), ['branch.tgz']);
+    assert.deepEqual(
+      branch.definitions.map((d) => d.artifact),
+      ['branch.tgz'],
+    );
     const none = await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/tags/other' });
     assert.deepEqual(none.definitions, []);
     assert.match(none.reason ?? '', /on\.tags/);
@@ -308,8 +329,14 @@ describe('matching by on: globs', () => {
       'o/r/main.yaml': definition('', 'exact.tgz'),
       'o/r/all.yaml': definition("on:\n  branches: ['**']\n", 'glob.tgz'),
     });
-    assert.deepEqual((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' })).definitions.map((d) => d.artifact), ['exact.tgz']);
-    assert.deepEqual((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/feature/x' })).definitions.map((d) => d.artifact), ['glob.tgz']);
+    assert.deepEqual(
+      (await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' })).definitions.map((d) => d.artifact),
+      ['exact.tgz'],
+    );
+    assert.deepEqual(
+      (await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/feature/x' })).definitions.map((d) => d.artifact),
+      ['glob.tgz'],
+    );
   });
 
   test('a single * does not cross a slash in a branch name; ** does', async () => {
@@ -323,7 +350,10 @@ describe('matching by on: globs', () => {
       'o/r/a.yaml': definition("on:\n  branches: ['*']\n", 'a.tgz'),
       'o/r/b.yaml': definition("on:\n  branches: ['*']\n", 'b.tgz'),
     });
-    await assert.rejects(repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' }), (err: unknown) => isAppError(err, 'DEFINITION_INVALID') && /also defined by/.test(err.message));
+    await assert.rejects(
+      repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' }),
+      (err: unknown) => isAppError(err, 'DEFINITION_INVALID') && /also defined by/.test(err.message),
+    );
   });
 
   test('an on: key without branches or tags refuses the revision, naming the file, line and key', async () => {
@@ -380,7 +410,10 @@ describe('config repository hot reload in directory mode', () => {
       assert.equal(await reloaded, 'activated');
       assert.deepEqual((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/dev' })).definitions, []);
       assert.equal((await repo.lookup({ owner: 'o', repo: 'r', ref: 'refs/heads/main' })).definitions[0]?.artifact, 'two.txt');
-      assert.ok(reloads.every((r) => r.startsWith('watch:')), reloads.join(' '));
+      assert.ok(
+        reloads.every((r) => r.startsWith('watch:')),
+        reloads.join(' '),
+      );
     } finally {
       await repo.close();
       await rm(dir, { recursive: true, force: true });

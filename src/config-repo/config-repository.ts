@@ -6,7 +6,17 @@ import { simpleGit, type SimpleGit } from 'simple-git';
 import { parseRef } from '../builds/refs.js';
 import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { buildSnapshot, definitionFileKey, indexSnapshot, MAX_DEFINITION_FILES, type ConfigSnapshot, type DefinitionLookup, type ParseCache, type RevisionFile, type SnapshotIndex } from './config-snapshot.js';
+import {
+  buildSnapshot,
+  definitionFileKey,
+  indexSnapshot,
+  MAX_DEFINITION_FILES,
+  type ConfigSnapshot,
+  type DefinitionLookup,
+  type ParseCache,
+  type RevisionFile,
+  type SnapshotIndex,
+} from './config-snapshot.js';
 import { MAX_DEFINITION_BYTES, type DefinitionProblem } from './definition.js';
 
 export type { DefinitionLookup, ConfigSnapshot, MatchCandidate } from './config-snapshot.js';
@@ -93,7 +103,9 @@ async function readDirectoryRevision(root: string): Promise<RevisionFile[]> {
   const pending: string[] = [''];
   while (pending.length > 0) {
     const rel = pending.pop() as string;
-    const entries = await readdir(join(root, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)));
+    const entries = await readdir(join(root, rel), { withFileTypes: true }).catch((err: NodeJS.ErrnoException) =>
+      err.code === 'ENOENT' ? [] : Promise.reject(err),
+    );
     for (const e of entries) {
       const path = rel === '' ? e.name : `${rel}/${e.name}`;
       if (e.isDirectory() && !e.name.startsWith('.')) pending.push(path);
@@ -126,7 +138,10 @@ async function readGitRevision(git: SimpleGit, gitDir: string, sha: string): Pro
     if (m !== null && definitionFileKey(m[3] as string) !== null) wanted.push({ oid: m[1] as string, size: Number(m[2]), file: m[3] as string });
   }
   const small = wanted.filter((w) => w.size <= MAX_DEFINITION_BYTES).slice(0, MAX_DEFINITION_FILES);
-  const blobs = await catFileBatch(gitDir, small.map((w) => w.oid));
+  const blobs = await catFileBatch(
+    gitDir,
+    small.map((w) => w.oid),
+  );
   return wanted.map((w) => ({ file: w.file, size: w.size, bytes: blobs.get(w.oid) ?? null }));
 }
 
@@ -134,7 +149,10 @@ async function readGitRevision(git: SimpleGit, gitDir: string, sha: string): Pro
 function catFileBatch(gitDir: string, oids: readonly string[]): Promise<Map<string, Buffer>> {
   if (oids.length === 0) return Promise.resolve(new Map());
   return new Promise((ok, fail) => {
-    const child = spawn('git', ['--git-dir', gitDir, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/' } });
+    const child = spawn('git', ['--git-dir', gitDir, 'cat-file', '--batch'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/' },
+    });
     const chunks: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -193,14 +211,26 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
   const listeners: ((outcome: ReloadOutcome, status: ConfigStatus) => void)[] = [];
 
   const git = (): SimpleGit => {
-    const g = simpleGit({ baseDir: root, config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false'], unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true } });
-    return source.kind === 'git' && source.env !== undefined ? g.env({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...source.env }) : g;
+    const g = simpleGit({
+      baseDir: root,
+      config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false'],
+      unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true },
+    });
+    return source.kind === 'git' && source.env !== undefined
+      ? g.env({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...source.env })
+      : g;
   };
 
   async function readRevision(): Promise<Revision> {
     if (source.kind === 'directory') {
       const sha = await stat(join(root, '.git')).then(
-        () => git().revparse(['HEAD']).then((s) => s.trim(), () => null),
+        () =>
+          git()
+            .revparse(['HEAD'])
+            .then(
+              (s) => s.trim(),
+              () => null,
+            ),
         () => null,
       );
       return { sha, files: await readDirectoryRevision(root) };
@@ -218,7 +248,10 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
   }
 
   const status = (): ConfigStatus => ({
-    source: source.kind === 'directory' ? { kind: 'directory', path: root, repository } : { kind: 'git', url: withoutCredentials(source.url), branch: source.branch, repository },
+    source:
+      source.kind === 'directory'
+        ? { kind: 'directory', path: root, repository }
+        : { kind: 'git', url: withoutCredentials(source.url), branch: source.branch, repository },
     active: index?.snapshot ?? null,
     lastErrors,
     lastReload,
@@ -246,7 +279,8 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     }
     const active = index?.snapshot ?? null;
     // a revision refused before is not parsed and reported again on every poll
-    if (source.kind === 'git' && lastErrors !== null && lastErrors.sha === revision.sha && trigger !== 'start') return done('unchanged', revision.sha, lastErrors.problems);
+    if (source.kind === 'git' && lastErrors !== null && lastErrors.sha === revision.sha && trigger !== 'start')
+      return done('unchanged', revision.sha, lastErrors.problems);
     const built = buildSnapshot(revision.sha, revision.files, now(), parseCache);
     parseCache = built.cache;
     if (built.snapshot === null) {
@@ -259,7 +293,10 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     index = indexSnapshot(built.snapshot);
     lastErrors = null;
     const outcome = done('activated', revision.sha);
-    log.info({ trigger, sha: revision.sha, files: built.snapshot.files.length, repositories: built.snapshot.repositories.length, ms: outcome.durationMs }, 'config revision activated');
+    log.info(
+      { trigger, sha: revision.sha, files: built.snapshot.files.length, repositories: built.snapshot.repositories.length, ms: outcome.durationMs },
+      'config revision activated',
+    );
     return outcome;
   }
 
@@ -312,7 +349,13 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     },
     async lookup(input) {
       if (index === null) {
-        return { definitions: [], configSha: null, file: null, candidates: [], reason: 'the config repository has no valid revision yet (see GET /api/config)' };
+        return {
+          definitions: [],
+          configSha: null,
+          file: null,
+          candidates: [],
+          reason: 'the config repository has no valid revision yet (see GET /api/config)',
+        };
       }
       return index.lookup(input);
     },

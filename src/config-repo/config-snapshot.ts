@@ -113,7 +113,11 @@ export function buildSnapshot(
   const problems: DefinitionProblem[] = [];
   const definitionFiles = files.filter((f) => definitionFileKey(f.file) !== null).sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
   if (definitionFiles.length > MAX_DEFINITION_FILES) {
-    return { snapshot: null, problems: [{ file: '', line: null, key: '', message: `${definitionFiles.length} definition files; at most ${MAX_DEFINITION_FILES} are read` }], cache: previous };
+    return {
+      snapshot: null,
+      problems: [{ file: '', line: null, key: '', message: `${definitionFiles.length} definition files; at most ${MAX_DEFINITION_FILES} are read` }],
+      cache: previous,
+    };
   }
   const digest = createHash('sha256');
   const parsed: SnapshotFile[] = [];
@@ -198,13 +202,23 @@ export function indexSnapshot(snapshot: ConfigSnapshot): SnapshotIndex {
       const entry = byRepo.get(`${owner}/${repo}`.toLowerCase());
       const candidates: MatchCandidate[] = [];
       if (entry === undefined) {
-        return { definitions: [], configSha, file: null, candidates, reason: `no build definitions for ${owner}/${repo} (no directory ${owner}/${repo}/ with .yaml files)` };
+        return {
+          definitions: [],
+          configSha,
+          file: null,
+          candidates,
+          reason: `no build definitions for ${owner}/${repo} (no directory ${owner}/${repo}/ with .yaml files)`,
+        };
       }
       const exactName = parsed.kind === 'branch' ? `${parsed.name}${YAML_SUFFIX}` : null;
       const exact = exactName === null ? undefined : entry.exact.get(exactName);
       if (exact !== undefined && exact.on === null) {
         for (const f of entry.all) {
-          candidates.push(f === exact ? { file: f.file, matched: true, why: `the file of branch ${parsed.name}` } : { file: f.file, matched: false, why: `branch ${parsed.name} has a file of its own, which wins` });
+          candidates.push(
+            f === exact
+              ? { file: f.file, matched: true, why: `the file of branch ${parsed.name}` }
+              : { file: f.file, matched: false, why: `branch ${parsed.name} has a file of its own, which wins` },
+          );
         }
         return { definitions: [...exact.definitions], configSha, file: exact.file, reason: null, candidates };
       }
@@ -234,7 +248,11 @@ export function indexSnapshot(snapshot: ConfigSnapshot): SnapshotIndex {
       for (const { file, definitions } of matched) {
         for (const d of definitions) {
           const other = seen.get(d.name);
-          if (other !== undefined) throw new AppError('DEFINITION_INVALID', `${file}: build ${JSON.stringify(d.name)} for ${ref} is also defined by ${other}; give one a distinct "tag"`);
+          if (other !== undefined)
+            throw new AppError(
+              'DEFINITION_INVALID',
+              `${file}: build ${JSON.stringify(d.name)} for ${ref} is also defined by ${other}; give one a distinct "tag"`,
+            );
           seen.set(d.name, file);
         }
       }

@@ -3,7 +3,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isAppError } from '../errors.js';
-import { DefinitionError, MAX_COLLECTION_ENTRIES, MAX_DEFINITION_BYTES, MAX_DEFINITION_DEPTH, decodeDefinitionBytes, parseDefinitionDocument, parseDefinitionFile } from './definition.js';
+import {
+  DefinitionError,
+  MAX_COLLECTION_ENTRIES,
+  MAX_DEFINITION_BYTES,
+  MAX_DEFINITION_DEPTH,
+  decodeDefinitionBytes,
+  parseDefinitionDocument,
+  parseDefinitionFile,
+} from './definition.js';
 
 const FILE = 'acme/widget/main.yaml';
 
@@ -70,7 +78,10 @@ describe('parseDefinitionFile', () => {
   });
 
   test('reads timeout, outputTimeout and resources of a build script', () => {
-    const [d] = parseDefinitionFile('buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 30\n  outputTimeout: 5\n  resources: { memoryMiB: 512, cpus: 1.5, pids: 100, diskMiB: 64 }\n', FILE);
+    const [d] = parseDefinitionFile(
+      'buildscripts:\n  - a.sh\na.sh:\n  archives: /x\n  artifact: y\n  timeout: 30\n  outputTimeout: 5\n  resources: { memoryMiB: 512, cpus: 1.5, pids: 100, diskMiB: 64 }\n',
+      FILE,
+    );
     assert.equal(d?.timeoutSeconds, 30);
     assert.equal(d.outputTimeoutSeconds, 5);
     assert.deepEqual(d.resources, { memoryBytes: 512 * 1024 * 1024, cpus: 1.5, pidsLimit: 100, diskBytes: 64 * 1024 * 1024 });
@@ -233,7 +244,13 @@ describe('parseDefinitionFile', () => {
       '',
     ].join('\n');
     const lines = invalid(text).split('\n');
-    for (const expected of [/a\.sh\.archives: must be an absolute path/, /a\.sh\.artifact: /, /b\.sh.*bogus/, /c\.sh: required/, /extra: not listed in "buildscripts"/]) {
+    for (const expected of [
+      /a\.sh\.archives: must be an absolute path/,
+      /a\.sh\.artifact: /,
+      /b\.sh.*bogus/,
+      /c\.sh: required/,
+      /extra: not listed in "buildscripts"/,
+    ]) {
       assert.ok(
         lines.some((line) => expected.test(line)),
         `${expected} in ${JSON.stringify(lines)}`,
@@ -336,7 +353,12 @@ describe('hostile YAML', () => {
     ['a 10,000-deep flow mapping', `${'{a: '.repeat(10_000)}1${'}'.repeat(10_000)}\n`, 1, ''],
     ['a 10,000-deep block sequence', `${'- '.repeat(10_000)}x\n`, 1, Array.from({ length: 33 }, () => '0').join('.')],
     ['a 10,000-deep flow sequence in an option', `${VALID}  env: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`, 5, 'a.sh.env'],
-    ['block mappings nested 400 deep', Array.from({ length: 400 }, (_, i) => `${' '.repeat(i)}a:\n`).join(''), 33, Array.from({ length: 33 }, () => 'a').join('.')],
+    [
+      'block mappings nested 400 deep',
+      Array.from({ length: 400 }, (_, i) => `${' '.repeat(i)}a:\n`).join(''),
+      33,
+      Array.from({ length: 33 }, () => 'a').join('.'),
+    ],
   ] as const) {
     test(`refuses ${name} with a clean error naming the line and key`, () => {
       let err: DefinitionError | undefined;
@@ -351,7 +373,10 @@ describe('hostile YAML', () => {
   test('reads nesting up to the depth limit', () => {
     // the root mapping is one level: 31 more are allowed, 32 are not
     const nested = (levels: number) => `${VALID}x: ${'['.repeat(levels)}${']'.repeat(levels)}\n`;
-    assert.match(refused(() => parseDefinitionFile(nested(MAX_DEFINITION_DEPTH - 1), FILE)).message, /^acme\/widget\/main\.yaml:5: x: not listed in "buildscripts"$/);
+    assert.match(
+      refused(() => parseDefinitionFile(nested(MAX_DEFINITION_DEPTH - 1), FILE)).message,
+      /^acme\/widget\/main\.yaml:5: x: not listed in "buildscripts"$/,
+    );
     assert.match(refused(() => parseDefinitionFile(nested(MAX_DEFINITION_DEPTH), FILE)).message, /nested more than 32 deep/);
   });
 
@@ -417,13 +442,21 @@ describe('hostile YAML', () => {
   ] as const) {
     test(`refuses the tag ${written}, naming it, the line and the key`, () => {
       const err = refused(() => parseDefinitionFile(`buildscripts: [a.sh]\na.sh:\n  archives: /x\n  artifact: ${yaml}\n`, FILE));
-      assert.deepEqual(err.problems, [{ file: FILE, line: 4, key: 'a.sh.artifact', message: `tag ${written} is not allowed: definitions are plain YAML (the core schema, no custom tags)` }]);
+      assert.deepEqual(err.problems, [
+        { file: FILE, line: 4, key: 'a.sh.artifact', message: `tag ${written} is not allowed: definitions are plain YAML (the core schema, no custom tags)` },
+      ]);
     });
   }
 
   test('refuses a tag named through a %TAG directive and a tag on the root', () => {
-    assert.match(refused(() => parseDefinitionFile('%TAG !e! tag:example.com,2000:\n---\nbuildscripts: !e!run [a.sh]\n', FILE)).message, /^acme\/widget\/main\.yaml:3: buildscripts: tag tag:example\.com,2000:run is not allowed/);
-    assert.match(refused(() => parseDefinitionFile(`!!js/object\n${VALID}`, FILE)).message, /^acme\/widget\/main\.yaml:1: \(root\): tag !!js\/object is not allowed/);
+    assert.match(
+      refused(() => parseDefinitionFile('%TAG !e! tag:example.com,2000:\n---\nbuildscripts: !e!run [a.sh]\n', FILE)).message,
+      /^acme\/widget\/main\.yaml:3: buildscripts: tag tag:example\.com,2000:run is not allowed/,
+    );
+    assert.match(
+      refused(() => parseDefinitionFile(`!!js/object\n${VALID}`, FILE)).message,
+      /^acme\/widget\/main\.yaml:1: \(root\): tag !!js\/object is not allowed/,
+    );
   });
 
   test("reads the core schema's own tags", () => {
@@ -433,13 +466,18 @@ describe('hostile YAML', () => {
   });
 
   test('refuses a key that is a list, a mapping or an alias', () => {
-    assert.deepEqual(refused(() => parseDefinitionFile(`${VALID}? [x]\n: 1\n`, FILE)).problems, [{ file: FILE, line: 5, key: '?', message: 'a key must be a plain value, not a list, a mapping or an alias' }]);
+    assert.deepEqual(refused(() => parseDefinitionFile(`${VALID}? [x]\n: 1\n`, FILE)).problems, [
+      { file: FILE, line: 5, key: '?', message: 'a key must be a plain value, not a list, a mapping or an alias' },
+    ]);
     assert.match(refused(() => parseDefinitionFile(`x: &k [a]\n? *k\n: 1\n`, FILE)).message, /:2: \*k: a key must be a plain value/);
   });
 
   test('names the key of a syntax error inside an option', () => {
     const err = refused(() => parseDefinitionFile(`${VALID}  env: { A: "1", B: "2" ]\n`, FILE));
-    assert.ok(err.problems.some((p) => p.line === 5 && p.key === 'a.sh.env'), JSON.stringify(err.problems));
+    assert.ok(
+      err.problems.some((p) => p.line === 5 && p.key === 'a.sh.env'),
+      JSON.stringify(err.problems),
+    );
   });
 
   test('refuses a NUL character in the text and in an env value', () => {
@@ -449,7 +487,29 @@ describe('hostile YAML', () => {
 
   test('gives every hostile input a DefinitionError and nothing else', () => {
     // a deterministic fuzz: cut, repeat and splice pieces of the seed and of hostile snippets
-    const pieces = [SEED, '[', ']', '{', '}', '&a ', '*a ', '!!js/function ', '- ', ': ', '? ', '\n  ', '"', "'", '|\n', '%YAML 1.1\n---\n', '\t', '#', '<<: *a\n', '\u00e9', '\ufeff'];
+    const pieces = [
+      SEED,
+      '[',
+      ']',
+      '{',
+      '}',
+      '&a ',
+      '*a ',
+      '!!js/function ',
+      '- ',
+      ': ',
+      '? ',
+      '\n  ',
+      '"',
+      "'",
+      '|\n',
+      '%YAML 1.1\n---\n',
+      '\t',
+      '#',
+      '<<: *a\n',
+      '\u00e9',
+      '\ufeff',
+    ];
     let seed = 42;
     const random = (n: number) => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -476,7 +536,13 @@ describe('decodeDefinitionBytes', () => {
   });
 
   for (const [name, bytes, offset, line, hex] of [
-    ['a Latin-1 byte', Buffer.concat([Buffer.from(`${VALID}  env: { A: "caf`), Buffer.from([0xe9]), Buffer.from('" }\n')]), VALID.length + '  env: { A: "caf'.length, 5, 'e9'],
+    [
+      'a Latin-1 byte',
+      Buffer.concat([Buffer.from(`${VALID}  env: { A: "caf`), Buffer.from([0xe9]), Buffer.from('" }\n')]),
+      VALID.length + '  env: { A: "caf'.length,
+      5,
+      'e9',
+    ],
     ['a truncated sequence at the end', Buffer.concat([Buffer.from('a: b\n'), Buffer.from([0xe2, 0x82])]), 5, 2, 'e2'],
     ['an overlong encoding', Buffer.from([0x61, 0xc0, 0xaf]), 1, 1, 'c0'],
     ['a UTF-16 surrogate', Buffer.from([0x0a, 0x0a, 0xed, 0xa0, 0x80]), 2, 3, 'ed'],
@@ -492,9 +558,14 @@ describe('decodeDefinitionBytes', () => {
 
   test('refuses UTF-16 without a byte order mark, either byte order', () => {
     const le = refused(() => decodeDefinitionBytes(Buffer.from(VALID, 'utf16le'), FILE));
-    assert.deepEqual(le.problems, [{ file: FILE, line: 1, key: '', message: 'looks like UTF-16LE without a byte order mark (a NUL byte at byte offset 1); a definition file is UTF-8' }]);
+    assert.deepEqual(le.problems, [
+      { file: FILE, line: 1, key: '', message: 'looks like UTF-16LE without a byte order mark (a NUL byte at byte offset 1); a definition file is UTF-8' },
+    ]);
     const be = Buffer.from(VALID, 'utf16le').swap16();
-    assert.match(refused(() => decodeDefinitionBytes(be, FILE)).message, /^acme\/widget\/main\.yaml:1: \(root\): looks like UTF-16BE without a byte order mark \(a NUL byte at byte offset 0\)/);
+    assert.match(
+      refused(() => decodeDefinitionBytes(be, FILE)).message,
+      /^acme\/widget\/main\.yaml:1: \(root\): looks like UTF-16BE without a byte order mark \(a NUL byte at byte offset 0\)/,
+    );
   });
 
   test('refuses UTF-16 and UTF-32 with a byte order mark, naming the encoding', () => {
@@ -505,6 +576,8 @@ describe('decodeDefinitionBytes', () => {
 
   test('refuses a NUL byte in UTF-8 text, giving its offset and line', () => {
     const err = refused(() => decodeDefinitionBytes(Buffer.from(`${VALID}x: "a\0b"\n`), FILE));
-    assert.deepEqual(err.problems, [{ file: FILE, line: 5, key: '', message: `a NUL byte at byte offset ${VALID.length + 5}; a definition file is UTF-8 text` }]);
+    assert.deepEqual(err.problems, [
+      { file: FILE, line: 5, key: '', message: `a NUL byte at byte offset ${VALID.length + 5}; a definition file is UTF-8 text` },
+    ]);
   });
 });

@@ -1,5 +1,20 @@
 import { posix } from 'node:path';
-import { Composer, CST, Lexer, LineCounter, Parser, isAlias, isCollection, isMap, isNode, isScalar, isSeq, type Document, type Node, type YAMLError } from 'yaml';
+import {
+  Composer,
+  CST,
+  Lexer,
+  LineCounter,
+  Parser,
+  isAlias,
+  isCollection,
+  isMap,
+  isNode,
+  isScalar,
+  isSeq,
+  type Document,
+  type Node,
+  type YAMLError,
+} from 'yaml';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 
@@ -46,11 +61,23 @@ const scriptPath = z
 const scriptOptions = z
   .object({
     archives: z.string().regex(/^\/[^\0]*$/, 'must be an absolute path in the container'),
-    artifact: z.string().regex(/^[^/\0]+$/, 'must be a file name (no "/")').refine((n) => n !== '.' && n !== '..', 'must be a file name'),
-    baseimage: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/, 'must be a Docker image reference').optional(),
-    tag: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be letters, digits, ".", "_" or "-"').optional(),
+    artifact: z
+      .string()
+      .regex(/^[^/\0]+$/, 'must be a file name (no "/")')
+      .refine((n) => n !== '.' && n !== '..', 'must be a file name'),
+    baseimage: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/, 'must be a Docker image reference')
+      .optional(),
+    tag: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be letters, digits, ".", "_" or "-"')
+      .optional(),
     env: z
-      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string().refine((v) => !v.includes('\0'), 'must not contain a NUL character'))
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'),
+        z.string().refine((v) => !v.includes('\0'), 'must not contain a NUL character'),
+      )
       .optional(),
     incremental: z.boolean().optional(),
     timeout: z.number().int().positive().optional(),
@@ -132,7 +159,10 @@ export class DefinitionError extends AppError {
     const listed =
       problems.length <= MAX_LISTED_PROBLEMS || first === undefined
         ? problems
-        : [...problems.slice(0, MAX_LISTED_PROBLEMS - 1), { file: first.file, line: null, key: '', message: `and ${problems.length - MAX_LISTED_PROBLEMS + 1} more problems` }];
+        : [
+            ...problems.slice(0, MAX_LISTED_PROBLEMS - 1),
+            { file: first.file, line: null, key: '', message: `and ${problems.length - MAX_LISTED_PROBLEMS + 1} more problems` },
+          ];
     super('DEFINITION_INVALID', listed.map(formatProblem).join('\n'), options);
     this.name = 'DefinitionError';
     this.problems = Object.freeze(listed.map((p) => Object.freeze({ ...p })));
@@ -180,7 +210,7 @@ function guessUtf16(bytes: Uint8Array): 'UTF-16LE' | 'UTF-16BE' | null {
  * overlong forms, no surrogates, nothing past U+10FFFF), or -1.
  */
 function invalidUtf8Offset(bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const lead = bytes[i] ?? 0;
     if (lead < 0x80) {
       i++;
@@ -281,14 +311,22 @@ function readTokens(text: string, file: string, lineCounter: LineCounter): CST.T
     for (const token of parser.next(lexeme)) {
       tokens.push(token);
       // Composing makes an Error object per stray token: a file of garbage is refused here, after a screenful.
-      if (token.type === 'error' && syntaxErrors.push({ file, line: lineCounter.linePos(token.offset).line, key: '', message: token.message }) === MAX_LISTED_PROBLEMS) {
+      if (
+        token.type === 'error' &&
+        syntaxErrors.push({ file, line: lineCounter.linePos(token.offset).line, key: '', message: token.message }) === MAX_LISTED_PROBLEMS
+      ) {
         throw new DefinitionError([...syntaxErrors.slice(0, -1), { file, line: null, key: '', message: 'more syntax errors follow; reading stopped' }]);
       }
     }
     // The parser's stack holds every collection still open: stop as soon as too many are.
     if (parser.stack.length > MAX_DEFINITION_DEPTH && parser.stack.filter((t) => CST.isCollection(t)).length > MAX_DEFINITION_DEPTH) {
       throw new DefinitionError([
-        { file, line: lineCounter.linePos(parser.offset).line, key: keyPathOfParserStack(parser.stack), message: `lists and mappings nested more than ${MAX_DEFINITION_DEPTH} deep` },
+        {
+          file,
+          line: lineCounter.linePos(parser.offset).line,
+          key: keyPathOfParserStack(parser.stack),
+          message: `lists and mappings nested more than ${MAX_DEFINITION_DEPTH} deep`,
+        },
       ]);
     }
   }
@@ -321,7 +359,8 @@ function readTokens(text: string, file: string, lineCounter: LineCounter): CST.T
 
 /** Text of a mapping key for key paths: `~` for an empty one, `*name` for an alias, `?` for a collection. */
 function keyText(key: unknown): string {
-  if (isScalar(key)) return key.value === null ? '~' : typeof key.value === 'object' ? '?' : String(key.value as string | number | boolean | bigint | undefined);
+  if (isScalar(key))
+    return key.value === null ? '~' : typeof key.value === 'object' ? '?' : String(key.value as string | number | boolean | bigint | undefined);
   return isAlias(key) ? `*${key.source}` : '?';
 }
 
@@ -525,7 +564,12 @@ export function parseDefinitionDocument(input: string | Uint8Array, file: string
   if (!scripts.success) {
     for (const issue of scripts.error.issues) {
       const path = issuePath('buildscripts', issue);
-      problems.push({ file, line: lineOf(path), key: path.join('.'), message: entry('buildscripts') === undefined ? 'required: a list of build scripts' : issue.message });
+      problems.push({
+        file,
+        line: lineOf(path),
+        key: path.join('.'),
+        message: entry('buildscripts') === undefined ? 'required: a list of build scripts' : issue.message,
+      });
     }
     throw new DefinitionError(problems);
   }

@@ -120,7 +120,10 @@ describe('loadConfig', () => {
   }
 
   test('GITHUB_WEBHOOK_SECRET and GITHUB_TOKEN from the environment override the file', () => {
-    const config = loadConfig({ github: { webhookSecret: 'from-file', token: 'file-token' } }, { GITHUB_WEBHOOK_SECRET: 'from-env', GITHUB_TOKEN: 'env-token' });
+    const config = loadConfig(
+      { github: { webhookSecret: 'from-file', token: 'file-token' } },
+      { GITHUB_WEBHOOK_SECRET: 'from-env', GITHUB_TOKEN: 'env-token' },
+    );
     assert.equal(config.github.webhookSecret, 'from-env');
     assert.equal(config.github.token, 'env-token');
     assertDeeplyFrozen(config);

@@ -4,9 +4,7 @@ import { z } from 'zod';
 const nonEmpty = z.string().trim().min(1);
 
 /** One clone-URL rewrite: a clone URL starting with `from` has that prefix replaced by `to`. */
-export const cloneUrlRewriteSchema = z
-  .object({ from: nonEmpty, to: nonEmpty })
-  .strict();
+export const cloneUrlRewriteSchema = z.object({ from: nonEmpty, to: nonEmpty }).strict();
 
 /**
  * The server settings, validated once at start. Every field has a default, so `{}` is a
@@ -71,7 +69,11 @@ export const configSchema = z
           .string()
           .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a Docker network name')
           .default('autobuilder-builds'),
-        memoryBytes: z.number().int().positive().default(2 * 1024 ** 3),
+        memoryBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(2 * 1024 ** 3),
         pidsLimit: z.number().int().positive().default(1024),
         cpus: z.number().positive().default(2),
       })
@@ -83,14 +85,26 @@ export const configSchema = z
     builds: z
       .object({
         defaultTimeoutSeconds: z.number().int().positive().default(3600),
-        maxTimeoutSeconds: z.number().int().positive().default(4 * 3600),
+        maxTimeoutSeconds: z
+          .number()
+          .int()
+          .positive()
+          .default(4 * 3600),
         outputTimeoutSeconds: z.number().int().positive().optional(),
         cancelRunningOnSupersede: z.boolean().default(false),
         shutdownGraceSeconds: z.number().int().min(0).default(60),
         /** bytes one build's log may hold (256 MiB); a build that prints more is stopped, `failure` */
-        maxLogBytes: z.number().int().min(64 * 1024).default(256 * 1024 ** 2),
+        maxLogBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(256 * 1024 ** 2),
         /** bytes of output a second one build may print (8 MiB); past that it waits in its own `write` */
-        maxOutputBytesPerSecond: z.number().int().min(64 * 1024).default(8 * 1024 ** 2),
+        maxOutputBytesPerSecond: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .default(8 * 1024 ** 2),
         /** network of builds of pull requests from forks: `none` (no network at all) or `builds` (docker.network) */
         forkNetwork: z.enum(['none', 'builds']).default('none'),
         /** seconds a git fetch, ls-remote or checkout may go without output before it is stopped */
@@ -101,17 +115,18 @@ export const configSchema = z
          */
         diskQuotaMiB: z.number().int().min(0).default(4096),
         /** bytes the collected artifact of one build may have (1 GiB); a bigger one fails the build */
-        maxArtifactBytes: z.number().int().positive().default(1024 ** 3),
+        maxArtifactBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 ** 3),
         /** MiB that must stay free on the data volume: under it, new builds wait (webhooks are still taken) */
         diskReserveMiB: z.number().int().min(0).default(2048),
         secretEnv: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string()).default({}),
       })
       .strict()
       .prefault({}),
-    api: z
-      .object({ token: nonEmpty.optional() })
-      .strict()
-      .prefault({}),
+    api: z.object({ token: nonEmpty.optional() }).strict().prefault({}),
     retention: z
       .object({
         keepPerBranch: z.number().int().positive().default(20),

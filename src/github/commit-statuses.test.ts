@@ -9,7 +9,13 @@ import { createCommitStatusPublisher, MAX_DESCRIPTION, toCommitStatusState, toDe
 const log = createLogger({ level: 'silent' });
 
 function build(changes: Partial<Build> = {}): Build {
-  return buildRecord({ sha: '0123456789abcdef0123456789abcdef01234567', definition: 'hello', context: 'autobuilder/hello', description: 'Built in 1.0 s', ...changes });
+  return buildRecord({
+    sha: '0123456789abcdef0123456789abcdef01234567',
+    definition: 'hello',
+    context: 'autobuilder/hello',
+    description: 'Built in 1.0 s',
+    ...changes,
+  });
 }
 
 describe('toCommitStatusState', () => {
@@ -68,7 +74,12 @@ describe('createCommitStatusPublisher', () => {
     const requests: { url: string; method: string | undefined; body: unknown; auth: string | null }[] = [];
     const fetch: typeof globalThis.fetch = async (input, init) => {
       const headers = new Headers(init?.headers);
-      requests.push({ url: input instanceof Request ? input.url : String(input), method: init?.method, body: JSON.parse(typeof init?.body === 'string' ? init.body : 'null') as unknown, auth: headers.get('authorization') });
+      requests.push({
+        url: input instanceof Request ? input.url : String(input),
+        method: init?.method,
+        body: JSON.parse(typeof init?.body === 'string' ? init.body : 'null') as unknown,
+        auth: headers.get('authorization'),
+      });
       return new Response(JSON.stringify({ id: 1, state: 'success' }), { status: 201, headers: { 'content-type': 'application/json' } });
     };
     const publisher = createCommitStatusPublisher({ apiUrl: 'http://github.test/api/v3/', token: 'secret-token', publicUrl: 'http://ci.test/', log, fetch });
@@ -86,7 +97,10 @@ describe('createCommitStatusPublisher', () => {
   });
 
   test('resolves when GitHub answers with an error or the network fails', async () => {
-    const answers = [async () => new Response('{"message":"Bad credentials"}', { status: 401, headers: { 'content-type': 'application/json' } }), async () => Promise.reject(new TypeError('fetch failed'))];
+    const answers = [
+      async () => new Response('{"message":"Bad credentials"}', { status: 401, headers: { 'content-type': 'application/json' } }),
+      async () => Promise.reject(new TypeError('fetch failed')),
+    ];
     for (const answer of answers) {
       let calls = 0;
       const fetch: typeof globalThis.fetch = async () => {

@@ -82,7 +82,13 @@ const RetryingOctokit = Octokit.plugin(retry, throttling);
  * errors go to `log`. `fetch` may be injected. Throws nothing; requests reject with
  * Octokit's `RequestError` (`status`, `message`).
  */
-export function createOctokit(options: { apiUrl: string; token: string; log: Logger; fetch?: typeof globalThis.fetch | undefined; writeIntervalMs?: number | undefined }): Octokit {
+export function createOctokit(options: {
+  apiUrl: string;
+  token: string;
+  log: Logger;
+  fetch?: typeof globalThis.fetch | undefined;
+  writeIntervalMs?: number | undefined;
+}): Octokit {
   const { log } = options;
   return new RetryingOctokit({
     auth: options.token,

@@ -141,7 +141,12 @@ export async function ensureWebhooks(options: EnsureWebhooksOptions): Promise<Re
         assertRepoName(owner, 'owner');
         assertRepoName(repo, 'repository name');
       } catch (err) {
-        return { repository, outcome: 'failed', status: null, reason: `not an owner/repo name: ${JSON.stringify(repository.slice(0, 120))} (${toMessage(err)})` };
+        return {
+          repository,
+          outcome: 'failed',
+          status: null,
+          reason: `not an owner/repo name: ${JSON.stringify(repository.slice(0, 120))} (${toMessage(err)})`,
+        };
       }
 
       let hooks: ListedHook[];
@@ -173,7 +178,11 @@ export async function ensureWebhooks(options: EnsureWebhooksOptions): Promise<Re
     })();
     reports.push(report);
     if (report.outcome === 'failed') log.warn({ repository, status: report.status, reason: report.reason }, 'webhook registration failed');
-    else log.info({ repository, outcome: report.outcome, hookId: report.hookId, ...(report.outcome === 'updated' ? { changed: report.changed } : {}) }, 'webhook registered');
+    else
+      log.info(
+        { repository, outcome: report.outcome, hookId: report.hookId, ...(report.outcome === 'updated' ? { changed: report.changed } : {}) },
+        'webhook registered',
+      );
   }
   return reports;
 }
@@ -231,7 +240,10 @@ export function createWebhookRegistrar(options: Omit<EnsureWebhooksOptions, 'rep
       }
       last = { at: now().toISOString(), registrations: reports };
       const count = (outcome: RegistrationOutcome) => reports.filter((r) => r.outcome === outcome).length;
-      log.info({ repositories: reports.length, created: count('created'), updated: count('updated'), unchanged: count('unchanged'), failed: count('failed') }, 'webhook registration done');
+      log.info(
+        { repositories: reports.length, created: count('created'), updated: count('updated'), unchanged: count('unchanged'), failed: count('failed') },
+        'webhook registration done',
+      );
       for (const resolve of batch.callers) resolve(reports);
     }
     running = false;

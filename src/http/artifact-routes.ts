@@ -87,7 +87,8 @@ export function createArtifactRoutes(deps: { access: RouteGuards; store: BuildSt
       .list({ repo: `${owner}/${repo}`, ref, state: 'success', limit: 500 })
       .map((build) => ({ build, artifact: artifactOf(build, name) }))
       .find((x) => x.artifact !== undefined);
-    if (latest?.artifact === undefined) throw new AppError('NOT_FOUND', `no successful build of ${owner}/${repo} ${ref} has an artifact ${JSON.stringify(name)}`, { status: 404 });
+    if (latest?.artifact === undefined)
+      throw new AppError('NOT_FOUND', `no successful build of ${owner}/${repo} ${ref} has an artifact ${JSON.stringify(name)}`, { status: 404 });
     ctx.set('X-Autobuilder-Build', latest.build.id);
     await sendArtifact(ctx, artifacts, latest.artifact.digest, latest.artifact.name);
   });

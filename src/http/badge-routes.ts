@@ -28,7 +28,9 @@ export function createBadgeRoutes(deps: { access: RouteGuards; store: BuildStore
     }
     const definition = typeof ctx.query['definition'] === 'string' ? ctx.query['definition'] : null;
     const label = typeof ctx.query['label'] === 'string' && ctx.query['label'].length <= 40 ? ctx.query['label'] : 'autobuilder';
-    const builds = deps.store.list({ repo: `${owner}/${repo}`, ref: `refs/heads/${branch}`, limit: 100 }).filter((b) => definition === null || b.definition === definition);
+    const builds = deps.store
+      .list({ repo: `${owner}/${repo}`, ref: `refs/heads/${branch}`, limit: 100 })
+      .filter((b) => definition === null || b.definition === definition);
     const svg = toBadgeSvg(label, toBadgeStatus(builds));
     const etag = `"${createHash('sha256').update(svg).digest('base64url').slice(0, 22)}"`;
     ctx.set('ETag', etag);

@@ -14,7 +14,8 @@ export function escapeHtml(text: string): string {
  * server (no inline script or style at all), and Trusted Types enforced, so no string can
  * ever reach an HTML sink such as `innerHTML` (https://w3c.github.io/trusted-types/dist/spec/).
  */
-export const PAGE_CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
+export const PAGE_CSP =
+  "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'; require-trusted-types-for 'script'; trusted-types 'none'";
 
 /** Sends `html` as a page: the CSP above, no sniffing, no framing, not cached. */
 export function sendPage(ctx: Context, html: string): void {
@@ -47,7 +48,8 @@ ${input.body}
 `;
 }
 
-const time = (iso: string | null) => (iso === null ? '' : `<time datetime="${escapeHtml(iso)}">${escapeHtml(iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}</time>`);
+const time = (iso: string | null) =>
+  iso === null ? '' : `<time datetime="${escapeHtml(iso)}">${escapeHtml(iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'))}</time>`;
 
 /** Seconds between two ISO times as `1m 05s`, or '' when either is missing. */
 export function toDuration(from: string | null, to: string | null): string {
@@ -67,11 +69,15 @@ const buildLink = (id: string | null) => (id === null ? '' : `<a href="/builds/$
 export function renderBuildPage(build: BuildView, tail: { start: number; lines: readonly string[] } = { start: 1, lines: [] }): string {
   const row = (label: string, field: string, html: string) => `<dt>${escapeHtml(label)}</dt><dd data-field="${field}">${html}</dd>`;
   const flags = [build.cached ? 'cached' : '', build.coalesced ? 'coalesced' : '', build.incremental ? 'incremental' : ''].filter(Boolean).join(', ') || 'none';
-  const artifacts = build.artifacts.length === 0
-    ? '<li class="muted">none</li>'
-    : build.artifacts
-        .map((a) => `<li><a href="${escapeHtml(a.url)}" download="${escapeHtml(a.name)}">${escapeHtml(a.name)}</a> <code>sha256:${escapeHtml(a.digest)}</code> <span class="muted">${a.size} bytes</span></li>`)
-        .join('');
+  const artifacts =
+    build.artifacts.length === 0
+      ? '<li class="muted">none</li>'
+      : build.artifacts
+          .map(
+            (a) =>
+              `<li><a href="${escapeHtml(a.url)}" download="${escapeHtml(a.name)}">${escapeHtml(a.name)}</a> <code>sha256:${escapeHtml(a.digest)}</code> <span class="muted">${a.size} bytes</span></li>`,
+          )
+          .join('');
   const body = `<main class="build" data-build-id="${escapeHtml(build.id)}">
 <section class="facts">
 <h1><span class="state state-${escapeHtml(build.state)}" data-field="state">${escapeHtml(build.state)}</span> <span>${escapeHtml(build.repo)}</span> <span class="muted">${escapeHtml(build.definition)}</span></h1>

@@ -18,7 +18,10 @@ const listQuery = z
     branch: z.string().min(1).max(255).optional(),
     state: z.enum(['queued', 'running', 'success', 'failure', 'error', 'cancelled']).optional(),
     limit: z.coerce.number().int().min(1).max(500).optional(),
-    cursor: z.string().regex(/^[a-z0-9-]{1,64}$/, 'a cursor is the nextCursor of an earlier page').optional(),
+    cursor: z
+      .string()
+      .regex(/^[a-z0-9-]{1,64}$/, 'a cursor is the nextCursor of an earlier page')
+      .optional(),
   })
   .strict()
   .refine((q) => q.ref === undefined || q.branch === undefined, { message: 'give ref or branch, not both', path: ['branch'] });
@@ -51,7 +54,13 @@ export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: 
     // store query would make it one indexed query
     const keys = store
       .listKeys()
-      .filter((k) => k.id < cursor && (filters.repo === undefined || k.repo === filters.repo) && (filters.ref === undefined || k.ref === filters.ref) && (filters.state === undefined || k.state === filters.state));
+      .filter(
+        (k) =>
+          k.id < cursor &&
+          (filters.repo === undefined || k.repo === filters.repo) &&
+          (filters.ref === undefined || k.ref === filters.ref) &&
+          (filters.state === undefined || k.state === filters.state),
+      );
     builds = keys
       .slice(-limit)
       .reverse()

@@ -24,7 +24,8 @@ export function createConfigRoutes(deps: { access: RouteGuards; configRepository
   router.get('/api/config/match', deps.access.protected, async (ctx) => {
     const repo = one(ctx.query['repo']);
     const ref = one(ctx.query['ref']);
-    if (repo === undefined || ref === undefined) throw new AppError('BAD_REQUEST', 'give repo=owner/name and ref=refs/heads/<branch> or refs/tags/<tag>', { status: 400 });
+    if (repo === undefined || ref === undefined)
+      throw new AppError('BAD_REQUEST', 'give repo=owner/name and ref=refs/heads/<branch> or refs/tags/<tag>', { status: 400 });
     const [owner, name, ...rest] = repo.split('/');
     if (owner === undefined || name === undefined || rest.length > 0) throw new AppError('BAD_REQUEST', 'repo must be owner/name', { status: 400 });
     const lookup = await deps.configRepository.lookup({ owner, repo: name, ref });
@@ -32,7 +33,14 @@ export function createConfigRoutes(deps: { access: RouteGuards; configRepository
       repo,
       ref,
       configSha: lookup.configSha,
-      wouldRun: lookup.definitions.map((d) => ({ name: d.name, context: `autobuilder/${d.name}`, file: d.file, script: d.script, baseimage: d.baseimage, incremental: d.incremental })),
+      wouldRun: lookup.definitions.map((d) => ({
+        name: d.name,
+        context: `autobuilder/${d.name}`,
+        file: d.file,
+        script: d.script,
+        baseimage: d.baseimage,
+        incremental: d.incremental,
+      })),
       reason: lookup.reason,
       candidates: lookup.candidates,
     };

@@ -24,7 +24,8 @@ async function jsonBody<T extends z.ZodType>(req: Parameters<typeof readBody>[0]
     }
   }
   const parsed = schema.safeParse(data);
-  if (!parsed.success) throw new AppError('BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '), { status: 400 });
+  if (!parsed.success)
+    throw new AppError('BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '), { status: 400 });
   return parsed.data;
 }
 
@@ -32,7 +33,10 @@ const triggerSchema = z
   .object({
     repo: z.string().regex(/^[^/]+\/[^/]+$/, 'owner/name'),
     ref: z.string().min(1).max(300),
-    sha: z.string().regex(/^[0-9a-f]{40}$/, '40 hex').optional(),
+    sha: z
+      .string()
+      .regex(/^[0-9a-f]{40}$/, '40 hex')
+      .optional(),
     force: z.boolean().optional(),
   })
   .strict();

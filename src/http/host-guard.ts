@@ -31,7 +31,12 @@ const isLoopback = (name: string): boolean => name === 'localhost' || name === '
  * never a browser) is allowed.
  * @see https://en.wikipedia.org/wiki/DNS_rebinding
  */
-export function createHostGuard(options: { listenHost: string; publicUrl?: string | undefined; allowedOrigins?: readonly string[]; allowedHosts?: readonly string[] }): HostGuard {
+export function createHostGuard(options: {
+  listenHost: string;
+  publicUrl?: string | undefined;
+  allowedOrigins?: readonly string[];
+  allowedHosts?: readonly string[];
+}): HostGuard {
   const listen = options.listenHost.trim().toLowerCase();
   const wildcard = WILDCARDS.has(listen);
   const names = new Set<string>();

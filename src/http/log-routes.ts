@@ -49,7 +49,14 @@ const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started'
  * - `GET /api/builds/:id/log/lines?start=N&count=M` or `?tail=M`: whole lines by line number
  *   as JSON (see `LogLines`), for windows over logs of any size.
  */
-export function createLogRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; events: BuildEvents; publicUrl: string; heartbeatMs?: number }): Router {
+export function createLogRoutes(deps: {
+  access: RouteGuards;
+  store: BuildStore;
+  logs: BuildLogs;
+  events: BuildEvents;
+  publicUrl: string;
+  heartbeatMs?: number;
+}): Router {
   const { store, logs, events, publicUrl } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const router = new Router();

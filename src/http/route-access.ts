@@ -65,7 +65,10 @@ export function createRouteGuards(options: { pageAuth: Pick<PageAuth, 'allowsReq
     protected: guard('protected', async (ctx, next) => {
       const header = ctx.get('Authorization');
       if (!pageAuth.allowsRequest(header) && !hasToken(header)) {
-        throw new AppError('UNAUTHORIZED', 'this needs the page credentials (pages.credentials) or the API token (api.token)', { status: 401, headers: { 'WWW-Authenticate': pageAuth.challenge } });
+        throw new AppError('UNAUTHORIZED', 'this needs the page credentials (pages.credentials) or the API token (api.token)', {
+          status: 401,
+          headers: { 'WWW-Authenticate': pageAuth.challenge },
+        });
       }
       await next();
     }),

@@ -36,13 +36,19 @@ export function createStartUpGate(options: { hostGuard: HostGuard; log: Logger }
   starting.use(errorHandler(options.log));
   starting.use(async (ctx, next) => {
     if (webhooks !== null && ctx.path === '/hooks/github') return webhooks(ctx, next);
-    throw new AppError('STARTING', 'autobuilder is starting; try again shortly', { status: 503, headers: { 'Retry-After': String(STARTING_RETRY_AFTER_SECONDS) } });
+    throw new AppError('STARTING', 'autobuilder is starting; try again shortly', {
+      status: 503,
+      headers: { 'Retry-After': String(STARTING_RETRY_AFTER_SECONDS) },
+    });
   });
   let handle: ReturnType<Koa['callback']> = starting.callback();
 
   const refuse = (req: IncomingMessage, res: ServerResponse): void => {
     const body: ErrorBody = {
-      error: { code: 'HOST_NOT_ALLOWED', message: `this server does not answer to the host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} (see listen.allowedHosts)` },
+      error: {
+        code: 'HOST_NOT_ALLOWED',
+        message: `this server does not answer to the host ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} (see listen.allowedHosts)`,
+      },
     };
     res.writeHead(421, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
     res.end(JSON.stringify(body));

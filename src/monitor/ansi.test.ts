@@ -57,13 +57,25 @@ describe('ANSI parsing for the log views', () => {
       ],
     );
     const bel = parseAnsi(`${ESC}]8;id=1;javascript:alert(1)\x07click${ESC}]8;;\x07`);
-    assert.deepEqual(bel.map((s) => [s.text, s.href]), [['click', 'javascript:alert(1)']]);
+    assert.deepEqual(
+      bel.map((s) => [s.text, s.href]),
+      [['click', 'javascript:alert(1)']],
+    );
   });
 
   test('only absolute http and https link targets are safe', () => {
     assert.equal(safeHref('https://example.com/a b'), 'https://example.com/a%20b');
     assert.equal(safeHref('http://example.com'), 'http://example.com/');
-    for (const href of ['javascript:alert(1)', 'JaVaScRiPt:alert(1)', ' javascript:alert(1)', 'data:text/html,<script>alert(1)</script>', 'vbscript:x', '/relative', 'file:///etc/passwd', null]) {
+    for (const href of [
+      'javascript:alert(1)',
+      'JaVaScRiPt:alert(1)',
+      ' javascript:alert(1)',
+      'data:text/html,<script>alert(1)</script>',
+      'vbscript:x',
+      '/relative',
+      'file:///etc/passwd',
+      null,
+    ]) {
       assert.equal(safeHref(href), null, String(href));
     }
   });

@@ -1,3 +1,14 @@
 export { createMonitorHub, type MonitorHub } from './monitor-hub.js';
 export { toWaitingReasons } from './waiting-reasons.js';
-export type { LogTail, MonitorBuildDelta, MonitorClientEvents, MonitorConfigDelta, MonitorConfigState, MonitorLogDelta, MonitorQueueDelta, MonitorServerEvents, MonitorSnapshot, WatchRequest } from './protocol.js';
+export type {
+  LogTail,
+  MonitorBuildDelta,
+  MonitorClientEvents,
+  MonitorConfigDelta,
+  MonitorConfigState,
+  MonitorLogDelta,
+  MonitorQueueDelta,
+  MonitorServerEvents,
+  MonitorSnapshot,
+  WatchRequest,
+} from './protocol.js';

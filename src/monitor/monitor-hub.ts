@@ -8,7 +8,16 @@ import type { PageAuth } from '../http/page-auth.js';
 import { toBuildView } from '../http/build-view.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/build-store.js';
-import { watchRequestSchema, type LogTail, type MonitorBuildDelta, type MonitorClientEvents, type MonitorConfigState, type MonitorServerEvents, type MonitorSnapshot, type WatchRequest } from './protocol.js';
+import {
+  watchRequestSchema,
+  type LogTail,
+  type MonitorBuildDelta,
+  type MonitorClientEvents,
+  type MonitorConfigState,
+  type MonitorServerEvents,
+  type MonitorSnapshot,
+  type WatchRequest,
+} from './protocol.js';
 import { toWaitingReasons } from './waiting-reasons.js';
 
 /** The socket.io side of /monitor. */
@@ -38,7 +47,8 @@ const roomsOf = (repo: string) => ['all', `repo:${repo}`];
  * `github <owner/name>#<branch>` or `git <url>#<branch>`, with any user name or password removed from the URL.
  */
 export function toConfigSource(repository: { path: string; url?: string | undefined; repository?: string | undefined; branch: string }): string {
-  if (repository.url === undefined) return repository.repository === undefined ? `directory ${repository.path}` : `github ${repository.repository}#${repository.branch}`;
+  if (repository.url === undefined)
+    return repository.repository === undefined ? `directory ${repository.path}` : `github ${repository.repository}#${repository.branch}`;
   let url = repository.url;
   try {
     const parsed = new URL(url);
@@ -149,7 +159,8 @@ export function createMonitorHub(options: {
       tail.ring.push(...batch.lines);
       if (tail.ring.length > tailLines) tail.ring.splice(0, tail.ring.length - tailLines);
       tail.flushed = batch.end;
-      if (repo !== null) io.to(roomsOf(repo)).emit('log', { seq: ++seq, buildId, start: batch.start, end: batch.end, lines: batch.lines, skipped: batch.skipped });
+      if (repo !== null)
+        io.to(roomsOf(repo)).emit('log', { seq: ++seq, buildId, start: batch.start, end: batch.end, lines: batch.lines, skipped: batch.skipped });
       if (options.observeLogLag !== undefined) {
         const sent = performance.timeOrigin + performance.now();
         for (const at of batch.at) options.observeLogLag((sent - at) / 1000);
@@ -172,7 +183,9 @@ export function createMonitorHub(options: {
     tail.pending ??= { start: append.start, end: append.start, lines: [], at: [], skipped: 0 };
     const batch = tail.pending;
     // a tail shows the start of a long line: a flood of 64 KiB lines stays small on every socket
-    batch.lines.push(append.text.length > MAX_TAIL_LINE_CHARS ? `${append.text.slice(0, MAX_TAIL_LINE_CHARS)} … [cut: the build page shows the whole line]` : append.text);
+    batch.lines.push(
+      append.text.length > MAX_TAIL_LINE_CHARS ? `${append.text.slice(0, MAX_TAIL_LINE_CHARS)} … [cut: the build page shows the whole line]` : append.text,
+    );
     batch.at.push(append.at);
     batch.end = append.end;
     if (batch.lines.length > maxBatchLines) {
@@ -199,7 +212,10 @@ export function createMonitorHub(options: {
       concurrency: options.concurrency,
       activatedAt: snapshot?.loadedAt ?? null,
       files: snapshot?.files.length ?? 0,
-      errors: lastErrors === null ? null : { sha: lastErrors.sha, at: lastErrors.at, problems: lastErrors.problems.slice(0, shown), more: Math.max(0, lastErrors.problems.length - shown) },
+      errors:
+        lastErrors === null
+          ? null
+          : { sha: lastErrors.sha, at: lastErrors.at, problems: lastErrors.problems.slice(0, shown), more: Math.max(0, lastErrors.problems.length - shown) },
     };
   };
   let closed = false;

@@ -10,7 +10,9 @@ import type { Build } from '../builds/build.js';
 export function toWaitingReasons(active: readonly Build[], concurrency: number): Record<string, string> {
   const running = active.filter((b) => b.state === 'running').length;
   const reasons: Record<string, string> = {};
-  const inLine = active.filter((b) => b.state === 'queued' && !b.coalesced && b.cacheKey !== null && b.cacheMiss !== null).sort((a, b) => (a.queuedAt === b.queuedAt ? a.id.localeCompare(b.id) : a.queuedAt.localeCompare(b.queuedAt)));
+  const inLine = active
+    .filter((b) => b.state === 'queued' && !b.coalesced && b.cacheKey !== null && b.cacheMiss !== null)
+    .sort((a, b) => (a.queuedAt === b.queuedAt ? a.id.localeCompare(b.id) : a.queuedAt.localeCompare(b.queuedAt)));
   for (const build of active) {
     if (build.state !== 'queued') continue;
     if (build.coalesced) reasons[build.id] = `waiting for build ${build.sourceBuildId ?? '?'}, which has the same inputs`;

@@ -59,7 +59,9 @@ describe('Docker output reader', () => {
     const stream = new Readable({ read() {} });
     stream.push(frame(1, 'before\npartial'));
     const lines: string[] = [];
-    const done = readDockerOutput(stream, { maxLineBytes: 64, onLines: (_s, batch) => {
+    const done = readDockerOutput(stream, {
+      maxLineBytes: 64,
+      onLines: (_s, batch) => {
         lines.push(...batch.map((line) => line.text));
       },
     });

@@ -126,7 +126,10 @@ export function createDockerRunner(options: {
       await docker.getNetwork(network).inspect();
     } catch (err) {
       if (statusCodeOf(err) === 404) {
-        throw new AppError('CONTAINER_FAILED', `Docker network ${network} does not exist (run scripts/host-setup.sh, which creates autobuilder-builds, or set docker.network)`);
+        throw new AppError(
+          'CONTAINER_FAILED',
+          `Docker network ${network} does not exist (run scripts/host-setup.sh, which creates autobuilder-builds, or set docker.network)`,
+        );
       }
       throw new AppError('CONTAINER_FAILED', `cannot reach Docker: ${toMessage(err)}`, { cause: err });
     }
@@ -150,7 +153,10 @@ export function createDockerRunner(options: {
     },
     async run(spec: ContainerSpec) {
       if ((await imageId(spec.image)) === null) {
-        throw new AppError('CONTAINER_FAILED', `image ${spec.image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
+        throw new AppError(
+          'CONTAINER_FAILED',
+          `image ${spec.image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`,
+        );
       }
       const network = spec.network ?? limits.network;
       await assertNetworkExists(network);
@@ -186,7 +192,11 @@ export function createDockerRunner(options: {
       owned.add(container.id);
       try {
         const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
-        const drained = readDockerOutput(stream, { maxLineBytes: MAX_OUTPUT_LINE_BYTES, maxBytesPerSecond: options.maxOutputBytesPerSecond, onLines: (name, lines) => spec.onLines(name, lines) });
+        const drained = readDockerOutput(stream, {
+          maxLineBytes: MAX_OUTPUT_LINE_BYTES,
+          maxBytesPerSecond: options.maxOutputBytesPerSecond,
+          onLines: (name, lines) => spec.onLines(name, lines),
+        });
         const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
         exited.catch(() => undefined); // never awaited when the build is aborted before it starts
         if (spec.signal?.aborted) {

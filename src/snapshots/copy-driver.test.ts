@@ -11,11 +11,15 @@ after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-runSnapshotDriverConformance('copy', () => createCopyDriver(), async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'autobuilder-copy-driver-'));
-  dirs.push(dir);
-  return dir;
-});
+runSnapshotDriverConformance(
+  'copy',
+  () => createCopyDriver(),
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'autobuilder-copy-driver-'));
+    dirs.push(dir);
+    return dir;
+  },
+);
 
 test('the copy driver has the name copy', () => {
   assert.equal(createCopyDriver().name, 'copy');

@@ -186,7 +186,28 @@ describe('createWorkspaces (copy driver)', () => {
 });
 
 describe('toPathSegment', () => {
-  const samples = ['.', '..', '...', 'a/b', '/', '//', 'feature/../x', '../x', 'x/..', 'a\u0000b', '%2E', '%', 'é', 'a b', '*', 'main', 'v1.2.3', 'branch:feature/x', '\\..\\', '~'];
+  const samples = [
+    '.',
+    '..',
+    '...',
+    'a/b',
+    '/',
+    '//',
+    'feature/../x',
+    '../x',
+    'x/..',
+    'a\u0000b',
+    '%2E',
+    '%',
+    'é',
+    'a b',
+    '*',
+    'main',
+    'v1.2.3',
+    'branch:feature/x',
+    '\\..\\',
+    '~',
+  ];
 
   test('never yields ".", ".." or a "/"', () => {
     for (const value of samples) {
@@ -215,6 +236,9 @@ describe('toPathSegment', () => {
   });
 
   test('rejects an empty string with UNSAFE_INPUT', () => {
-    assert.throws(() => toPathSegment(''), (err: unknown) => isAppError(err, 'UNSAFE_INPUT'));
+    assert.throws(
+      () => toPathSegment(''),
+      (err: unknown) => isAppError(err, 'UNSAFE_INPUT'),
+    );
   });
 });

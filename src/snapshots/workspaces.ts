@@ -49,7 +49,14 @@ export interface Workspaces {
    * limit the filesystem refuses, leaves the build without one (`diskQuota.enforced` false
    * and why), it never fails the build.
    */
-  prepare(input: { scope: LineageScope; branch: string; fallbackBranch: string | null; buildId: string; incremental: boolean; diskQuotaBytes?: number | null }): Promise<PreparedWorkspace>;
+  prepare(input: {
+    scope: LineageScope;
+    branch: string;
+    fallbackBranch: string | null;
+    buildId: string;
+    incremental: boolean;
+    diskQuotaBytes?: number | null;
+  }): Promise<PreparedWorkspace>;
   /**
    * Turns on disk quotas for the workspaces' filesystem when the driver can enforce them
    * (waits for the first accounting scan); resolves with whether it can.
@@ -176,7 +183,9 @@ export function createWorkspaces(options: { root: string; driver: SnapshotDriver
     },
     async *list() {
       const entries = async (dir: string) =>
-        (await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)))).filter((e) => e.isDirectory());
+        (await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)))).filter((e) =>
+          e.isDirectory(),
+        );
       for (const owner of await entries(root)) {
         for (const repo of await entries(join(root, owner.name))) {
           for (const definition of await entries(join(root, owner.name, repo.name))) {

@@ -21,7 +21,7 @@ export const BUILD_PAGE_SIZE = 500;
  */
 export function listAll(store: Pick<BuildStore, 'list'>, query: Omit<BuildQuery, 'limit' | 'olderThan'> = {}): Build[] {
   const all: Build[] = [];
-  for (let page = store.list({ ...query, limit: BUILD_PAGE_SIZE }); page.length > 0; ) {
+  for (let page = store.list({ ...query, limit: BUILD_PAGE_SIZE }); page.length > 0;) {
     all.push(...page);
     if (page.length < BUILD_PAGE_SIZE) break;
     const last = page[page.length - 1] as Build;

@@ -8,7 +8,15 @@ import type { Worker } from 'node:worker_threads';
 import { createDeliveryWriter, startDeliveryWriterThread, type DeliveryWriter } from './delivery-writer.js';
 import { createSqliteBuildStore } from './sqlite-build-store.js';
 
-const request = (deliveryId: string): BuildRequest => ({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: 'a'.repeat(40), cloneUrl: 'file:///nowhere', defaultBranch: 'main', deliveryId });
+const request = (deliveryId: string): BuildRequest => ({
+  owner: 'acme',
+  repo: 'widget',
+  ref: 'refs/heads/main',
+  sha: 'a'.repeat(40),
+  cloneUrl: 'file:///nowhere',
+  defaultBranch: 'main',
+  deliveryId,
+});
 const delivery = (id: string) => ({ id, event: 'push', receivedAt: new Date().toISOString(), outcome: 'accepted' });
 
 describe('the delivery writer (group commit in a thread of its own)', () => {
@@ -29,7 +37,10 @@ describe('the delivery writer (group commit in a thread of its own)', () => {
   test('many writes at once are all stored, each answered for itself; a repeated id answers false', async () => {
     const ids = Array.from({ length: 300 }, (_, i) => `d-${i}`);
     const answers = await Promise.all(ids.map((id) => writer.write([{ delivery: delivery(id), request: request(id) }])));
-    assert.deepEqual(answers, ids.map(() => [true]));
+    assert.deepEqual(
+      answers,
+      ids.map(() => [true]),
+    );
     assert.deepEqual(await writer.write([{ delivery: delivery('d-7') }, { delivery: delivery('d-new') }]), [false, true]);
     const store = createSqliteBuildStore({ path });
     try {
@@ -75,7 +86,10 @@ describe('the delivery writer (group commit in a thread of its own)', () => {
       const held = own.write([{ delivery: delivery('held-at-death') }]);
       await threads[0]?.terminate();
       // committed before the thread went, or refused: never answered true and then lost
-      const outcome = await held.then((stored) => `stored ${stored.join()}`, (err: Error) => `refused: ${err.message}`);
+      const outcome = await held.then(
+        (stored) => `stored ${stored.join()}`,
+        (err: Error) => `refused: ${err.message}`,
+      );
       assert.match(outcome, /^stored true$|^refused: the delivery writer thread stopped$/);
       assert.deepEqual(exits, ['the delivery writer thread stopped']);
       assert.deepEqual(await own.write([{ delivery: delivery('after-death') }]), [true]);

@@ -42,7 +42,9 @@ export async function startDeliveryWriterThread(path: string): Promise<Worker> {
         new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(thread.href)}); })`, { eval: true, workerData })
       : new Worker(thread, { workerData });
   await new Promise<void>((ok, fail) => {
-    worker.once('message', (m: { ready?: boolean; error?: string }) => (m.ready === true ? ok() : fail(new Error(m.error ?? 'the delivery writer did not start'))));
+    worker.once('message', (m: { ready?: boolean; error?: string }) =>
+      m.ready === true ? ok() : fail(new Error(m.error ?? 'the delivery writer did not start')),
+    );
     worker.once('error', fail);
   });
   return worker;

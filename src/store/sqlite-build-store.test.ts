@@ -107,7 +107,16 @@ describe('start-up recovery pages through every build', () => {
       const { statuses, published } = countingStatuses();
       const workspaces = { list: async function* () {} } as unknown as Workspaces;
       const artifacts = { removeStaleTemp: async () => 0 } as unknown as ArtifactStore;
-      const retention = createRetention({ store, logs: await createBuildLogs({ dir: join(dir, 'logs') }), workspaces, artifacts, statuses, keepPerBranch: 20, artifactGraceMs: 0, log });
+      const retention = createRetention({
+        store,
+        logs: await createBuildLogs({ dir: join(dir, 'logs') }),
+        workspaces,
+        artifacts,
+        statuses,
+        keepPerBranch: 20,
+        artifactGraceMs: 0,
+        log,
+      });
       const { interrupted } = await retention.recover();
       assert.equal(interrupted, MANY);
       assert.equal(published.length, MANY);

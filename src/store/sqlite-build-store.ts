@@ -83,7 +83,9 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
      ON CONFLICT (id) DO NOTHING`,
   );
   const markProcessed = db.prepare<[string, string]>('UPDATE deliveries SET processed_at = ? WHERE id = ?');
-  const unprocessed = db.prepare<[], { id: string; request: string }>('SELECT id, request FROM deliveries WHERE processed_at IS NULL AND request IS NOT NULL ORDER BY received_at, id');
+  const unprocessed = db.prepare<[], { id: string; request: string }>(
+    'SELECT id, request FROM deliveries WHERE processed_at IS NULL AND request IS NOT NULL ORDER BY received_at, id',
+  );
   const prune = db.prepare<[string]>('DELETE FROM deliveries WHERE received_at < ? AND processed_at IS NOT NULL');
   const getDelivery = db.prepare<[string], { id: string; event: string; received_at: string; outcome: string }>('SELECT * FROM deliveries WHERE id = ?');
 
@@ -107,7 +109,9 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
   });
 
   const writeDeliveries = db.transaction((records: readonly DeliveryWrite[], processed: readonly string[]) => {
-    const stored = records.map(({ delivery, request }) => insertDelivery.run({ ...delivery, request: request === undefined ? null : JSON.stringify(request) }).changes === 1);
+    const stored = records.map(
+      ({ delivery, request }) => insertDelivery.run({ ...delivery, request: request === undefined ? null : JSON.stringify(request) }).changes === 1,
+    );
     const at = new Date().toISOString();
     for (const id of processed) markProcessed.run(at, id);
     return stored;
@@ -131,7 +135,9 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
     listKeys: () => keys.all(),
     referencedDigests() {
       const digests = new Set<string>();
-      const rows = db.prepare<[], { digest: string }>("SELECT DISTINCT json_extract(a.value, '$.digest') AS digest FROM builds, json_each(builds.doc, '$.artifacts') AS a").all();
+      const rows = db
+        .prepare<[], { digest: string }>("SELECT DISTINCT json_extract(a.value, '$.digest') AS digest FROM builds, json_each(builds.doc, '$.artifacts') AS a")
+        .all();
       for (const row of rows) digests.add(row.digest);
       return digests;
     },
@@ -142,17 +148,17 @@ export function createSqliteBuildStore(options: { path: string }): BuildStore {
       const where: string[] = [];
       const params: Record<string, string | number> = {};
       if (query.repo !== undefined) {
-      where.push('repo = @repo');
-      params['repo'] = query.repo;
-    }
+        where.push('repo = @repo');
+        params['repo'] = query.repo;
+      }
       if (query.ref !== undefined) {
-      where.push('ref = @ref');
-      params['ref'] = query.ref;
-    }
+        where.push('ref = @ref');
+        params['ref'] = query.ref;
+      }
       if (query.state !== undefined) {
-      where.push('state = @state');
-      params['state'] = query.state;
-    }
+        where.push('state = @state');
+        params['state'] = query.state;
+      }
       if (query.olderThan !== undefined) {
         where.push('(queued_at < @olderQueuedAt OR (queued_at = @olderQueuedAt AND id < @olderId))');
         params['olderQueuedAt'] = query.olderThan.queuedAt;

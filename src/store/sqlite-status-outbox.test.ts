@@ -24,10 +24,13 @@ describe('status outbox', () => {
     const other = outbox.enqueue(entry({ context: 'autobuilder/y' }), 0);
     const success = outbox.enqueue(entry({ state: 'success' }), 0);
     assert.equal(outbox.has(pending), false);
-    assert.deepEqual(outbox.due(0, 10).map((e) => [e.id, e.state, e.context]), [
-      [other, 'pending', 'autobuilder/y'],
-      [success, 'success', 'autobuilder/x'],
-    ]);
+    assert.deepEqual(
+      outbox.due(0, 10).map((e) => [e.id, e.state, e.context]),
+      [
+        [other, 'pending', 'autobuilder/y'],
+        [success, 'success', 'autobuilder/x'],
+      ],
+    );
   });
 
   test('a failed entry waits until its next attempt', () => {
@@ -48,7 +51,10 @@ describe('status outbox', () => {
     first.enqueue(entry({ state: 'failure' }), 0);
     first.close();
     const second = createSqliteStatusOutbox({ path });
-    assert.deepEqual(second.due(0, 10).map((e) => e.state), ['failure']);
+    assert.deepEqual(
+      second.due(0, 10).map((e) => e.state),
+      ['failure'],
+    );
     second.close();
   });
 });

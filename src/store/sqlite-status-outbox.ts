@@ -75,7 +75,19 @@ export function createSqliteStatusOutbox(options: { path: string }): StatusOutbo
     dropOlder.run(entry);
     return Number(insert.run({ ...entry, now }).lastInsertRowid);
   });
-  type Row = { id: number; build_id: string; owner: string; repo: string; sha: string; context: string; state: OutboxEntry['state']; target_url: string; description: string; attempts: number; next_attempt_at: number };
+  type Row = {
+    id: number;
+    build_id: string;
+    owner: string;
+    repo: string;
+    sha: string;
+    context: string;
+    state: OutboxEntry['state'];
+    target_url: string;
+    description: string;
+    attempts: number;
+    next_attempt_at: number;
+  };
   const due = db.prepare<[number, number], Row>('SELECT * FROM status_outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?');
   const has = db.prepare<[number], { id: number }>('SELECT id FROM status_outbox WHERE id = ?');
   const remove = db.prepare<[number]>('DELETE FROM status_outbox WHERE id = ?');

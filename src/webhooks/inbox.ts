@@ -56,7 +56,9 @@ export function createInbox(options: { store: BuildStore; writer: DeliveryWriter
     }
     // a request that made builds was marked with them; this covers the ones that made none
     // (a lost mark only means the request is looked up again after a restart)
-    await writer.write([], [deliveryId]).catch((err: unknown) => log.warn({ deliveryId, err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
+    await writer
+      .write([], [deliveryId])
+      .catch((err: unknown) => log.warn({ deliveryId, err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
   };
   return {
     accept: (delivery, request) => write(delivery, request),

@@ -113,7 +113,9 @@ describe('toBuildRequest', () => {
   }
 
   test('never throws on a push with prototype-looking keys', () => {
-    const payload = JSON.parse(`{"ref":"refs/heads/main","after":"${SHA}","__proto__":{"deleted":true},"repository":{"full_name":"a/b","clone_url":"https://x/a/b.git","__proto__":{"x":1}}}`) as unknown;
+    const payload = JSON.parse(
+      `{"ref":"refs/heads/main","after":"${SHA}","__proto__":{"deleted":true},"repository":{"full_name":"a/b","clone_url":"https://x/a/b.git","__proto__":{"x":1}}}`,
+    ) as unknown;
     const outcome = toBuildRequest('push', payload, 'd');
     assert.equal(outcome.kind, 'build');
   });
@@ -193,7 +195,7 @@ function pullRequest(action: string, changes: { head?: Record<string, unknown>; 
 describe('toBuildRequest of pull requests', () => {
   const HEAD = 'ec26c3e57ca3a959ca5aad62de7213c562f8c821';
 
-  test('maps synchronize onto a build of the head sha as refs/pull/<n>/head with the base branch\'s definitions', () => {
+  test("maps synchronize onto a build of the head sha as refs/pull/<n>/head with the base branch's definitions", () => {
     assert.deepEqual(toBuildRequest('pull_request', pullRequest('synchronize'), 'delivery-3'), {
       kind: 'build',
       request: {

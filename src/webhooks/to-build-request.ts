@@ -30,7 +30,10 @@ const PULL_REQUEST_BUILD_ACTIONS: ReadonlySet<string> = new Set(['opened', 'sync
 const MAX_PULL_REQUEST = 9_999_999_999;
 
 /** The repository a payload is about, with its owner and name checked, or why it cannot be built. */
-function toRepository(payload: Record<string, unknown>, event: string): { owner: string; repo: string; cloneUrl: string; defaultBranch: string | null } | Ignored {
+function toRepository(
+  payload: Record<string, unknown>,
+  event: string,
+): { owner: string; repo: string; cloneUrl: string; defaultBranch: string | null } | Ignored {
   const repository = payload['repository'];
   if (!isRecord(repository)) return ignored(`${event} without a repository`);
   const fullName = str(repository['full_name']) ?? '';

@@ -3,7 +3,15 @@ import { chromium, type Browser, type BrowserContextOptions, type Page } from 'p
 /** Debian's chromium (scripts/host-setup.sh installs it); playwright-core drives it, nothing is downloaded. */
 export const CHROMIUM = '/usr/bin/chromium';
 
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 
 /** Launches headless Chromium. */
 export function launchBrowser(): Promise<Browser> {

@@ -36,7 +36,11 @@ export interface FixtureServer {
  * Starts the fixture: config repository test/fixtures/config-repo, the widget project in a
  * new git repository, the GitHub stand-in as API, Docker and the Btrfs volume for real.
  */
-export async function startFixtureServer(name: string, overrides: ConfigInput = {}, serverOptions: { freeBytes?: (dir: string) => Promise<number> } = {}): Promise<FixtureServer> {
+export async function startFixtureServer(
+  name: string,
+  overrides: ConfigInput = {},
+  serverOptions: { freeBytes?: (dir: string) => Promise<number> } = {},
+): Promise<FixtureServer> {
   const dir = await makeTestDir(name);
   const github = await startGitHubStandIn();
   const repo = await createGitRepository(join(dir, 'widget'), join(FIXTURES, 'projects', 'widget'));
@@ -54,7 +58,11 @@ export async function startFixtureServer(name: string, overrides: ConfigInput = 
   };
   const config = loadConfig(input, {});
   const start = (changes?: ConfigInput) =>
-    startServer(changes === undefined ? config : loadConfig({ ...input, ...changes }, {}), { log: createLogger({ level: 'silent' }), webhookSecret: secret, ...serverOptions });
+    startServer(changes === undefined ? config : loadConfig({ ...input, ...changes }, {}), {
+      log: createLogger({ level: 'silent' }),
+      webhookSecret: secret,
+      ...serverOptions,
+    });
   const fixture: FixtureServer = {
     server: await start(),
     github,

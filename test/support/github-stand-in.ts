@@ -101,11 +101,7 @@ export interface GitHubStandInOptions {
 
 /** Stable codes of {@link GitHubStandInError}. */
 export type GitHubStandInErrorCode =
-  | 'GITHUB_STAND_IN_TIMEOUT'
-  | 'GITHUB_STAND_IN_CLOSED'
-  | 'GITHUB_STAND_IN_BAD_STATUS'
-  | 'GITHUB_STAND_IN_UNKNOWN_OPERATION'
-  | 'GITHUB_STAND_IN_SPEC_INVALID';
+  'GITHUB_STAND_IN_TIMEOUT' | 'GITHUB_STAND_IN_CLOSED' | 'GITHUB_STAND_IN_BAD_STATUS' | 'GITHUB_STAND_IN_UNKNOWN_OPERATION' | 'GITHUB_STAND_IN_SPEC_INVALID';
 
 /** Error raised by the stand-in itself (not by the server under test); match on `code`. */
 export class GitHubStandInError extends Error {
@@ -166,20 +162,28 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
     // GitHub refuses requests without a User-Agent before anything else:
     // https://docs.github.com/en/rest/using-the-rest-api/getting-started-with-the-rest-api#user-agent
     if (!headers['user-agent']) {
-      reject(res, { method, path, status: 403, errors: ['user-agent header is missing'] }, {
-        message:
-          'Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).',
-      });
+      reject(
+        res,
+        { method, path, status: 403, errors: ['user-agent header is missing'] },
+        {
+          message:
+            'Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required).',
+        },
+      );
       return;
     }
 
     const match = findOperation(catalogue, method, path);
     if (match === undefined) {
-      reject(res, { method, path, status: 404, errors: [`no operation matches ${method} ${path}`] }, {
-        message: 'Not Found',
-        documentation_url: DOCS_ROOT,
-        status: '404',
-      });
+      reject(
+        res,
+        { method, path, status: 404, errors: [`no operation matches ${method} ${path}`] },
+        {
+          message: 'Not Found',
+          documentation_url: DOCS_ROOT,
+          status: '404',
+        },
+      );
       return;
     }
     const { operation, params } = match;
@@ -187,21 +191,29 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
     const authorization = headers['authorization'];
     if (authorization === undefined || !AUTHORIZATION.test(authorization)) {
       const reason = authorization === undefined ? 'authorization header is missing' : 'authorization header is not "token X" or "Bearer X"';
-      reject(res, { method, path, status: 401, errors: [reason] }, {
-        message: authorization === undefined ? 'Requires authentication' : 'Bad credentials',
-        documentation_url: operation.documentationUrl,
-        status: '401',
-      });
+      reject(
+        res,
+        { method, path, status: 401, errors: [reason] },
+        {
+          message: authorization === undefined ? 'Requires authentication' : 'Bad credentials',
+          documentation_url: operation.documentationUrl,
+          status: '401',
+        },
+      );
       return;
     }
 
     const body = parseBody(operation, headers['content-type'], raw);
     if (!body.ok) {
-      reject(res, { method, path, status: 400, errors: [body.error] }, {
-        message: 'Problems parsing JSON',
-        documentation_url: operation.documentationUrl,
-        status: '400',
-      });
+      reject(
+        res,
+        { method, path, status: 400, errors: [body.error] },
+        {
+          message: 'Problems parsing JSON',
+          documentation_url: operation.documentationUrl,
+          status: '400',
+        },
+      );
       return;
     }
 
@@ -214,12 +226,16 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       return;
     }
     if (problems.length > 0) {
-      reject(res, { method, path, status: 422, errors: problems.map((p) => `${p.location}: ${p.field} ${p.message}`) }, {
-        message: 'Validation Failed',
-        errors: problems.map((p) => ({ resource: operation.operationId, code: p.code, field: p.field, message: p.message })),
-        documentation_url: operation.documentationUrl,
-        status: '422',
-      });
+      reject(
+        res,
+        { method, path, status: 422, errors: problems.map((p) => `${p.location}: ${p.field} ${p.message}`) },
+        {
+          message: 'Validation Failed',
+          errors: problems.map((p) => ({ resource: operation.operationId, code: p.code, field: p.field, message: p.message })),
+          documentation_url: operation.documentationUrl,
+          status: '422',
+        },
+      );
       return;
     }
 
@@ -509,7 +525,11 @@ function toOperation(template: string, method: string, raw: JsonObject, shared: 
 
 /** The lowest documented 2xx answer and its example; 200 with no body when only redirects are documented. */
 function toSuccess(responses: unknown): Operation['success'] {
-  const codes = isRecord(responses) ? Object.keys(responses).filter((code) => /^2\d\d$/.test(code)).sort() : [];
+  const codes = isRecord(responses)
+    ? Object.keys(responses)
+        .filter((code) => /^2\d\d$/.test(code))
+        .sort()
+    : [];
   const code = codes[0];
   // Archive and log downloads document only a 302 to a storage URL; answer as if it was followed.
   if (code === undefined || !isRecord(responses)) return { status: 200, contentType: 'application/octet-stream', example: '' };
@@ -638,13 +658,14 @@ function toJsonSchema(schema: JsonObject): JsonObject {
   const out: JsonObject = {};
   for (const [key, value] of Object.entries(schema)) {
     if (key === 'nullable' || key === 'example' || key === 'examples' || key.startsWith('x-')) continue;
-    out[key] = SUBSCHEMA_MAPS.has(key) && isRecord(value)
-      ? Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, isRecord(sub) ? toJsonSchema(sub) : sub]))
-      : SUBSCHEMA_LISTS.has(key) && Array.isArray(value)
-        ? value.map((sub: unknown) => (isRecord(sub) ? toJsonSchema(sub) : sub))
-        : SUBSCHEMA_KEYS.has(key) && isRecord(value)
-          ? toJsonSchema(value)
-          : value;
+    out[key] =
+      SUBSCHEMA_MAPS.has(key) && isRecord(value)
+        ? Object.fromEntries(Object.entries(value).map(([name, sub]) => [name, isRecord(sub) ? toJsonSchema(sub) : sub]))
+        : SUBSCHEMA_LISTS.has(key) && Array.isArray(value)
+          ? value.map((sub: unknown) => (isRecord(sub) ? toJsonSchema(sub) : sub))
+          : SUBSCHEMA_KEYS.has(key) && isRecord(value)
+            ? toJsonSchema(value)
+            : value;
   }
   if (schema['nullable'] !== true) return out;
   const type = out['type'];
@@ -668,7 +689,8 @@ function toProblems(location: Problem['location'], errors: ErrorObject[] | null 
     const missing = error.keyword === 'required' && typeof error.params['missingProperty'] === 'string' ? String(error.params['missingProperty']) : undefined;
     const pointer = error.instancePath === '' ? '' : error.instancePath.slice(1).replaceAll('/', '.');
     const field = missing === undefined ? pointer || '(root)' : [pointer, missing].filter((s) => s !== '').join('.');
-    const allowed = error.keyword === 'enum' && Array.isArray(error.params['allowedValues']) ? ` (${error.params['allowedValues'].map(String).join(', ')})` : '';
+    const allowed =
+      error.keyword === 'enum' && Array.isArray(error.params['allowedValues']) ? ` (${error.params['allowedValues'].map(String).join(', ')})` : '';
     const message = missing === undefined ? `${error.message ?? 'is invalid'}${allowed}` : 'is required';
     return { location, field, code: missing === undefined ? 'invalid' : 'missing_field', message };
   });

@@ -22,7 +22,16 @@ export function examplePayloads(event: string): Record<string, unknown>[] {
  * `ref` and `sha`, with `cloneUrl` as the repository's clone_url and `tree` as
  * `head_commit.tree_id` (left out when not given).
  */
-export function pushPayload(input: { owner: string; repo: string; ref: string; sha: string; tree?: string; before?: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
+export function pushPayload(input: {
+  owner: string;
+  repo: string;
+  ref: string;
+  sha: string;
+  tree?: string;
+  before?: string;
+  cloneUrl?: string;
+  defaultBranch?: string;
+}): Record<string, unknown> {
   const example = examplePayloads('push').find((p) => p['deleted'] === false && String(p['ref']).startsWith('refs/heads/'));
   if (example === undefined) throw new Error('no branch push among the example payloads');
   const repository = example['repository'] as Record<string, unknown>;
@@ -58,7 +67,10 @@ export function pushPayload(input: { owner: string; repo: string; ref: string; s
 }
 
 /** `repository` of an example payload rewritten to `owner/repo` with `cloneUrl` and `defaultBranch`. */
-function rewriteRepository(repository: Record<string, unknown>, input: { owner: string; repo: string; cloneUrl?: string; defaultBranch?: string }): Record<string, unknown> {
+function rewriteRepository(
+  repository: Record<string, unknown>,
+  input: { owner: string; repo: string; cloneUrl?: string; defaultBranch?: string },
+): Record<string, unknown> {
   const fullName = `${input.owner}/${input.repo}`;
   Object.assign(repository['owner'] as Record<string, unknown>, { login: input.owner });
   return Object.assign(repository, {

@@ -141,7 +141,13 @@ export function parseAnsi(line) {
     if (text === '') return;
     const previous = segments.at(-1);
     const next = toSegment(text, style, href);
-    if (previous && previous.href === next.href && previous.color === next.color && previous.background === next.background && previous.classes.join(' ') === next.classes.join(' ')) {
+    if (
+      previous &&
+      previous.href === next.href &&
+      previous.color === next.color &&
+      previous.background === next.background &&
+      previous.classes.join(' ') === next.classes.join(' ')
+    ) {
       previous.text += text;
     } else {
       segments.push(next);

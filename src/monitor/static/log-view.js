@@ -300,6 +300,8 @@ export class LogView {
     }
     this.rows.replaceChildren(...rows);
     const last = this.windowEnd - 1;
-    this.onStatus(this.lines.length === 0 ? 'no lines yet' : `lines ${this.first}–${last} of ${this.total}${this.first > 1 ? ' · scroll up for earlier ones' : ''}`);
+    this.onStatus(
+      this.lines.length === 0 ? 'no lines yet' : `lines ${this.first}–${last} of ${this.total}${this.first > 1 ? ' · scroll up for earlier ones' : ''}`,
+    );
   }
 }

@@ -118,7 +118,11 @@ function buildLink(build) {
 
 /** @param {BuildView} build */
 function matchesHistory(build) {
-  return (watch.repo === undefined || build.repo === watch.repo) && (watch.ref === undefined || build.ref === watch.ref) && (watch.state === undefined || build.state === watch.state);
+  return (
+    (watch.repo === undefined || build.repo === watch.repo) &&
+    (watch.ref === undefined || build.ref === watch.ref) &&
+    (watch.state === undefined || build.state === watch.state)
+  );
 }
 
 /** @param {BuildView} build @param {(Node | string)[]} cells */
@@ -139,9 +143,25 @@ function renderRunning() {
       card.dataset['buildId'] = build.id;
       card.dataset['state'] = build.state;
       const tail = tails.get(build.id)?.lines ?? [];
-      const pre = el('pre', { className: 'tail' }, tail.map((line) => el('div', { className: 'tail-line' }, [renderLineText(line)])));
+      const pre = el(
+        'pre',
+        { className: 'tail' },
+        tail.map((line) => el('div', { className: 'tail-line' }, [renderLineText(line)])),
+      );
       card.append(
-        el('header', {}, [stateBadge(build), ' ', el('strong', { text: build.repo }), ' ', buildLink(build), ' ', el('code', { text: shortRef(build.ref) }), ' ', el('code', { className: 'muted', text: build.sha.slice(0, 10) }), ' ', el('span', { className: 'muted', text: `running ${duration(build.startedAt, null)}` })]),
+        el('header', {}, [
+          stateBadge(build),
+          ' ',
+          el('strong', { text: build.repo }),
+          ' ',
+          buildLink(build),
+          ' ',
+          el('code', { text: shortRef(build.ref) }),
+          ' ',
+          el('code', { className: 'muted', text: build.sha.slice(0, 10) }),
+          ' ',
+          el('span', { className: 'muted', text: `running ${duration(build.startedAt, null)}` }),
+        ]),
         pre,
       );
       return card;
@@ -165,14 +185,25 @@ function renderHistory() {
       .filter((b) => b !== undefined)
       .map((build) => {
         const reuse = [build.cached ? 'cached' : '', build.coalesced ? 'coalesced' : '', build.incremental ? 'incremental' : ''].filter(Boolean).join(', ');
-        return row(build, [stateBadge(build), build.repo, shortRef(build.ref), buildLink(build), el('code', { text: build.sha.slice(0, 10) }), ago(build.queuedAt), duration(build.startedAt, build.finishedAt), reuse, el('span', { className: 'muted', text: build.description ?? '' })]);
+        return row(build, [
+          stateBadge(build),
+          build.repo,
+          shortRef(build.ref),
+          buildLink(build),
+          el('code', { text: build.sha.slice(0, 10) }),
+          ago(build.queuedAt),
+          duration(build.startedAt, build.finishedAt),
+          reuse,
+          el('span', { className: 'muted', text: build.description ?? '' }),
+        ]);
       }),
   );
 }
 
 function renderConfig() {
   if (config === null) return;
-  byId('config-status').textContent = `definitions: ${config.source}${config.sha === null ? '' : ` at ${config.sha.slice(0, 12)}`} (${config.files} file${config.files === 1 ? '' : 's'}) · ${config.concurrency} at once`;
+  byId('config-status').textContent =
+    `definitions: ${config.source}${config.sha === null ? '' : ` at ${config.sha.slice(0, 12)}`} (${config.files} file${config.files === 1 ? '' : 's'}) · ${config.concurrency} at once`;
   const errors = config.errors;
   const box = byId('config-errors');
   box.hidden = errors === null;
@@ -180,7 +211,11 @@ function renderConfig() {
   const title = `config revision ${errors.sha === null ? '' : `${errors.sha.slice(0, 12)} `}refused ${ago(errors.at)}; the definitions above stay active`;
   box.replaceChildren(
     el('strong', { text: title }),
-    el('ul', {}, errors.problems.map((p) => el('li', { text: `${p.file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}` }))),
+    el(
+      'ul',
+      {},
+      errors.problems.map((p) => el('li', { text: `${p.file}${p.line === null ? '' : `:${p.line}`}: ${p.key === '' ? '' : `${p.key}: `}${p.message}` })),
+    ),
     ...(errors.more > 0 ? [el('span', { className: 'muted', text: `and ${errors.more} more (GET /api/config)` })] : []),
   );
 }
