@@ -82,11 +82,10 @@ export function createApp(deps: AppDeps): Koa {
       configRepository: deps.configRepository,
       log: deps.log.child({ component: 'webhooks' }),
     }),
-    // before the build routes: these own every /api/artifacts and /api/builds/:id/artifacts route
     createArtifactRoutes({ access, store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),
     createConfigRoutes({ access, configRepository: deps.configRepository }),
-    createBuildRoutes({ access, store: deps.store, logs: deps.logs, artifacts: deps.artifacts, publicUrl: deps.publicUrl }),
+    createBuildRoutes({ access, store: deps.store, logs: deps.logs, publicUrl: deps.publicUrl }),
     createLogRoutes({ access, store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createMonitorRoutes({ access, socketToken: deps.pageAuth.socketToken }),
     createBadgeRoutes({ access, store: deps.store }),

@@ -1,8 +1,5 @@
-import { createReadStream } from 'node:fs';
 import Router from '@koa/router';
 import { z } from 'zod';
-import type { ArtifactStore } from '../artifacts/artifact-store.js';
-import { isDigest } from '../artifacts/artifact-store.js';
 import type { Build } from '../builds/build.js';
 import { assertBuildId, type BuildLogs } from '../builds/build-log.js';
 import { AppError } from '../errors.js';
@@ -73,11 +70,11 @@ export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: 
 /**
  * The read side of the HTTP contract (DESIGN §6): `GET /api/builds` (filters `repo`, `ref` or
  * `branch`, `state`; pages of `limit` with `cursor`), `/api/builds/:id`, the seed's
- * `/build/status` (running builds) and `/build/history` (the last 25), `/api/artifacts/:digest`
- * and the HTML page `/builds/:id`.
+ * `/build/status` (running builds) and `/build/history` (the last 25), and the HTML page
+ * `/builds/:id`. Artifacts are served by artifact-routes.ts, logs by log-routes.ts.
  */
-export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; artifacts: ArtifactStore; publicUrl: string }): Router {
-  const { access, store, logs, artifacts, publicUrl } = deps;
+export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; publicUrl: string }): Router {
+  const { access, store, logs, publicUrl } = deps;
   const router = new Router();
   const find = (id: string): Build => {
     const build = store.get(assertBuildId(id));
@@ -119,22 +116,6 @@ export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore
 
   router.get('/build/history', access.protected, (ctx) => {
     ctx.body = { builds: views(store.list({ limit: HISTORY_LENGTH })) };
-  });
-
-  router.get('/api/artifacts/:digest', access.open, async (ctx) => {
-    const digest = ctx.params['digest'] ?? '';
-    if (!isDigest(digest)) throw new AppError('BAD_REQUEST', 'a digest is 64 lowercase hex characters (sha256)', { status: 400 });
-    const stored = await artifacts.stat(digest);
-    if (stored === null) throw new AppError('NOT_FOUND', `no artifact sha256:${digest}`, { status: 404 });
-    ctx.set('ETag', `"${digest}"`);
-    ctx.set('Cache-Control', 'public, max-age=31536000, immutable');
-    if (ctx.get('If-None-Match') === `"${digest}"`) {
-      ctx.status = 304;
-      return;
-    }
-    ctx.type = 'application/octet-stream';
-    ctx.length = stored.size;
-    ctx.body = createReadStream(artifacts.pathOf(digest));
   });
 
   router.get('/builds/:id', access.protected, async (ctx) => {
