@@ -2,7 +2,6 @@ import { createReadStream } from 'node:fs';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { create as contentDisposition } from 'content-disposition';
-import parseRange from 'range-parser';
 import { isDigest, type ArtifactStore } from '../artifacts/artifact-store.js';
 import type { Build } from '../builds/build.js';
 import { assertBuildId } from '../builds/build-log.js';
@@ -10,6 +9,7 @@ import { assertRepoName, parseRef } from '../builds/refs.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
 import type { RouteGuards } from './route-access.js';
+import { sendByteRange } from './send-byte-range.js';
 
 /**
  * Sends a stored artifact: `ETag` = the digest, immutable caching (content-addressed bytes
@@ -30,24 +30,9 @@ async function sendArtifact(ctx: Context, artifacts: ArtifactStore, digest: stri
     return;
   }
   ctx.type = 'application/octet-stream';
-  const header = ctx.get('Range');
   // If-Range with another validator means the client's copy is stale: send everything
   const ifRange = ctx.get('If-Range');
-  if (header !== '' && (ifRange === '' || ifRange === `"${digest}"`)) {
-    const ranges = parseRange(stored.size, header, { combine: true });
-    if (ranges === -1) {
-      ctx.set('Content-Range', `bytes */${stored.size}`);
-      throw new AppError('BAD_REQUEST', `range not satisfiable for ${stored.size} bytes`, { status: 416 });
-    }
-    const range = ranges !== -2 && ranges.type === 'bytes' && ranges.length === 1 ? ranges[0] : undefined;
-    if (range !== undefined) {
-      ctx.status = 206;
-      ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${stored.size}`);
-      ctx.length = range.end - range.start + 1;
-      ctx.body = createReadStream(artifacts.pathOf(digest), { start: range.start, end: range.end });
-      return;
-    }
-  }
+  if ((ifRange === '' || ifRange === `"${digest}"`) && sendByteRange(ctx, { path: artifacts.pathOf(digest), size: stored.size })) return;
   ctx.length = stored.size;
   ctx.body = createReadStream(artifacts.pathOf(digest));
 }

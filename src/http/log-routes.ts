@@ -2,7 +2,6 @@ import { createReadStream } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import parseRange from 'range-parser';
 import { z } from 'zod';
 import type { Build } from '../builds/build.js';
 import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
@@ -13,6 +12,7 @@ import type { BuildStore } from '../store/build-store.js';
 import { toBuildView } from './build-view.js';
 import { toServerSentEvent } from './server-sent-events.js';
 import type { RouteGuards } from './route-access.js';
+import { sendByteRange } from './send-byte-range.js';
 
 const linesQuery = z.union([
   z.object({ tail: z.coerce.number().int().min(0).max(10_000) }).strict(),
@@ -153,22 +153,7 @@ export function createLogRoutes(deps: {
     const size = stat?.size ?? 0;
     ctx.set('Accept-Ranges', 'bytes');
     ctx.set('Cache-Control', 'no-cache');
-    const header = ctx.get('Range');
-    if (header !== '' && stat !== null) {
-      const ranges = parseRange(size, header, { combine: true });
-      if (ranges === -1) {
-        ctx.set('Content-Range', `bytes */${size}`);
-        throw new AppError('BAD_REQUEST', `range not satisfiable for ${size} bytes`, { status: 416 });
-      }
-      const range = ranges !== -2 && ranges.type === 'bytes' && ranges.length === 1 ? ranges[0] : undefined;
-      if (range !== undefined) {
-        ctx.status = 206;
-        ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
-        ctx.length = range.end - range.start + 1;
-        ctx.body = createReadStream(logs.pathOf(build.id), { start: range.start, end: range.end });
-        return;
-      }
-    }
+    if (stat !== null && sendByteRange(ctx, { path: logs.pathOf(build.id), size })) return;
     if (stat === null || size === 0) {
       ctx.body = '';
       return;
