@@ -1,11 +1,12 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import type { Build } from '../builds/build.js';
-import { assertBuildId, type BuildLogs } from '../builds/build-log.js';
+import type { BuildLogs } from '../builds/build-log.js';
 import { AppError } from '../errors.js';
 import type { BuildQuery, BuildStore } from '../store/build-store.js';
 import { renderBuildPage, sendPage } from './build-page.js';
 import { toBuildView } from './build-view.js';
+import { findBuild } from './find-build.js';
 import type { RouteGuards } from './route-access.js';
 
 const listQuery = z
@@ -76,11 +77,6 @@ export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: 
 export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; publicUrl: string }): Router {
   const { access, store, logs, publicUrl } = deps;
   const router = new Router();
-  const find = (id: string): Build => {
-    const build = store.get(assertBuildId(id));
-    if (build === null) throw new AppError('NOT_FOUND', `no build ${id}`, { status: 404 });
-    return build;
-  };
   const views = (builds: Build[]) => builds.map((b) => toBuildView(b, publicUrl));
 
   router.get('/api/builds', access.protected, (ctx) => {
@@ -107,7 +103,7 @@ export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore
   });
 
   router.get('/api/builds/:id', access.protected, (ctx) => {
-    ctx.body = toBuildView(find(ctx.params['id'] ?? ''), publicUrl);
+    ctx.body = toBuildView(findBuild(store, ctx.params['id'] ?? ''), publicUrl);
   });
 
   router.get('/build/status', access.protected, (ctx) => {
@@ -119,7 +115,7 @@ export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore
   });
 
   router.get('/builds/:id', access.protected, async (ctx) => {
-    const build = find(ctx.params['id'] ?? '');
+    const build = findBuild(store, ctx.params['id'] ?? '');
     const tail = (await logs.readLines(build.id, { tail: NOSCRIPT_LINES })) ?? { start: 1, lines: [] };
     sendPage(ctx, renderBuildPage(toBuildView(build, publicUrl), tail));
   });

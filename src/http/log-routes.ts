@@ -5,11 +5,12 @@ import type { Context } from 'koa';
 import { z } from 'zod';
 import type { Build } from '../builds/build.js';
 import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
-import { assertBuildId, MAX_LINE_BYTES, type BuildLogs } from '../builds/build-log.js';
+import { MAX_LINE_BYTES, type BuildLogs } from '../builds/build-log.js';
 import { createLineSplitter, toShownLine, type SplitLine } from '../builds/line-splitter.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
 import { toBuildView } from './build-view.js';
+import { findBuild } from './find-build.js';
 import { toServerSentEvent } from './server-sent-events.js';
 import type { RouteGuards } from './route-access.js';
 import { sendByteRange } from './send-byte-range.js';
@@ -60,11 +61,6 @@ export function createLogRoutes(deps: {
   const { store, logs, events, publicUrl } = deps;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const router = new Router();
-  const find = (id: string): Build => {
-    const build = store.get(assertBuildId(id));
-    if (build === null) throw new AppError('NOT_FOUND', `no build ${id}`, { status: 404 });
-    return build;
-  };
 
   /** Aborts when the client goes away, so followers stop waiting for lines nobody reads. */
   const closedSignal = (ctx: Context): AbortSignal => {
@@ -137,7 +133,7 @@ export function createLogRoutes(deps: {
   }
 
   router.get('/api/builds/:id/log', deps.access.protected, async (ctx) => {
-    const build = find(ctx.params['id'] ?? '');
+    const build = findBuild(store, ctx.params['id'] ?? '');
     ctx.set('X-Content-Type-Options', 'nosniff');
     if (ctx.get('Accept').includes('text/event-stream')) {
       streamEvents(ctx, build);
@@ -163,7 +159,7 @@ export function createLogRoutes(deps: {
   });
 
   router.get('/api/builds/:id/log/lines', deps.access.protected, async (ctx) => {
-    const build = find(ctx.params['id'] ?? '');
+    const build = findBuild(store, ctx.params['id'] ?? '');
     const parsed = linesQuery.safeParse(ctx.query);
     if (!parsed.success) throw new AppError('BAD_REQUEST', 'give ?tail=N, or ?start=N with an optional &count=M (each at most 10000)', { status: 400 });
     const lines = await logs.readLines(build.id, parsed.data);
