@@ -13,6 +13,9 @@ export interface BuildEventMap {
 /** The names of {@link BuildEventMap}. */
 export type BuildEventName = keyof BuildEventMap;
 
+/** Every {@link BuildEventName}, in the order of a build's life: for listeners that follow all of them. */
+export const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started', 'build.updated', 'build.finished'];
+
 /**
  * The build event bus: the coordinator emits, the monitor, metrics and tests listen.
  * Listeners run synchronously in emit order and must not throw.

@@ -5,4 +5,4 @@ export { createBuildLogs, assertBuildId, type BuildLogs, type BuildLogWriter } f
 export { createCheckout, toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 export { createCoordinator, createBuildId, CONTAINER_WORKDIR, type Coordinator, type SubmitResult } from './coordinator.js';
 export { parseRef, isBuildableRef, assertRepoName, isSha, type ParsedRef } from './refs.js';
-export { createBuildEvents, type BuildEvents, type BuildEventMap, type BuildEventName } from './build-events.js';
+export { createBuildEvents, BUILD_EVENTS, type BuildEvents, type BuildEventMap, type BuildEventName } from './build-events.js';

@@ -4,7 +4,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
 import type { Build } from '../builds/build.js';
-import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
+import { BUILD_EVENTS, type BuildEvents } from '../builds/build-events.js';
 import { MAX_LINE_BYTES, type BuildLogs } from '../builds/build-log.js';
 import { createLineSplitter, toShownLine, type SplitLine } from '../builds/line-splitter.js';
 import { AppError } from '../errors.js';
@@ -36,8 +36,6 @@ function resumeOffset(ctx: Context): number {
   if (header !== '' || query !== undefined) throw new AppError('BAD_REQUEST', 'a resume offset is a byte offset: digits only', { status: 400 });
   return 0;
 }
-
-const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started', 'build.updated', 'build.finished'];
 
 /**
  * The build log over HTTP:
