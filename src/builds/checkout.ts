@@ -1,8 +1,9 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GitPluginError, simpleGit, type SimpleGit } from 'simple-git';
+import { GitPluginError, type SimpleGit } from 'simple-git';
 import { withoutCredentials } from '../config-repo/config-repository.js';
 import { AppError, toMessage } from '../errors.js';
+import { createHardenedGit } from '../git/hardened-git.js';
 import { createSerializeByKey } from '../serialize-by-key.js';
 import { toPathSegment } from '../snapshots/workspaces.js';
 import { isSha } from './refs.js';
@@ -108,23 +109,7 @@ export function createCheckout(options: {
   const serial = createSerializeByKey();
   const timeoutMs = options.timeoutMs ?? 600_000;
   const authFor = (url: string): Record<string, string> => gitAuthEnv(url, options.token);
-  const git = (baseDir?: string, env?: Record<string, string>, signal?: AbortSignal): SimpleGit => {
-    // Hooks off and no fsmonitor, whatever a repository says: simple-git guards these keys
-    // because they can run programs; here they are set to values that run nothing.
-    const g = simpleGit({
-      ...(baseDir === undefined ? {} : { baseDir }),
-      ...(signal === undefined ? {} : { abort: signal }),
-      timeout: { block: timeoutMs },
-      // Over http, the transfer is done by a remote helper that stopping git does not stop: curl
-      // gives up on its own after as long without data (a remote that accepts and never answers).
-      config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false', 'http.lowSpeedLimit=1', `http.lowSpeedTime=${Math.max(1, Math.round(timeoutMs / 1000))}`],
-      // GIT_CONFIG_COUNT carries only the token header of authFor, never payload data
-      unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true },
-      // the work tree and index are set per call; the mirror is ours, never a workspace's
-      allowEnvironment: ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
-    });
-    return env === undefined ? g : g.env({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...env });
-  };
+  const git = (baseDir?: string, env?: Record<string, string>, signal?: AbortSignal): SimpleGit => createHardenedGit({ baseDir, env, signal, timeoutMs });
 
   async function ensureMirror(owner: string, repo: string): Promise<string> {
     const dir = join(options.mirrorsDir, toPathSegment(owner), `${toPathSegment(repo)}.git`);

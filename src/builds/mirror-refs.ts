@@ -1,7 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import type { SimpleGit } from 'simple-git';
 import { AppError, toMessage } from '../errors.js';
+import { createHardenedGit } from '../git/hardened-git.js';
 import { toPathSegment } from '../snapshots/workspaces.js';
 import { isSha } from './refs.js';
 
@@ -29,7 +30,7 @@ export interface MirrorRefs {
 export function createMirrorRefs(options: { mirrorsDir: string }): MirrorRefs {
   const mirrorOf = (owner: string, repo: string) => join(options.mirrorsDir, toPathSegment(owner), `${toPathSegment(repo)}.git`);
   // the mirror is ours, but hooks (reference-transaction) stay off whatever its config says
-  const git = (dir: string): SimpleGit => simpleGit({ baseDir: dir, config: ['core.hooksPath=/dev/null'], unsafe: { allowUnsafeHooksPath: true } });
+  const git = (dir: string): SimpleGit => createHardenedGit({ baseDir: dir });
   const dirs = async (dir: string) =>
     (await readdir(dir, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err)))).filter((e) =>
       e.isDirectory(),

@@ -269,6 +269,23 @@ describe('config repository in git mode', () => {
     }
   });
 
+  test('a fetch with the token header in its environment (GIT_CONFIG_*) reads the repository', async () => {
+    const sha = await commitAndPush({ 'acme/widget/token.yaml': definition('token.txt') }, 'read with a token header');
+    const withToken = createConfigRepository({
+      source: {
+        kind: 'git',
+        url: `file://${bare}`,
+        branch: 'main',
+        gitDir: join(tmp, 'data', 'token.git'),
+        env: { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: 'Authorization: Basic dGVzdA==' },
+      },
+      log,
+    });
+    const outcome = await withToken.reload('start');
+    assert.equal(outcome.outcome, 'activated', JSON.stringify(outcome.problems));
+    assert.equal(outcome.sha, sha);
+  });
+
   test('a URL with credentials is shown and reported without them', async () => {
     const secret = createConfigRepository({
       source: { kind: 'git', url: `https://x-access-token:ghp_SECRET@127.0.0.1:1/acme/config.git`, branch: 'main', gitDir: join(tmp, 'data', 'secret.git') },

@@ -2,9 +2,10 @@ import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import type { SimpleGit } from 'simple-git';
 import { parseRef } from '../builds/refs.js';
 import { AppError, toMessage } from '../errors.js';
+import { createHardenedGit } from '../git/hardened-git.js';
 import type { Logger } from '../logger.js';
 import {
   buildSnapshot,
@@ -210,16 +211,7 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
   let parseCache: ParseCache = new Map();
   const listeners: ((outcome: ReloadOutcome, status: ConfigStatus) => void)[] = [];
 
-  const git = (): SimpleGit => {
-    const g = simpleGit({
-      baseDir: root,
-      config: ['core.hooksPath=/dev/null', 'core.fsmonitor=false'],
-      unsafe: { allowUnsafeHooksPath: true, allowUnsafeFsMonitor: true, allowUnsafeConfigEnvCount: true },
-    });
-    return source.kind === 'git' && source.env !== undefined
-      ? g.env({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/', ...source.env })
-      : g;
-  };
+  const git = (): SimpleGit => createHardenedGit({ baseDir: root, env: source.kind === 'git' ? source.env : undefined });
 
   async function readRevision(): Promise<Revision> {
     if (source.kind === 'directory') {

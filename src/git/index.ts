@@ -1,0 +1,1 @@
+export { createHardenedGit, type HardenedGitOptions } from './hardened-git.js';
