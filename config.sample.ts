@@ -142,9 +142,10 @@ const config: ConfigInput = {
   // `deadRefHeadSeconds` (3 days), unless it is built again meanwhile.
   retention: { keepPerBranch: 20, intervalSeconds: 3600, artifactGraceSeconds: 3600, deadRefHeadSeconds: 259_200 },
 
-  // Who may see the build pages: with `credentials`, /monitor, /builds/…, /api/builds… and
-  // /build/… need HTTP Basic authentication (and so does the monitor's socket); webhooks
-  // (signed), /healthz, /metrics, badges and artifacts by digest stay open. The monitor's
+  // Who may see the build pages: with `credentials`, /monitor, /builds/…, /build/…, /api/builds…,
+  // /api/repos/…/artifacts/…, /api/queue, /api/config… and /api/webhooks need HTTP Basic
+  // authentication or the API token (and so does the monitor's socket); webhooks (signed),
+  // /healthz, /metrics, badges, /assets/… and /api/artifacts/<digest> stay open. The monitor's
   // socket only accepts browsers from this server's own origin (publicUrl and the listen
   // address) and from `allowedOrigins`. Keep the password out of this file: read it from
   // the environment, e.g. `password: process.env.AUTOBUILDER_PAGES_PASSWORD ?? ''`.

@@ -9,7 +9,11 @@ export interface PageCredentials {
 
 /**
  * Who may see the pages, the reads behind them and the monitor's socket. Which routes need it
- * is said by each route (`protected`, see route-access.ts), never by matching paths here.
+ * is said by each route (`protected`, see route-access.ts), never by matching paths here. The
+ * routes that never ask for it are the `open` ones: `POST /hooks/github` (its signature is
+ * the check), `/healthz`, `/metrics`, the badges (`/badge/…svg`), the static `/assets/:name`
+ * and artifacts by digest (`/api/artifacts/:digest`, unguessable); the writes (`token`) need
+ * the API token instead.
  */
 export interface PageAuth {
   /** True when an `Authorization` header carries the page credentials; always true when none are configured. */
