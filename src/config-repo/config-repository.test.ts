@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { isAppError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { createConfigRepository, type ConfigRepository } from './config-repository.js';
-import { MAX_DEFINITION_BYTES } from './definition.js';
+import { MAX_DEFINITION_BYTES } from './decode-definition-bytes.js';
 
 const log = createLogger({ level: 'silent' });
 

@@ -18,7 +18,8 @@ import {
   type RevisionFile,
   type SnapshotIndex,
 } from './config-snapshot.js';
-import { MAX_DEFINITION_BYTES, type DefinitionProblem } from './definition.js';
+import { MAX_DEFINITION_BYTES } from './decode-definition-bytes.js';
+import type { DefinitionProblem } from './definition-error.js';
 
 export type { DefinitionLookup, ConfigSnapshot, MatchCandidate } from './config-snapshot.js';
 

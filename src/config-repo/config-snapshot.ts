@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import picomatch from 'picomatch';
 import { assertRepoName, parseRef } from '../builds/refs.js';
 import { AppError, toMessage } from '../errors.js';
-import { DefinitionError, MAX_DEFINITION_BYTES, parseDefinitionDocument, type BuildDefinition, type DefinitionProblem, type Trigger } from './definition.js';
+import { MAX_DEFINITION_BYTES } from './decode-definition-bytes.js';
+import { parseDefinitionDocument, type BuildDefinition, type Trigger } from './definition.js';
+import { DefinitionError, type DefinitionProblem } from './definition-error.js';
 
 /** Most definition files one revision of the config repository may hold. */
 export const MAX_DEFINITION_FILES = 10_000;

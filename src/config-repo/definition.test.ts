@@ -3,15 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isAppError } from '../errors.js';
-import {
-  DefinitionError,
-  MAX_COLLECTION_ENTRIES,
-  MAX_DEFINITION_BYTES,
-  MAX_DEFINITION_DEPTH,
-  decodeDefinitionBytes,
-  parseDefinitionDocument,
-  parseDefinitionFile,
-} from './definition.js';
+import { decodeDefinitionBytes, MAX_DEFINITION_BYTES } from './decode-definition-bytes.js';
+import { parseDefinitionDocument, parseDefinitionFile } from './definition.js';
+import { DefinitionError } from './definition-error.js';
+import { MAX_COLLECTION_ENTRIES, MAX_DEFINITION_DEPTH } from './read-definition-yaml.js';
 
 const FILE = 'acme/widget/main.yaml';
 

@@ -1,12 +1,6 @@
-export {
-  parseDefinitionFile,
-  parseDefinitionDocument,
-  MAX_DEFINITION_BYTES,
-  type BuildDefinition,
-  type DefinitionDocument,
-  type DefinitionProblem,
-  type Trigger,
-} from './definition.js';
+export { parseDefinitionFile, parseDefinitionDocument, type BuildDefinition, type DefinitionDocument, type Trigger } from './definition.js';
+export { DefinitionError, formatProblem, type DefinitionProblem } from './definition-error.js';
+export { decodeDefinitionBytes, MAX_DEFINITION_BYTES } from './decode-definition-bytes.js';
 export {
   createConfigRepository,
   type ConfigRepository,
