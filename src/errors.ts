@@ -20,6 +20,7 @@ export type AppErrorCode =
   | 'GIT_FAILED'
   | 'SNAPSHOT_FAILED'
   | 'CONTAINER_FAILED'
+  | 'ILLEGAL_TRANSITION'
   | 'INTERNAL';
 
 /**

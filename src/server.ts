@@ -266,6 +266,7 @@ export async function startServer(
     publicUrl,
     allowedOrigins: [url, publicUrl, ...config.pages.allowedOrigins],
     concurrency: config.jobConcurrency,
+    queue: () => coordinator.queueInfo(),
     configSource: toConfigSource(config.configRepository),
     configRepository,
     log: log.child({ component: 'monitor' }),

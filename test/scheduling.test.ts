@@ -224,3 +224,67 @@ describe('scheduling, control API, timeouts, hardening and restarts', () => {
     }
   });
 });
+
+describe('back-pressure counts every build that waits', () => {
+  let f: FixtureServer;
+  before(async () => {
+    f = await startFixtureServer('backlog', { jobConcurrency: 1, jobBacklog: 1, api: { token: TOKEN } });
+  });
+  after(async () => {
+    await f.close({ graceMs: 0 });
+  });
+
+  test('four manual builds 700 ms apart (one slot, backlog 1, one commit on four branches): 202, 202, 503, 503, and /api/queue lists the waiting one', async () => {
+    for (const name of ['queue/a', 'queue/b', 'queue/c', 'queue/d']) await f.repo.branch(name);
+    const answers: Response[] = [];
+    for (const name of ['queue/a', 'queue/b', 'queue/c', 'queue/d']) {
+      if (answers.length > 0) await new Promise((r) => setTimeout(r, 700));
+      answers.push(
+        await fetch(`${f.server.url}/api/builds`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+          body: JSON.stringify({ repo: 'acme/widget', ref: `refs/heads/${name}` }),
+        }),
+      );
+    }
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      [202, 202, 503, 503],
+    );
+    for (const refused of answers.slice(2)) {
+      assert.equal(refused.headers.get('retry-after'), '30');
+      assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'BACKLOG_FULL');
+    }
+    const [first, second] = await Promise.all(answers.slice(0, 2).map(async (r) => ((await r.json()) as { builds: BuildView[] }).builds[0]));
+    assert.ok(first && second);
+    const queue = (await (await fetch(`${f.server.url}/api/queue`)).json()) as {
+      running: string[];
+      waiting: { buildId: string; waitsFor: string; joined: string | null; build: BuildView | null }[];
+    };
+    assert.deepEqual(queue.running, [first.id]);
+    assert.deepEqual(
+      queue.waiting.map((w) => [w.buildId, w.waitsFor, w.joined, w.build?.state]),
+      [[second.id, 'build', first.id, 'queued']],
+    );
+    const stored = await f.builds();
+    assert.deepEqual(
+      stored.filter((b) => b.state === 'queued').map((b) => b.id),
+      [second.id],
+      'the store holds no other queued build',
+    );
+
+    // cancelling the running build hands it over to the one that joined it: that one runs now
+    const cancel = (id: string) => fetch(`${f.server.url}/api/builds/${id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal((await cancel(first.id)).status, 200);
+    const takenOver = await (async () => {
+      for (let i = 0; i < 200; i++) {
+        const b = (await f.builds()).find((x) => x.id === second.id);
+        if (b?.state === 'running') return b;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('the joined build never ran');
+    })();
+    assert.equal(takenOver.coalesced, false);
+    assert.equal((await cancel(second.id)).status, 200);
+  });
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CACHE_INPUT_NAMES, diffCacheInputs, toCacheInputs, toCacheKey, toCanonicalJson } from './cache-key.js';
+import { CACHE_INPUT_NAMES, diffCacheInputs, SCRIPT_NOT_YET_READ, toCacheInputs, toCacheKey, toCanonicalJson } from './cache-key.js';
 
 const at = { repository: 'acme/widget' };
 const base = {
@@ -18,7 +18,7 @@ describe('cache key', () => {
     assert.equal(toCacheKey(toCacheInputs(structuredClone(base)), at), key);
   });
 
-  test('changes when any single input changes', () => {
+  test('changes when any single input but the script changes; the diff names each', () => {
     const key = toCacheKey(toCacheInputs(base), at);
     const variants = {
       tree: { ...base, tree: 'd'.repeat(40) },
@@ -29,9 +29,17 @@ describe('cache key', () => {
     };
     for (const name of CACHE_INPUT_NAMES) {
       const inputs = toCacheInputs(variants[name]);
-      assert.notEqual(toCacheKey(inputs, at), key, `${name} must change the key`);
+      if (name === 'script') assert.equal(toCacheKey(inputs, at), key, 'the tree fixes the script: its blob is not keyed');
+      else assert.notEqual(toCacheKey(inputs, at), key, `${name} must change the key`);
       assert.deepEqual(diffCacheInputs(toCacheInputs(base), inputs), [name]);
     }
+  });
+
+  test('a build decided from a tree id before its script was read has the same key, and its script differs from nothing', () => {
+    const unread = toCacheInputs({ ...base, scriptBlob: SCRIPT_NOT_YET_READ });
+    assert.equal(toCacheKey(unread, at), toCacheKey(toCacheInputs(base), at));
+    assert.deepEqual(diffCacheInputs(toCacheInputs(base), unread), []);
+    assert.deepEqual(diffCacheInputs(unread, toCacheInputs({ ...base, scriptBlob: SCRIPT_NOT_YET_READ, tree: 'd'.repeat(40) })), ['tree']);
   });
 
   test('does not depend on the order of env keys', () => {

@@ -12,7 +12,11 @@ export interface CacheInputs {
   definition: string;
   /** id of the image the script runs in (`sha256:…`), not its tag */
   image: string;
-  /** git blob id of the build script at the commit, or `missing` */
+  /**
+   * git blob id of the build script at the commit, `missing`, or {@link SCRIPT_NOT_YET_READ}
+   * until the commit is fetched. The tree fixes it, so it is not part of the cache key: it
+   * is kept to say what changed between two builds.
+   */
   script: string;
   /** sha256 of the build's environment */
   env: string;
@@ -21,11 +25,14 @@ export interface CacheInputs {
 /** The names of {@link CacheInputs}, in a fixed order. */
 export const CACHE_INPUT_NAMES = ['tree', 'definition', 'image', 'script', 'env'] as const satisfies readonly (keyof CacheInputs)[];
 
+/** The `script` input of a build decided from a push payload's tree id before its commit was fetched. */
+export const SCRIPT_NOT_YET_READ = 'not yet read';
+
 /**
  * Version of the key's encoding: changing what goes into a key must change this.
- * 2: the repository is part of every key.
+ * 2: the repository is part of every key. 3: the script's blob is not (the tree fixes it).
  */
-const KEY_VERSION = 2;
+const KEY_VERSION = 3;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
@@ -77,12 +84,15 @@ export function toCacheInputs(input: {
  */
 export function toCacheKey(inputs: CacheInputs, where: { repository: string; scope?: string | undefined }): string {
   const repository = where.repository.toLowerCase();
+  const { script: _script, ...keyed } = inputs;
   return sha256(
-    toCanonicalJson(where.scope === undefined ? { v: KEY_VERSION, repository, ...inputs } : { v: KEY_VERSION, repository, ...inputs, scope: where.scope }),
+    toCanonicalJson(where.scope === undefined ? { v: KEY_VERSION, repository, ...keyed } : { v: KEY_VERSION, repository, ...keyed, scope: where.scope }),
   );
 }
 
-/** The inputs that differ between two builds, in {@link CACHE_INPUT_NAMES} order. */
+/** The inputs that differ between two builds, in {@link CACHE_INPUT_NAMES} order; a script not yet read differs from nothing. */
 export function diffCacheInputs(a: CacheInputs, b: CacheInputs): (keyof CacheInputs)[] {
-  return CACHE_INPUT_NAMES.filter((name) => a[name] !== b[name]);
+  return CACHE_INPUT_NAMES.filter(
+    (name) => a[name] !== b[name] && !(name === 'script' && (a.script === SCRIPT_NOT_YET_READ || b.script === SCRIPT_NOT_YET_READ)),
+  );
 }

@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
-import { posix } from 'node:path';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { BuildDefinition } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
@@ -8,21 +6,22 @@ import { AppError, isAppError, toMessage } from '../errors.js';
 import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
-import type { PreparedWorkspace, Workspaces } from '../snapshots/workspaces.js';
+import type { Workspaces } from '../snapshots/workspaces.js';
 import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import type { DiskReserve } from './disk-reserve.js';
-import { createBuildQueue, type BuildPriority, type QueuePosition } from './build-queue.js';
+import type { BuildPriority } from './build-queue.js';
+import { createLocalExecutor, type BuildExecutor, type ExecutionPolicy } from './build-execution.js';
 import type { BuildRequest, PullRequestTarget } from './build-request.js';
-import { diffCacheInputs, toCacheInputs, toCacheKey } from './cache-key.js';
+import { diffCacheInputs, SCRIPT_NOT_YET_READ, toCacheInputs, toCacheKey } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
-import { parseBuildRef, toLineageBranch, toPullRequestRef } from './refs.js';
-import { createPieceMasker, createSecretMasker, type SecretMasker } from './secret-masker.js';
+import { parseBuildRef, toLineageBranch } from './refs.js';
+import { createScheduler, type QueueInfo, type ScheduledBuild, type Scheduler } from './scheduler.js';
+import { createSecretMasker, type SecretMasker } from './secret-masker.js';
 
-/** Where builds run inside their container. */
-export const CONTAINER_WORKDIR = '/workspace';
+export type { QueueInfo } from './scheduler.js';
 
 /** What came of a build request: the builds it made, or why none. */
 export interface SubmitResult {
@@ -31,39 +30,12 @@ export interface SubmitResult {
   reason: string | null;
 }
 
-/** The queue as the API shows it. */
-export interface QueueInfo {
-  concurrency: number;
-  backlog: number;
-  running: string[];
-  waiting: (QueuePosition & { reason: string })[];
-}
-
-/** Server-wide limits and policies of builds. */
-export interface BuildPolicy {
-  defaultImage: string;
-  /** seconds a build may run when its definition says nothing */
-  defaultTimeoutSeconds: number;
-  /** no definition may ask for more */
-  maxTimeoutSeconds: number;
-  /** seconds without an output line before a build is stopped; null: never */
-  outputTimeoutSeconds: number | null;
-  /** the maxima (and defaults) of container resources */
-  maxResources: { memoryBytes: number; cpus: number; pidsLimit: number };
-  /** bytes a build may add to its workspace, and the most a definition may ask for; null: no quota */
-  diskQuotaBytes: number | null;
-  /** bytes the collected artifact may have; a bigger one ends the build `failure` */
-  maxArtifactBytes: number;
+/** Server-wide limits and policies of builds: those of running them, and of the queue. */
+export interface BuildPolicy extends ExecutionPolicy {
   /** a newer push also stops the running build of the same ref and definition */
   cancelRunningOnSupersede: boolean;
   /** waiting builds past which {@link Coordinator.isBacklogFull} is true */
   backlog: number;
-  /** env every build gets except those of pull requests from forks; the values are masked in logs */
-  secretEnv: Readonly<Record<string, string>>;
-  /** bytes a build's log may hold; a build that prints more is stopped and ends `failure` */
-  maxLogBytes: number;
-  /** network of builds of pull requests from forks: `none`, or `builds` (the runner's configured network) */
-  forkNetwork: 'none' | 'builds';
 }
 
 /** Turns build requests into builds and runs them. */
@@ -120,43 +92,31 @@ export function createBuildId(now: () => number = Date.now): string {
   return `${now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
-/** `bytes` as MiB for logs and descriptions, e.g. `16 MiB` (or `1.5 MiB`). */
-const toMiB = (bytes: number): string => `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`;
-
-/** Why a running build was stopped, carried as its AbortController's reason. */
-type StopReason =
-  | { kind: 'timeout'; seconds: number }
-  | { kind: 'output-timeout'; seconds: number }
-  | { kind: 'cancelled'; description: string }
-  | { kind: 'log-limit'; bytes: number }
-  | { kind: 'disk-critical'; reason: string };
-
-class BuildStopped extends Error {
-  constructor(readonly reason: StopReason) {
-    super('build stopped');
-  }
-}
-
-/** A build that runs, and the builds that joined it because their inputs are the same. */
-interface InFlight {
-  leader: Build;
-  followers: { build: Build; log: BuildLogWriter }[];
-}
-
-/** A leader waiting for a slot, with what it needs to run. */
-interface Waiting {
-  flight: InFlight;
+/** What the coordinator keeps with each scheduled build: what it needs to decide and run it. */
+interface Payload {
   definition: BuildDefinition;
   request: BuildRequest;
   log: BuildLogWriter;
 }
 
+type Job = ScheduledBuild<Payload>;
+
 const supersedeKey = (b: Pick<Build, 'repo' | 'ref' | 'definition'>) => `${b.repo}\n${b.ref}\n${b.definition}`;
 
+const pullRequestKey = (t: { owner: string; repo: string; pullRequest?: number | undefined }): string | null =>
+  t.pullRequest === undefined ? null : `${t.owner}/${t.repo}#${t.pullRequest}`.toLowerCase();
+
+const priorityOf = (request: BuildRequest): BuildPriority => {
+  const ref = parseBuildRef(request.ref);
+  if (ref.kind === 'tag') return 'tag';
+  return request.defaultBranch !== null && ref.name === request.defaultBranch ? 'default-branch' : 'other';
+};
+
 /**
- * Creates the build coordinator: the one place a build's life is driven, from `queued` to
- * a terminal state, with its log, cache key, queue slot, workspace lineage, container,
- * artifact and statuses.
+ * Creates the build coordinator: it turns requests into stored builds, decides each from
+ * its inputs (cache hit, join an identical build, or queue), and hands the rest to the
+ * scheduler ({@link createScheduler}: every build's place and phase) and the executor
+ * ({@link BuildExecutor}: running one build). Logs, statuses and events follow each change.
  */
 export function createCoordinator(options: {
   store: BuildStore;
@@ -176,471 +136,165 @@ export function createCoordinator(options: {
   mask?: SecretMasker;
   /** free-space reserve of the data volume: under it no build starts (they stay queued) */
   reserve?: DiskReserve;
+  /** runs decided builds; default: in this process ({@link createLocalExecutor}) */
+  executor?: BuildExecutor;
   now?: () => Date;
 }): Coordinator {
-  const { store, logs, configRepository, checkout, workspaces, runner, artifacts, statuses, events, log, policy } = options;
+  const { store, logs, configRepository, checkout, runner, statuses, events, log, policy } = options;
   const now = options.now ?? (() => new Date());
   const mask = options.mask ?? createSecretMasker([]);
-  const queue = createBuildQueue({
-    concurrency: options.concurrency,
-    onError: (err, buildId) => log.error({ buildId, err: toMessage(err) }, 'build job crashed'),
-    canStart: () => options.reserve?.isLow() !== true,
-  });
-  /** builds queued or running, by cache key */
-  const inFlight = new Map<string, InFlight>();
-  /** leaders waiting for a slot, by build id */
-  const waiting = new Map<string, Waiting>();
-  /**
-   * Pull requests closed since their last build request, by `owner/repo#n`, with the reason:
-   * a request still being decided when its pull request closed is cancelled as it reaches
-   * the queue. A later request of that pull request (reopened) clears it; kept one hour.
-   */
-  const closedPullRequests = new Map<string, { reason: string; at: number }>();
-  const pullRequestKey = (t: { owner: string; repo: string; pullRequest?: number | undefined }): string | null =>
-    t.pullRequest === undefined ? null : `${t.owner}/${t.repo}#${t.pullRequest}`.toLowerCase();
-  /** True when builds of other refs joined this waiting build (same inputs): they still need it to run. */
-  const joinedByOtherRefs = (item: Waiting): boolean => item.flight.followers.some((f) => f.build.ref !== item.flight.leader.ref);
-  /** running leaders, by build id */
-  const running = new Map<string, { build: Build; controller: AbortController }>();
-  /** builds being decided (cache key, fetch), by build id: a cancel aborts their git work */
-  const deciding = new Map<string, { controller: AbortController; done: Promise<void> }>();
-  let accepting = true;
+  const executor =
+    options.executor ??
+    createLocalExecutor({
+      checkout,
+      workspaces: options.workspaces,
+      runner,
+      artifacts: options.artifacts,
+      log,
+      policy,
+      cloneUrlRewrites: options.cloneUrlRewrites,
+      mask,
+      now,
+    });
 
   /** Applies `changes`, stores the build, and tells listeners (a copy, so they cannot mutate it). */
-  function save(build: Build, changes: Partial<Build>): Build {
+  function save(build: Build, changes: Partial<Build>): void {
     Object.assign(build, changes);
     store.update(build);
     const copy = structuredClone(build);
     if (changes.state === 'running') events.emit('build.started', copy);
     else if (changes.finishedAt !== undefined) events.emit('build.finished', copy);
     else events.emit('build.updated', copy);
-    return build;
   }
 
-  async function finish(build: Build, buildLog: BuildLogWriter, changes: Pick<Build, 'state' | 'description'> & Partial<Build>): Promise<void> {
-    save(build, { ...changes, description: changes.description === null ? null : mask(changes.description), finishedAt: now().toISOString() });
-    buildLog.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
-    buildLog.close();
-    await statuses.publish(build);
+  /** Posts the build's commit status; the outbox retries, so a failure here is only logged. */
+  function publish(build: Build): void {
+    statuses.publish(build).catch((err: unknown) => log.error({ buildId: build.id, err: toMessage(err) }, 'commit status could not be queued'));
   }
 
-  /** Ends the followers of a finished leader with its result. */
-  async function settleFollowers(flight: InFlight): Promise<void> {
-    const { leader } = flight;
-    for (const { build, log: followerLog } of flight.followers) {
-      await finish(build, followerLog, {
-        state: leader.state,
-        exitCode: leader.exitCode,
-        artifacts: structuredClone(leader.artifacts),
-        description: `Same inputs as build ${leader.id}: ${leader.description ?? leader.state}`,
-      });
-    }
+  /** Why a build that must run could not reuse an earlier one. */
+  function cacheMissOf(build: Build, request: BuildRequest): Build['cacheMiss'] {
+    const previous = store.findPrevious(build.repo, build.definition, build.id);
+    return {
+      comparedWith: previous?.id ?? null,
+      differs: previous?.cacheInputs && build.cacheInputs ? diffCacheInputs(previous.cacheInputs, build.cacheInputs) : [],
+      forced: request.force === true,
+    };
   }
 
-  function releaseKey(flight: InFlight): void {
-    const key = flight.leader.cacheKey;
-    if (key !== null && inFlight.get(key) === flight) inFlight.delete(key);
-  }
+  const scheduler: Scheduler<Payload> = createScheduler<Payload>({
+    concurrency: options.concurrency,
+    backlog: policy.backlog,
+    cancelRunningOnSupersede: policy.cancelRunningOnSupersede,
+    hooks: {
+      update(job, changes, withStatus) {
+        save(job.build, changes);
+        if (withStatus) publish(job.build);
+      },
+      end({ build, payload }, how) {
+        save(build, { ...how, description: how.description === null ? null : mask(how.description), finishedAt: now().toISOString() });
+        payload.log.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
+        payload.log.close();
+        publish(build);
+      },
+      run: ({ build, payload }, signal) =>
+        executor.execute({ build, definition: payload.definition, request: payload.request, log: payload.log }, signal, (changes) => save(build, changes)),
+      leading: ({ build, payload }) => ({ cacheMiss: cacheMissOf(build, payload.request) }),
+      // before the slot frees: what the build wrote may have taken the volume under its reserve
+      afterRun: async () => {
+        await options.reserve?.check();
+      },
+      blocked: () => options.reserve?.reason() ?? null,
+      onError: (err, buildId) => log.error({ buildId, err: toMessage(err) }, 'build job crashed'),
+    },
+  });
 
-  const priorityOf = (request: BuildRequest): BuildPriority => {
-    const ref = parseBuildRef(request.ref);
-    if (ref.kind === 'tag') return 'tag';
-    return request.defaultBranch !== null && ref.name === request.defaultBranch ? 'default-branch' : 'other';
-  };
+  // when the volume crosses its reserve: waiting builds start (or stop starting), and say why they wait
+  options.reserve?.onChange(() => scheduler.refresh());
+  // the volume the server needs is nearly full: whatever fills it, running builds stop
+  options.reserve?.onCritical((reason) => scheduler.stopRunning({ kind: 'disk-critical', reason }));
 
-  function stopMessage(reason: StopReason): Pick<Build, 'state' | 'description'> {
-    switch (reason.kind) {
-      case 'timeout':
-        return { state: 'error', description: `timed out after ${reason.seconds} s` };
-      case 'output-timeout':
-        return { state: 'error', description: `no output for ${reason.seconds} s` };
-      case 'cancelled':
-        return { state: 'cancelled', description: reason.description };
-      case 'log-limit':
-        return { state: 'failure', description: `output passed the log limit of ${toMiB(reason.bytes)} (builds.maxLogBytes)` };
-      case 'disk-critical':
-        return { state: 'error', description: `stopped: ${reason.reason}` };
-      default: {
-        const unreachable: never = reason;
-        return unreachable;
-      }
-    }
-  }
-
-  async function execute(
+  /**
+   * The cache inputs of a build. A push payload's tree id fixes every file, the build script
+   * included: the cache is decided from it without the network, and the build fetches the
+   * commit when it runs (and checks its tree). Without a tree (manual builds, tags) the
+   * commit is fetched now.
+   */
+  async function inputsOf(
     build: Build,
     definition: BuildDefinition,
     request: BuildRequest,
-    buildLog: BuildLogWriter,
-    controller: AbortController,
-  ): Promise<void> {
-    const blog = log.child({ buildId: build.id, repo: build.repo, sha: build.sha });
-    const { signal } = controller;
-    const checkpoint = () => {
-      if (signal.aborted) throw new BuildStopped(signal.reason as StopReason);
-    };
-    const started = Date.now();
-    save(build, { state: 'running', startedAt: now().toISOString(), description: 'Running' });
-    const ref = parseBuildRef(build.ref);
-    const scope = { owner: request.owner, repo: request.repo, definition: definition.name };
-    const branch = toLineageBranch(build.ref);
-    const timeoutSeconds = Math.min(definition.timeoutSeconds ?? policy.defaultTimeoutSeconds, policy.maxTimeoutSeconds);
-    const timer = setTimeout(() => controller.abort({ kind: 'timeout', seconds: timeoutSeconds } satisfies StopReason), timeoutSeconds * 1000);
-    const outputSeconds = definition.outputTimeoutSeconds ?? policy.outputTimeoutSeconds;
-    let watchdog: NodeJS.Timeout | undefined;
-    const feedWatchdog = () => {
-      if (outputSeconds === null) return;
-      clearTimeout(watchdog);
-      watchdog = setTimeout(() => controller.abort({ kind: 'output-timeout', seconds: outputSeconds } satisfies StopReason), outputSeconds * 1000);
-    };
-    try {
-      const prepared = await workspaces.prepare({
-        scope,
-        branch,
-        // a fork's code never starts from a trusted workspace: what earlier builds left there
-        // (built with secrets) is not for it to read
-        fallbackBranch: request.defaultBranch === null || request.fromFork === true ? null : toLineageBranch(`refs/heads/${request.defaultBranch}`),
-        buildId: build.id,
-        incremental: definition.incremental,
-        diskQuotaBytes: policy.diskQuotaBytes === null ? null : Math.min(definition.resources.diskBytes ?? policy.diskQuotaBytes, policy.diskQuotaBytes),
-      });
-      save(build, { incremental: prepared.parentBuildId !== null, parentBuildId: prepared.parentBuildId });
-      buildLog.line(
-        prepared.parentBuildId === null ? '[autobuilder] workspace: fresh' : `[autobuilder] workspace: snapshot of build ${prepared.parentBuildId}`,
-      );
-      buildLog.line(
-        prepared.diskQuota.enforced
-          ? `[autobuilder] disk quota: the build may add ${toMiB(prepared.diskQuota.bytes)} to its workspace`
-          : `[autobuilder] disk quota: not enforced (${prepared.diskQuota.reason})`,
-      );
-      checkpoint();
-
-      const fetched = await checkout.fetch({
-        owner: request.owner,
-        repo: request.repo,
-        cloneUrl: toCloneUrl(request.cloneUrl, options.cloneUrlRewrites),
-        sha: build.sha,
-        paths: [],
-        signal,
-      });
-      if (fetched.tree !== build.cacheInputs?.tree) {
-        throw new AppError('GIT_FAILED', `commit ${build.sha} has tree ${fetched.tree}, not ${build.cacheInputs?.tree ?? '?'} as its push payload said`);
-      }
-      const { dir } = await checkout.checkout({ owner: request.owner, repo: request.repo, sha: build.sha, workspace: prepared.path, signal });
-      buildLog.line(`[autobuilder] checked out ${build.sha}`);
-      checkpoint();
-
-      const image = definition.baseimage ?? policy.defaultImage;
-      const collectTo = await artifacts.tempPath();
-      const cap = policy.maxResources;
-      const resources = {
-        memoryBytes: Math.min(definition.resources.memoryBytes ?? cap.memoryBytes, cap.memoryBytes),
-        cpus: Math.min(definition.resources.cpus ?? cap.cpus, cap.cpus),
-        pidsLimit: Math.min(definition.resources.pidsLimit ?? cap.pidsLimit, cap.pidsLimit),
-      };
-      buildLog.line(`[autobuilder] running ${definition.script} in ${image} (timeout ${timeoutSeconds} s)`);
-      feedWatchdog();
-      const pieceMaskers = { stdout: createPieceMasker(mask), stderr: createPieceMasker(mask) };
-      let logCut = false;
-      const result = await runner.run({
-        buildId: build.id,
-        image,
-        command: ['/bin/sh', definition.script],
-        workspace: dir,
-        workdir: CONTAINER_WORKDIR,
-        env: {
-          ...definition.env,
-          // secrets never go to code from a fork (https://securitylab.github.com/research/github-actions-preventing-pwn-requests/)
-          ...(request.fromFork === true ? {} : policy.secretEnv),
-          CI: 'true',
-          AUTOBUILDER: 'true',
-          AUTOBUILDER_BUILD_ID: build.id,
-          AUTOBUILDER_REPOSITORY: build.repo,
-          AUTOBUILDER_REF: build.ref,
-          AUTOBUILDER_REF_NAME: ref.name,
-          AUTOBUILDER_REF_TYPE: ref.kind,
-          AUTOBUILDER_SHA: build.sha,
-          AUTOBUILDER_ARCHIVES: definition.archives,
-          AUTOBUILDER_ARTIFACT: definition.artifact,
-          ...(request.pullRequest === undefined ? {} : { AUTOBUILDER_PULL_REQUEST: String(request.pullRequest) }),
-        },
-        collect: posix.join(definition.archives, definition.artifact),
-        collectTo,
-        maxCollectBytes: policy.maxArtifactBytes,
-        resources,
-        signal,
-        // anyone can open a pull request from a fork: by default its code gets no network at all
-        ...(request.fromFork === true && policy.forkNetwork === 'none' ? { network: 'none' } : {}),
-        onLines: (stream, lines) => {
-          feedWatchdog();
-          if (logCut) return undefined;
-          const batch: string[] = [];
-          // the cap is checked before a line is written: the log never holds more than it
-          let size = buildLog.size;
-          for (const { text: piece, complete } of lines) {
-            const text = pieceMaskers[stream].piece(piece, complete);
-            if (text === null) continue;
-            size += Buffer.byteLength(text) + 1;
-            if (size > policy.maxLogBytes) {
-              logCut = true;
-              break;
-            }
-            batch.push(text);
-          }
-          const written = buildLog.lines(batch);
-          if (logCut) {
-            buildLog.line(
-              `[autobuilder] log cut at ${buildLog.size} bytes: the build printed more than builds.maxLogBytes (${policy.maxLogBytes} bytes); it is stopped`,
-            );
-            controller.abort({ kind: 'log-limit', bytes: policy.maxLogBytes } satisfies StopReason);
-          }
-          return written;
-        },
-      });
-      clearTimeout(watchdog);
-      if (result.aborted) {
-        await unlink(collectTo).catch(() => undefined);
-        checkpoint();
-      }
-      const seconds = ((Date.now() - started) / 1000).toFixed(1);
-      if ((result.exitCode !== 0 || !result.collected) && (await isOverQuota(prepared, blog))) {
-        await unlink(collectTo).catch(() => undefined);
-        await finish(build, buildLog, {
-          state: 'failure',
-          exitCode: result.exitCode,
-          description: `disk quota exceeded: the build wrote ${prepared.diskQuota.enforced ? toMiB(prepared.diskQuota.bytes) : 'its limit'} to its workspace (builds.diskQuotaMiB, resources.diskMiB)`,
-        });
-        return;
-      }
-      if (result.collectTooLarge !== undefined) {
-        await unlink(collectTo).catch(() => undefined);
-        await finish(build, buildLog, {
-          state: 'failure',
-          exitCode: result.exitCode,
-          description: `artifact larger than ${policy.maxArtifactBytes} bytes (builds.maxArtifactBytes): ${posix.join(definition.archives, definition.artifact)} has ${result.collectTooLarge}`,
-        });
-        return;
-      }
-      if (result.exitCode !== 0) {
-        await unlink(collectTo).catch(() => undefined);
-        await finish(build, buildLog, {
-          state: 'failure',
-          exitCode: result.exitCode,
-          description: `${definition.script} exited with code ${result.exitCode} after ${seconds} s`,
-        });
-        return;
-      }
-      if (!result.collected) {
-        await finish(build, buildLog, {
-          state: 'failure',
-          exitCode: 0,
-          description: `artifact ${posix.join(definition.archives, definition.artifact)} was not produced`,
-        });
-        return;
-      }
-      const stored = await artifacts.put(collectTo);
-      buildLog.line(`[autobuilder] artifact ${definition.artifact}: sha256 ${stored.digest} (${stored.size} bytes)`);
-      await workspaces.promote({ scope, branch, buildId: build.id });
-      await finish(build, buildLog, {
-        state: 'success',
-        exitCode: 0,
-        artifacts: [{ name: definition.artifact, digest: stored.digest, size: stored.size }],
-        description: `Built in ${seconds} s`,
-      });
-    } catch (err) {
-      if (err instanceof BuildStopped || signal.aborted) {
-        const reason = err instanceof BuildStopped ? err.reason : (signal.reason as StopReason);
-        blog.info({ reason: reason.kind }, 'build stopped');
-        await finish(build, buildLog, stopMessage(reason));
-        return;
-      }
-      blog.error({ err: toMessage(err), code: isAppError(err) ? err.code : undefined }, 'build errored');
-      await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
-    } finally {
-      clearTimeout(timer);
-      clearTimeout(watchdog);
+    signal: AbortSignal,
+  ): Promise<{ tree: string; scriptBlob: string | null }> {
+    const paths = [definition.script];
+    if (request.tree !== undefined && request.tree !== null && request.tree !== '') {
+      const known = await checkout.inspectTree({ owner: request.owner, repo: request.repo, tree: request.tree, paths });
+      return { tree: request.tree, scriptBlob: known === null ? SCRIPT_NOT_YET_READ : (known[0] ?? null) };
     }
-  }
-
-  /** Runs a waiting leader in its slot, then settles whoever joined it. */
-  async function lead(item: Waiting): Promise<void> {
-    const { flight } = item;
-    waiting.delete(flight.leader.id);
-    const controller = new AbortController();
-    running.set(flight.leader.id, { build: flight.leader, controller });
-    try {
-      await execute(flight.leader, item.definition, item.request, item.log, controller);
-    } finally {
-      running.delete(flight.leader.id);
-      // the leader's result is stored before the key leaves the map: a request arriving in
-      // between finds it in the store, never neither
-      releaseKey(flight);
-      await settleFollowers(flight);
-      // before the slot frees: what this build wrote may have taken the volume under its reserve
-      await options.reserve?.check();
-    }
-  }
-
-  /** The disk-quota check of a build that failed or produced nothing; a failed read is logged, not thrown. */
-  async function isOverQuota(prepared: PreparedWorkspace, blog: Logger): Promise<boolean> {
-    try {
-      return await workspaces.isOverQuota(prepared);
-    } catch (err) {
-      blog.warn({ err: toMessage(err) }, 'disk quota usage could not be read');
-      return false;
-    }
-  }
-
-  /** Why a waiting leader has not started, as its description says. */
-  function waitingDescription(): string {
-    const lowSpace = options.reserve?.reason() ?? null;
-    if (lowSpace !== null) return `Queued: ${lowSpace}`;
-    if (queue.size >= policy.backlog) return `Queued: backlog full (${queue.size} waiting)`;
-    return queue.running >= queue.concurrency ? `Queued: all ${queue.concurrency} slots busy` : 'Queued';
-  }
-
-  // when the volume crosses its reserve: waiting builds start (or stop starting), and say why they wait
-  options.reserve?.onChange((low) => {
-    if (!low) queue.wake();
-    void (async () => {
-      for (const item of [...waiting.values()]) {
-        const build = item.flight.leader;
-        const description = waitingDescription();
-        if (build.state !== 'queued' || build.description === description) continue;
-        save(build, { description });
-        await statuses.publish(build);
-      }
-    })().catch((err: unknown) => log.error({ err: toMessage(err) }, 'waiting builds could not be updated'));
-  });
-
-  // the volume the server needs is nearly full: whatever fills it, running builds stop
-  options.reserve?.onCritical((reason) => {
-    for (const { controller } of running.values()) controller.abort({ kind: 'disk-critical', reason } satisfies StopReason);
-  });
-
-  /** Ends a waiting leader (and its followers) without running it. */
-  async function dropWaiting(item: Waiting, description: string): Promise<void> {
-    queue.remove(item.flight.leader.id);
-    waiting.delete(item.flight.leader.id);
-    releaseKey(item.flight);
-    await finish(item.flight.leader, item.log, { state: 'cancelled', description });
-    await settleFollowers(item.flight);
-  }
-
-  /** Queues a leader: newer pushes supersede waiting builds of the same ref and definition. */
-  async function enqueue(item: Waiting): Promise<void> {
-    const build = item.flight.leader;
-    const key = supersedeKey(build);
-    for (const other of [...waiting.values()]) {
-      if (other.flight.leader.id < build.id && supersedeKey(other.flight.leader) === key) await dropWaiting(other, `Superseded by build ${build.id}`);
-    }
-    if (policy.cancelRunningOnSupersede) {
-      for (const other of running.values()) {
-        if (other.build.id < build.id && supersedeKey(other.build) === key) {
-          other.controller.abort({ kind: 'cancelled', description: `Superseded by build ${build.id}` } satisfies StopReason);
-        }
-      }
-    }
-    const description = waitingDescription();
-    save(build, { description });
-    waiting.set(build.id, item);
-    await statuses.publish(build);
-    const closedKey = pullRequestKey(item.request);
-    const closed = closedKey === null ? undefined : closedPullRequests.get(closedKey);
-    // its pull request closed while it was being decided
-    if (closed !== undefined && !joinedByOtherRefs(item)) {
-      await dropWaiting(item, closed.reason);
-      return;
-    }
-    if (!accepting) return;
-    queue.add({ buildId: build.id, priority: priorityOf(item.request), run: () => lead(item) });
-  }
-
-  /** Decides one build: cache hit, coalesced, or queued. */
-  async function decide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter, signal: AbortSignal): Promise<void> {
-    const image = definition.baseimage ?? policy.defaultImage;
     const cloneUrl = toCloneUrl(request.cloneUrl, options.cloneUrlRewrites);
-    const inputsOf = async (): Promise<{ tree: string; blobs: (string | null)[] }> => {
-      const paths = [definition.script];
-      // A tree we already hold needs no fetch: a cache hit is decided without the network.
-      const known = request.tree ? await checkout.inspectTree({ owner: request.owner, repo: request.repo, tree: request.tree, paths }) : null;
-      return known !== null && request.tree
-        ? { tree: request.tree, blobs: known }
-        : checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths, signal });
-    };
-    const [fetched, imageId] = await Promise.all([inputsOf(), runner.imageId(image)]);
+    const fetched = await checkout.fetch({ owner: request.owner, repo: request.repo, cloneUrl, sha: build.sha, paths, signal });
+    return { tree: fetched.tree, scriptBlob: fetched.blobs[0] ?? null };
+  }
+
+  /** Decides one build: cache hit, joined to an identical build in flight, or queued. */
+  async function decide(job: Job, signal: AbortSignal): Promise<void> {
+    const { build, payload } = job;
+    const { definition, request, log: buildLog } = payload;
+    const image = definition.baseimage ?? policy.defaultImage;
+    const [inputs, imageId] = await Promise.all([inputsOf(build, definition, request, signal), runner.imageId(image)]);
     if (imageId === null) {
       throw new AppError('CONTAINER_FAILED', `image ${image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`);
     }
     const cacheInputs = toCacheInputs({
-      tree: fetched.tree,
+      tree: inputs.tree,
       definition: { script: definition.script, archives: definition.archives, artifact: definition.artifact, image, incremental: definition.incremental },
       imageId,
-      scriptBlob: fetched.blobs[0] ?? null,
+      scriptBlob: inputs.scriptBlob,
       env: definition.env,
     });
     // results are shared only within a repository; a fork's only within its pull request, like its workspace lineage
     const cacheKey = toCacheKey(cacheInputs, { repository: build.repo, scope: request.fromFork === true ? toLineageBranch(build.ref) : undefined });
     save(build, { cacheKey, cacheInputs });
-
-    if (request.force !== true) {
-      const hit = store.findSuccessByCacheKey(cacheKey);
-      if (hit !== null) {
-        buildLog.line(`[autobuilder] cache hit: build ${hit.id} had the same inputs (cache key ${cacheKey})`);
-        await finish(build, buildLog, {
-          state: 'success',
-          cached: true,
-          sourceBuildId: hit.id,
-          exitCode: hit.exitCode,
-          artifacts: structuredClone(hit.artifacts),
-          description: `Cached: same inputs as build ${hit.id}`,
-        });
-        return;
-      }
-      const flight = inFlight.get(cacheKey);
-      if (flight !== undefined) {
-        save(build, { coalesced: true, sourceBuildId: flight.leader.id, description: `Waiting for build ${flight.leader.id} (same inputs)` });
-        buildLog.line(`[autobuilder] coalesced with build ${flight.leader.id}, which has the same inputs (cache key ${cacheKey})`);
-        flight.followers.push({ build, log: buildLog });
-        await statuses.publish(build);
-        return;
-      }
+    const force = request.force === true;
+    const hit = force ? null : store.findSuccessByCacheKey(cacheKey);
+    if (hit !== null) {
+      buildLog.line(`[autobuilder] cache hit: build ${hit.id} had the same inputs (cache key ${cacheKey})`);
+      scheduler.endDecision(build.id, {
+        state: 'success',
+        cached: true,
+        sourceBuildId: hit.id,
+        exitCode: hit.exitCode,
+        artifacts: structuredClone(hit.artifacts),
+        description: `Cached: same inputs as build ${hit.id}`,
+      });
+      return;
     }
-    const previous = store.findPrevious(build.repo, build.definition, build.id);
-    const cacheMiss = {
-      comparedWith: previous?.id ?? null,
-      differs: previous?.cacheInputs ? diffCacheInputs(previous.cacheInputs, cacheInputs) : [],
-      forced: request.force === true,
-    };
-    save(build, { cacheMiss });
-    const flight: InFlight = { leader: build, followers: [] };
-    if (!inFlight.has(cacheKey)) inFlight.set(cacheKey, flight);
-    await enqueue({ flight, definition, request, log: buildLog });
+    if (scheduler.queue(build.id, { cacheKey, join: !force }) === 'joined') {
+      buildLog.line(`[autobuilder] coalesced with build ${build.sourceBuildId ?? '?'}, which has the same inputs (cache key ${cacheKey})`);
+    }
   }
 
   /**
-   * Decides a stored build, ending it `error` when that fails, or `cancelled` when a cancel
-   * aborted it meanwhile (a fetch from a remote that never answers is stopped at once).
+   * Takes a stored build into the scheduler and decides it, ending it `error` when that
+   * fails, or `cancelled` when a cancel aborted it meanwhile (a fetch from a remote that
+   * never answers is stopped at once).
    */
-  async function decideOrFail(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
-    const controller = new AbortController();
-    const decision = { controller, done: Promise.resolve() };
-    deciding.set(build.id, decision);
-    decision.done = (async () => {
-      try {
-        await decide(build, definition, request, buildLog, controller.signal);
-      } catch (err) {
-        if (controller.signal.aborted) {
-          await finish(build, buildLog, { state: 'cancelled', description: String(controller.signal.reason) });
-          return;
-        }
-        log.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
-        await finish(build, buildLog, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
-      } finally {
-        deciding.delete(build.id);
-      }
-    })();
-    await decision.done;
+  async function admitAndDecide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+    const job: Job = {
+      build,
+      priority: priorityOf(request),
+      supersedeKey: supersedeKey(build),
+      pullRequestKey: pullRequestKey(request),
+      payload: { definition, request, log: buildLog },
+    };
+    const signal = scheduler.admit(job);
+    try {
+      await decide(job, signal);
+    } catch (err) {
+      if (!signal.aborted) log.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
+      // a cancel meanwhile makes this `cancelled`, whatever the error
+      scheduler.endDecision(build.id, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+    }
   }
 
   /** See {@link Coordinator.cancel}. */
@@ -648,52 +302,18 @@ export function createCoordinator(options: {
     const build = store.get(buildId);
     if (build === null) throw new AppError('NOT_FOUND', `no build ${buildId}`, { status: 404 });
     if (isTerminal(build.state)) throw new AppError('CONFLICT', `build ${buildId} has already ended (${build.state})`, { status: 409 });
-    const item = waiting.get(buildId);
-    if (item !== undefined) {
-      await dropWaiting(item, reason);
-      return structuredClone(item.flight.leader);
-    }
-    const run = running.get(buildId);
-    if (run !== undefined) {
-      const ended = new Promise<void>((resolve) => {
-        const onFinished = (b: Build) => {
-          if (b.id !== buildId) return;
-          events.off('build.finished', onFinished);
-          resolve();
-        };
-        events.on('build.finished', onFinished);
+    if (!(await scheduler.cancel(buildId, reason))) {
+      throw new AppError('CONFLICT', `build ${buildId} is not held by this server (queued before a restart that has not resumed it yet); try again`, {
+        status: 409,
       });
-      run.controller.abort({ kind: 'cancelled', description: reason } satisfies StopReason);
-      await ended;
-      return structuredClone(run.build);
     }
-    // a follower of a coalesced build: it leaves the group and ends alone
-    for (const flight of inFlight.values()) {
-      const at = flight.followers.findIndex((f) => f.build.id === buildId);
-      const follower = flight.followers[at];
-      if (follower !== undefined) {
-        flight.followers.splice(at, 1);
-        await finish(follower.build, follower.log, { state: 'cancelled', description: reason });
-        return structuredClone(follower.build);
-      }
-    }
-    // still being decided (its commit being fetched): the fetch is stopped
-    const decision = deciding.get(buildId);
-    if (decision !== undefined) {
-      decision.controller.abort(reason);
-      await decision.done;
-      // the decision may have ended just before the abort: the build then waits in the queue
-      const after = store.get(buildId);
-      if (after !== null && !isTerminal(after.state) && (waiting.has(buildId) || running.has(buildId))) return cancelBuild(buildId, reason);
-      return after ?? build;
-    }
-    throw new AppError('CONFLICT', `build ${buildId} is being decided; try again`, { status: 409 });
+    return store.get(buildId) ?? build;
   }
 
   return {
     async submit(input) {
       const reopened = pullRequestKey(input);
-      if (reopened !== null) closedPullRequests.delete(reopened);
+      if (reopened !== null) scheduler.reopen(reopened);
       let rlog = log.child({ repo: `${input.owner}/${input.repo}`, ref: input.ref, sha: input.sha, deliveryId: input.deliveryId });
       let request = input;
       let lookup;
@@ -775,51 +395,20 @@ export function createCoordinator(options: {
         rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
         return { build, definition, buildLog };
       });
-      for (const { build, definition, buildLog } of opened) await decideOrFail(build, definition, request, buildLog);
+      for (const { build, definition, buildLog } of opened) await admitAndDecide(build, definition, request, buildLog);
       return { builds, reason: null };
     },
 
     cancel: cancelBuild,
 
     async cancelPullRequest(target, reason) {
-      const at = Date.now();
-      for (const [key, mark] of closedPullRequests) if (at - mark.at > 3600_000) closedPullRequests.delete(key);
-      closedPullRequests.set(pullRequestKey(target) as string, { reason, at });
-      const cancelled: Build[] = [];
-      const waitingOnes = listAll(store, { repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), state: 'queued' });
-      for (const build of waitingOnes) {
-        const item = waiting.get(build.id);
-        if (item !== undefined && joinedByOtherRefs(item)) {
-          log.info({ buildId: build.id }, 'build of a closed pull request left to run for the builds that joined it');
-          continue;
-        }
-        try {
-          cancelled.push(await cancelBuild(build.id, reason));
-        } catch (err) {
-          // ended meanwhile, or still being decided: nothing to take out of the queue
-          if (!isAppError(err, 'CONFLICT')) throw err;
-          log.info({ buildId: build.id, reason: err.message }, 'build of a closed pull request not cancelled');
-        }
-      }
-      return cancelled;
+      const ids = scheduler.closePullRequest(pullRequestKey(target) as string, reason);
+      return ids.map((id) => store.get(id)).filter((b): b is Build => b !== null);
     },
 
-    isBacklogFull: () => queue.size >= policy.backlog,
+    isBacklogFull: () => scheduler.isBacklogFull(),
 
-    queueInfo() {
-      const slotsBusy = queue.running >= queue.concurrency;
-      return {
-        concurrency: queue.concurrency,
-        backlog: policy.backlog,
-        running: [...running.keys()],
-        waiting: queue.waiting().map((w) => ({
-          ...w,
-          reason: !accepting
-            ? 'autobuilder is stopping'
-            : (options.reserve?.reason() ?? (w.position > policy.backlog ? 'backlog full' : slotsBusy ? `all ${queue.concurrency} slots busy` : 'starting')),
-        })),
-      };
-    },
+    queueInfo: () => scheduler.info(),
 
     async resume() {
       const stranded = listAll(store, { state: 'queued' }).reverse();
@@ -840,28 +429,32 @@ export function createCoordinator(options: {
           log.warn({ buildId: build.id, err: toMessage(err) }, 'definitions of a resumed build could not be read');
         }
         if (request === null || definition === undefined) {
-          await finish(build, buildLog, { state: 'error', description: 'could not be resumed after a restart: its request or definition is gone' });
+          save(build, {
+            state: 'error',
+            description: 'could not be resumed after a restart: its request or definition is gone',
+            finishedAt: now().toISOString(),
+          });
+          buildLog.line(`[autobuilder] error: ${build.description ?? ''}`);
+          buildLog.close();
+          publish(build);
           continue;
         }
-        await decideOrFail(build, definition, request, buildLog);
+        await admitAndDecide(build, definition, request, buildLog);
       }
       if (stranded.length > 0) log.info({ resumed: stranded.length }, 'resumed queued builds');
       return stranded.length;
     },
 
     async shutdown(graceMs) {
-      accepting = false;
-      queue.stop();
-      const drained = queue.onIdle();
+      scheduler.stop();
+      const drained = scheduler.idle();
       const timer = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), graceMs).unref());
       if ((await Promise.race([drained, timer])) === 'late') {
-        for (const { controller } of running.values()) controller.abort({ kind: 'cancelled', description: 'autobuilder stopped' } satisfies StopReason);
+        scheduler.stopRunning({ kind: 'cancelled', description: 'autobuilder stopped' });
         await drained;
       }
     },
 
-    async idle() {
-      await queue.onIdle();
-    },
+    idle: () => scheduler.idle(),
   };
 }

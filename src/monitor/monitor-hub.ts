@@ -1,6 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { Server as SocketServer } from 'socket.io';
 import type { Build } from '../builds/build.js';
+import type { QueueInfo } from '../builds/scheduler.js';
 import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
 import type { BuildLogs, LogAppend } from '../builds/build-log.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
@@ -110,6 +111,8 @@ export function createMonitorHub(options: {
   publicUrl: string;
   allowedOrigins: readonly string[];
   concurrency: number;
+  /** the scheduler's queue: why each waiting build waits is derived from it */
+  queue: () => QueueInfo;
   configSource: string;
   /** the config repository: its state goes in every snapshot, and each reload to every watcher */
   configRepository: Pick<ConfigRepository, 'status' | 'onReload'>;
@@ -202,7 +205,7 @@ export function createMonitorHub(options: {
     if (tail.pending === null) tails.delete(buildId);
   };
 
-  const waiting = () => toWaitingReasons(active(), options.concurrency);
+  const waiting = () => toWaitingReasons(options.queue());
   const configState = (): MonitorConfigState => {
     const { active: snapshot, lastErrors } = options.configRepository.status();
     const shown = 20;

@@ -1,76 +1,58 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Build } from '../builds/build.js';
+import type { QueueInfo, WaitingBuild } from '../builds/scheduler.js';
 import { toWaitingReasons } from './waiting-reasons.js';
 
-let n = 0;
-/** A build with only what toWaitingReasons reads set meaningfully. */
-function build(changes: Partial<Build>): Build {
-  n += 1;
-  return {
-    id: `b${String(n).padStart(3, '0')}`,
-    repo: 'acme/widget',
-    ref: 'refs/heads/main',
-    sha: 'a'.repeat(40),
-    definition: 'build',
-    context: 'autobuilder/build',
-    state: 'queued',
-    exitCode: null,
-    description: null,
-    cached: false,
-    coalesced: false,
-    incremental: false,
-    parentBuildId: null,
-    cacheKey: 'k'.repeat(64),
-    cacheInputs: null,
-    sourceBuildId: null,
-    cacheMiss: { comparedWith: null, differs: [], forced: false },
-    configSha: null,
-    deliveryId: null,
-    queuedAt: `2026-01-01T00:00:0${n % 10}.000Z`,
-    startedAt: null,
-    finishedAt: null,
-    artifacts: [],
-    ...changes,
-  };
+/** A queue with only what toWaitingReasons reads set meaningfully. */
+function queue(changes: Partial<QueueInfo>): QueueInfo {
+  return { concurrency: 1, backlog: 10, running: [], waiting: [], deciding: [], blocked: null, stopping: false, ...changes };
+}
+
+/** Builds waiting for a slot, in start order. */
+function inLine(...ids: string[]): WaitingBuild[] {
+  return ids.map((buildId, i) => ({ buildId, priority: 'other', position: i + 1, waitsFor: 'slot', joined: null, backlogNote: null, reason: '' }));
 }
 
 describe('why queued builds wait', () => {
   test('builds behind a full set of slots wait in line, first queued first', () => {
-    const running = build({ state: 'running', queuedAt: '2026-01-01T00:00:00.000Z' });
-    const first = build({ queuedAt: '2026-01-01T00:00:01.000Z' });
-    const second = build({ queuedAt: '2026-01-01T00:00:02.000Z' });
-    assert.deepEqual(toWaitingReasons([second, running, first], 1), {
-      [first.id]: 'waiting for a free slot: 1 of 1 running, 1st in line',
-      [second.id]: 'waiting for a free slot: 1 of 1 running, 2nd in line',
+    assert.deepEqual(toWaitingReasons(queue({ running: ['run'], waiting: inLine('first', 'second') })), {
+      first: 'waiting for a free slot: 1 of 1 running, 1st in line',
+      second: 'waiting for a free slot: 1 of 1 running, 2nd in line',
     });
   });
 
   test('with free slots the first builds are starting and the rest wait', () => {
-    const a = build({ queuedAt: '2026-01-01T00:00:01.000Z' });
-    const b = build({ queuedAt: '2026-01-01T00:00:02.000Z' });
-    const c = build({ queuedAt: '2026-01-01T00:00:03.000Z' });
-    assert.deepEqual(toWaitingReasons([a, b, c], 2), { [a.id]: 'starting', [b.id]: 'starting', [c.id]: 'waiting for a free slot: 1st in line' });
-  });
-
-  test('a build still resolving its inputs, checking the cache, or joined to an identical one says so', () => {
-    const resolving = build({ cacheKey: null, cacheMiss: null });
-    const checking = build({ cacheMiss: null });
-    const joined = build({ coalesced: true, sourceBuildId: 'leader-1' });
-    assert.deepEqual(toWaitingReasons([resolving, checking, joined], 1), {
-      [resolving.id]: 'resolving its inputs (commit tree, image)',
-      [checking.id]: 'checking the build cache',
-      [joined.id]: 'waiting for build leader-1, which has the same inputs',
+    assert.deepEqual(toWaitingReasons(queue({ concurrency: 2, waiting: inLine('a', 'b', 'c') })), {
+      a: 'starting',
+      b: 'starting',
+      c: 'waiting for a free slot: 1st in line',
     });
   });
 
-  test('says when the backlog was full, as the coordinator noted', () => {
-    const running = build({ state: 'running' });
-    const late = build({ description: 'Queued: backlog full (4 waiting)' });
-    assert.deepEqual(toWaitingReasons([running, late], 1), { [late.id]: 'backlog full (4 waiting); waiting for a free slot: 1 of 1 running, 1st in line' });
+  test('a build still resolving its inputs, or joined to an identical one, says so', () => {
+    const joined: WaitingBuild = { buildId: 'joined', priority: 'other', position: null, waitsFor: 'build', joined: 'leader-1', backlogNote: null, reason: '' };
+    assert.deepEqual(toWaitingReasons(queue({ deciding: ['resolving'], waiting: [joined] })), {
+      resolving: 'resolving its inputs (commit tree, image)',
+      joined: 'waiting for build leader-1, which has the same inputs',
+    });
+  });
+
+  test('says when the backlog was full as it was queued', () => {
+    const [late] = inLine('late');
+    assert.ok(late);
+    assert.deepEqual(toWaitingReasons(queue({ running: ['run'], waiting: [{ ...late, backlogNote: 'backlog full (4 waiting)' }] })), {
+      late: 'backlog full (4 waiting); waiting for a free slot: 1 of 1 running, 1st in line',
+    });
+  });
+
+  test('says why nothing starts: the data volume under its reserve, or the server stopping', () => {
+    assert.deepEqual(toWaitingReasons(queue({ waiting: inLine('a'), blocked: 'data volume has 3 MiB free, under the 10 MiB reserve' })), {
+      a: 'data volume has 3 MiB free, under the 10 MiB reserve',
+    });
+    assert.deepEqual(toWaitingReasons(queue({ waiting: inLine('a'), stopping: true })), { a: 'autobuilder is stopping' });
   });
 
   test('says nothing of running builds', () => {
-    assert.deepEqual(toWaitingReasons([build({ state: 'running' })], 1), {});
+    assert.deepEqual(toWaitingReasons(queue({ running: ['run'] })), {});
   });
 });

@@ -1,34 +1,33 @@
-import type { Build } from '../builds/build.js';
+import type { QueueInfo } from '../builds/scheduler.js';
 
 /**
- * Why each queued build waits, in words for the monitor, keyed by build id: it is still
- * resolving its inputs, checking the cache, waiting for an identical build in flight, or
- * waiting for a free slot (with its place in line, and whether the backlog was full when it
- * came, as the coordinator wrote in its description). `active` holds the queued and running
- * builds; `concurrency` is how many run at once.
+ * Why each waiting build waits, in words for the monitor, keyed by build id, derived from
+ * the scheduler's queue (the one `GET /api/queue` shows, so the two never disagree): it is
+ * still resolving its inputs, waiting for an identical build it joined, or waiting for a
+ * free slot (with its place in line, and whether the backlog was full when it came).
  */
-export function toWaitingReasons(active: readonly Build[], concurrency: number): Record<string, string> {
-  const running = active.filter((b) => b.state === 'running').length;
+export function toWaitingReasons(queue: QueueInfo): Record<string, string> {
   const reasons: Record<string, string> = {};
-  const inLine = active
-    .filter((b) => b.state === 'queued' && !b.coalesced && b.cacheKey !== null && b.cacheMiss !== null)
-    .sort((a, b) => (a.queuedAt === b.queuedAt ? a.id.localeCompare(b.id) : a.queuedAt.localeCompare(b.queuedAt)));
-  for (const build of active) {
-    if (build.state !== 'queued') continue;
-    if (build.coalesced) reasons[build.id] = `waiting for build ${build.sourceBuildId ?? '?'}, which has the same inputs`;
-    else if (build.cacheKey === null) reasons[build.id] = 'resolving its inputs (commit tree, image)';
-    else if (build.cacheMiss === null) reasons[build.id] = 'checking the build cache';
+  const running = queue.running.length;
+  const free = Math.max(0, queue.concurrency - running);
+  for (const id of queue.deciding) reasons[id] = 'resolving its inputs (commit tree, image)';
+  for (const w of queue.waiting) {
+    if (w.waitsFor === 'build') {
+      reasons[w.buildId] = `waiting for build ${w.joined ?? '?'}, which has the same inputs`;
+      continue;
+    }
+    const place = w.position ?? 1;
+    const why = queue.stopping
+      ? 'autobuilder is stopping'
+      : queue.blocked !== null
+        ? queue.blocked
+        : free === 0
+          ? `waiting for a free slot: ${running} of ${queue.concurrency} running, ${ordinal(place)} in line`
+          : place <= free
+            ? 'starting'
+            : `waiting for a free slot: ${ordinal(place - free)} in line`;
+    reasons[w.buildId] = (w.backlogNote === null ? '' : `${w.backlogNote}; `) + why;
   }
-  inLine.forEach((build, i) => {
-    const backlog = /^Queued: (backlog full[^)]*\)?)/.exec(build.description ?? '')?.[1];
-    reasons[build.id] =
-      (backlog === undefined ? '' : `${backlog}; `) +
-      (running >= concurrency
-        ? `waiting for a free slot: ${running} of ${concurrency} running, ${ordinal(i + 1)} in line`
-        : i < concurrency - running
-          ? 'starting'
-          : `waiting for a free slot: ${ordinal(i + 1 - (concurrency - running))} in line`);
-  });
   return reasons;
 }
 
