@@ -1,9 +1,9 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GitPluginError, type SimpleGit } from 'simple-git';
-import { withoutCredentials } from '../config-repo/config-repository.js';
 import { AppError, toMessage } from '../errors.js';
 import { createHardenedGit } from '../git/hardened-git.js';
+import { withoutCredentials } from '../git/without-credentials.js';
 import { createSerializeByKey } from '../serialize-by-key.js';
 import { toPathSegment } from '../snapshots/workspaces.js';
 import { isSha } from './refs.js';

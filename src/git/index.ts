@@ -1,1 +1,2 @@
 export { createHardenedGit, type HardenedGitOptions } from './hardened-git.js';
+export { withoutCredentials } from './without-credentials.js';
