@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { isAppError } from '../errors.js';
-import { assertBuildId, createBuildLogs, MAX_LINE_BYTES, type BuildLogs } from './build-log.js';
+import { assertBuildId, createBuildLogs, type BuildLogs } from './build-log.js';
+import { MAX_LINE_BYTES } from './read-build-log-lines.js';
 
 /** Reads a follow generator to its end and returns everything it yielded, as text. */
 async function drain(chunks: AsyncGenerator<Buffer>): Promise<string> {
