@@ -235,6 +235,15 @@ describe('back-pressure counts every build that waits', () => {
   });
 
   test('four manual builds 700 ms apart (one slot, backlog 1, one commit on four branches): 202, 202, 503, 503, and /api/queue lists the waiting one', async () => {
+    // a webhook first: the manual API clones from the URL of the repository's last delivery
+    const mainSha = f.repo.head as string;
+    const pushed = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha: mainSha, cloneUrl: f.cloneUrl }),
+    });
+    assert.equal(pushed.status, 202);
+    assert.equal((await f.waitForBuild((b) => b.sha === mainSha && b.ref === 'refs/heads/main')).state, 'success');
     for (const name of ['queue/a', 'queue/b', 'queue/c', 'queue/d']) await f.repo.branch(name);
     const answers: Response[] = [];
     for (const name of ['queue/a', 'queue/b', 'queue/c', 'queue/d']) {
