@@ -2,12 +2,14 @@ import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import { extract } from 'tar-stream';
 import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { BUILD_ID_LABEL, INSTANCE_LABEL, MAX_OUTPUT_LINE_BYTES, type ContainerRunner, type ContainerSpec } from './container-runner.js';
+import { createDockerEngine, isEngineName } from './docker-engine.js';
 import { readDockerOutput } from './docker-output.js';
+import { createImageIdCache } from './image-id-cache.js';
 
 /** Resource limits and network of build containers. */
 export interface DockerRunnerLimits {
@@ -92,8 +94,16 @@ async function copyOut(container: Docker.Container, path: string, to: string, ma
   return { collected: found };
 }
 
+/** A {@link ContainerRunner} that holds engine resources: {@link DockerRunner.close} lets them go. */
+export interface DockerRunner extends ContainerRunner {
+  /** Ends the image events subscription and forgets remembered image ids; runs in progress are not touched. Idempotent. */
+  close(): void;
+}
+
 /**
- * {@link ContainerRunner} over dockerode and the local Docker engine (`socketPath`).
+ * {@link ContainerRunner} over the local Docker engine (`socketPath`): image ids are
+ * remembered (see {@link createImageIdCache}); the idle server's calls go through a small
+ * Engine API client, and dockerode is loaded when the first build runs.
  * Images are never pulled implicitly: a missing image is an `error` naming it.
  */
 export function createDockerRunner(options: {
@@ -103,56 +113,65 @@ export function createDockerRunner(options: {
   instance: string;
   /** bytes of output a second a container may print; it waits in its `write` past that (default: no bound) */
   maxOutputBytesPerSecond?: number;
-}): ContainerRunner {
-  const docker = new Docker({ socketPath: options.socketPath });
+  /** how long a remembered image id is trusted at most, in ms (see {@link createImageIdCache}) */
+  imageIdTtlMs?: number;
+}): DockerRunner {
+  const engine = createDockerEngine({ socketPath: options.socketPath });
+  let dockerode: Promise<Docker> | null = null;
+  const loadDockerode = (): Promise<Docker> =>
+    (dockerode ??= import('dockerode').then(
+      ({ default: Dockerode }) => new Dockerode({ socketPath: options.socketPath }),
+      (err: unknown) => {
+        dockerode = null;
+        throw err;
+      },
+    ));
   const { limits, log, instance } = options;
+  const images = createImageIdCache({ engine, log, ...(options.imageIdTtlMs === undefined ? {} : { ttlMs: options.imageIdTtlMs }) });
   /** containers of runs in progress in this process */
   const owned = new Set<string>();
 
-  async function imageId(image: string): Promise<string | null> {
-    try {
-      const info = await docker.getImage(image).inspect();
-      return info.Id;
-    } catch (err) {
-      if (statusCodeOf(err) === 404) return null;
-      throw new AppError('CONTAINER_FAILED', `cannot reach Docker: ${toMessage(err)}`, { cause: err });
-    }
-  }
+  const unreachable = (err: unknown) => new AppError('CONTAINER_FAILED', `cannot reach Docker: ${toMessage(err)}`, { cause: err });
 
   /** Docker would otherwise answer a missing network with a bare 404 at create time. */
   async function assertNetworkExists(network: string): Promise<void> {
     if (network === 'none' || network === 'host' || network === 'bridge') return;
-    try {
-      await docker.getNetwork(network).inspect();
-    } catch (err) {
-      if (statusCodeOf(err) === 404) {
-        throw new AppError(
-          'CONTAINER_FAILED',
-          `Docker network ${network} does not exist (run scripts/host-setup.sh, which creates autobuilder-builds, or set docker.network)`,
-        );
-      }
-      throw new AppError('CONTAINER_FAILED', `cannot reach Docker: ${toMessage(err)}`, { cause: err });
+    const answer = isEngineName(network)
+      ? await engine.call('GET', `/networks/${network}`).catch((err: unknown) => Promise.reject(unreachable(err)))
+      : { status: 404 };
+    if (answer.status === 404) {
+      throw new AppError(
+        'CONTAINER_FAILED',
+        `Docker network ${network} does not exist (run scripts/host-setup.sh, which creates autobuilder-builds, or set docker.network)`,
+      );
     }
+    if (answer.status !== 200) throw new AppError('CONTAINER_FAILED', `cannot reach Docker: network inspection answered HTTP ${answer.status}`);
   }
 
   return {
-    imageId,
+    imageId: (image) => images.imageId(image),
+    close: () => images.close(),
     async removeOrphans() {
-      const found = await docker.listContainers({ all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
+      const listed = await engine.call('GET', '/containers/json', { all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
+      if (listed.status !== 200 || !Array.isArray(listed.body)) throw unreachable(`listing containers answered HTTP ${listed.status}`);
+      const found = listed.body as { Id: string; Labels: Record<string, string> | null }[];
       const removed: string[] = [];
       for (const c of found) {
         if (owned.has(c.Id)) continue;
-        await docker
-          .getContainer(c.Id)
-          .remove({ force: true, v: true })
-          .then(() => removed.push(c.Labels[BUILD_ID_LABEL] ?? c.Id))
+        await engine
+          .call('DELETE', `/containers/${c.Id}`, { force: true, v: true })
+          .then((answer) => {
+            if (answer.status >= 300 && answer.status !== 404) throw new Error(`HTTP ${answer.status}`);
+            removed.push(c.Labels?.[BUILD_ID_LABEL] ?? c.Id);
+          })
           .catch((err: unknown) => log.warn({ err: toMessage(err), container: c.Id }, 'could not remove an orphan container'));
       }
       if (removed.length > 0) log.warn({ buildIds: removed }, 'removed containers an earlier process left');
       return removed;
     },
     async run(spec: ContainerSpec) {
-      if ((await imageId(spec.image)) === null) {
+      const [id, docker] = await Promise.all([images.imageId(spec.image), loadDockerode().catch((err: unknown) => Promise.reject(unreachable(err)))]);
+      if (id === null) {
         throw new AppError(
           'CONTAINER_FAILED',
           `image ${spec.image} is not on this Docker engine (build or import it; scripts/host-setup.sh makes the default ones)`,
