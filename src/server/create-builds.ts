@@ -1,0 +1,100 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { createCheckout, toGitHost, type Checkout } from '../builds/checkout.js';
+import { createCoordinator, type Coordinator } from '../builds/coordinator.js';
+import type { BuildEvents } from '../builds/build-events.js';
+import { createMirrorRefs } from '../builds/mirror-refs.js';
+import { createRetention, type Retention } from '../builds/retention.js';
+import { createSecretMasker } from '../builds/secret-masker.js';
+import type { Config } from '../config/schema.js';
+import type { ConfigRepository } from '../config-repo/config-repository.js';
+import type { CommitStatusPublisher } from '../github/commit-statuses.js';
+import type { Logger } from '../logger.js';
+import { createDockerRunner, type DockerRunner } from '../runner/docker-runner.js';
+import type { Storage } from './open-storage.js';
+
+/** The parts that make and keep builds: git, Docker, the coordinator and retention. */
+export interface BuildParts {
+  checkout: Checkout;
+  runner: DockerRunner;
+  coordinator: Coordinator;
+  retention: Retention;
+}
+
+/**
+ * Creates the build parts from `config` over `storage`: the Docker runner (its containers
+ * labelled with this instance, derived from `dataDir`), the git checkout with its mirrors in
+ * `<dataDir>/git`, the coordinator with the build policy of `config`, and retention.
+ * Nothing is started: {@link Coordinator.resume} and {@link Retention.recover} are the caller's.
+ */
+export function createBuilds(options: {
+  config: Readonly<Config>;
+  dataDir: string;
+  storage: Storage;
+  configRepository: ConfigRepository;
+  statuses: CommitStatusPublisher;
+  events: BuildEvents;
+  webhookSecret: string;
+  log: Logger;
+}): BuildParts {
+  const { config, dataDir, storage, configRepository, statuses, events, log } = options;
+  const { store, logs, workspaces, artifacts, reserve, deadRefs } = storage;
+  const retention = createRetention({
+    store,
+    logs,
+    workspaces,
+    artifacts,
+    statuses,
+    keepPerBranch: config.retention.keepPerBranch,
+    artifactGraceMs: config.retention.artifactGraceSeconds * 1000,
+    deadRefs,
+    deadRefHeadMs: config.retention.deadRefHeadSeconds * 1000,
+    mirrors: createMirrorRefs({ mirrorsDir: join(dataDir, 'git') }),
+    log: log.child({ component: 'retention' }),
+  });
+  // containers are labelled with this instance (its data directory), so servers sharing a
+  // Docker engine only ever clean up their own
+  const runner = createDockerRunner({
+    socketPath: config.docker.socketPath,
+    limits: config.docker,
+    instance: createHash('sha256').update(dataDir).digest('hex').slice(0, 16),
+    log: log.child({ component: 'runner' }),
+    maxOutputBytesPerSecond: config.builds.maxOutputBytesPerSecond,
+  });
+  const checkout = createCheckout({
+    mirrorsDir: join(dataDir, 'git'),
+    timeoutMs: config.builds.gitTimeoutSeconds * 1000,
+    ...(config.github.token === undefined ? {} : { token: { value: config.github.token, host: toGitHost(config.github.apiUrl) } }),
+  });
+  const coordinator = createCoordinator({
+    events,
+    store,
+    logs,
+    configRepository,
+    checkout,
+    workspaces,
+    runner,
+    artifacts,
+    statuses,
+    log: log.child({ component: 'builds' }),
+    concurrency: config.jobConcurrency,
+    policy: {
+      defaultImage: config.docker.defaultImage,
+      defaultTimeoutSeconds: config.builds.defaultTimeoutSeconds,
+      maxTimeoutSeconds: config.builds.maxTimeoutSeconds,
+      outputTimeoutSeconds: config.builds.outputTimeoutSeconds ?? null,
+      maxResources: { memoryBytes: config.docker.memoryBytes, cpus: config.docker.cpus, pidsLimit: config.docker.pidsLimit },
+      cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede,
+      backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
+      secretEnv: config.builds.secretEnv,
+      maxLogBytes: config.builds.maxLogBytes,
+      forkNetwork: config.builds.forkNetwork,
+      diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
+      maxArtifactBytes: config.builds.maxArtifactBytes,
+    },
+    reserve,
+    mask: createSecretMasker([config.github.token, options.webhookSecret, config.api.token, ...Object.values(config.builds.secretEnv)]),
+    cloneUrlRewrites: config.cloneUrlRewrites,
+  });
+  return { checkout, runner, coordinator, retention };
+}

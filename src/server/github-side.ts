@@ -1,0 +1,122 @@
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { formatProblem } from '../config-repo/definition.js';
+import type { ConfigRepository } from '../config-repo/config-repository.js';
+import { toMessage } from '../errors.js';
+import { createCommitStatusPublisher, createOctokit, type CommitStatusPublisher } from '../github/commit-statuses.js';
+import { createWebhookRegistrar, type WebhookRegistrar } from '../github/webhook-registration.js';
+import type { Logger } from '../logger.js';
+import { createSqliteStatusOutbox } from '../store/sqlite-status-outbox.js';
+
+/** What the server says to GitHub: commit statuses (through the durable outbox) and its webhooks. */
+export interface GitHubSide {
+  statuses: CommitStatusPublisher;
+  /** null when `github.registerWebhooks` is off or cannot work (see {@link createWebhookRegistrarFor}) */
+  webhookRegistrar: WebhookRegistrar | null;
+  /**
+   * Posts `autobuilder/config` on each config repository commit a reload activates or
+   * refuses, and registers webhooks again when a revision adds or removes a repository.
+   */
+  follow(configRepository: ConfigRepository): void;
+  /** Registers the webhooks of the repositories configured now, in the background (failures are logged, never thrown). */
+  registerWebhooks(configRepository: ConfigRepository): void;
+}
+
+/**
+ * Creates the GitHub side: the commit status publisher over the outbox in `dataDir`, with
+ * `fetch` (instrumented by the metrics), and the webhook registrar, which uses the plain
+ * `registrarFetch` (the metrics' failure counter is about commit statuses).
+ */
+export function createGitHubSide(options: {
+  config: Readonly<Config>;
+  dataDir: string;
+  publicUrl: string;
+  webhookSecret: string;
+  fetch: typeof globalThis.fetch;
+  registrarFetch: typeof globalThis.fetch | undefined;
+  log: Logger;
+}): GitHubSide {
+  const { config, publicUrl, log } = options;
+  const statuses = createCommitStatusPublisher({
+    outbox: createSqliteStatusOutbox({ path: join(options.dataDir, 'autobuilder.db') }),
+    writeIntervalMs: config.github.writeIntervalMs,
+    apiUrl: config.github.apiUrl,
+    token: config.github.token,
+    publicUrl,
+    log: log.child({ component: 'github' }),
+    fetch: options.fetch,
+  });
+  const webhookRegistrar = createWebhookRegistrarFor(config, {
+    publicUrl,
+    webhookSecret: options.webhookSecret,
+    fetch: options.registrarFetch,
+    log,
+  });
+  const syncFailed = (err: unknown) => log.error({ err: toMessage(err) }, 'webhook registration failed');
+  /** the repositories registered last, one a line */
+  let registered: string | null = null;
+  const register = (repositories: readonly string[]): void => {
+    if (webhookRegistrar === null) return;
+    registered = repositories.join('\n');
+    webhookRegistrar.sync(repositories).catch(syncFailed);
+  };
+
+  return {
+    statuses,
+    webhookRegistrar,
+    follow(configRepository) {
+      configRepository.onReload((outcome, status) => {
+        const repository = status.source.repository;
+        if (repository === null || outcome.sha === null || (outcome.outcome !== 'activated' && outcome.outcome !== 'rejected')) return;
+        const [owner = '', repo = ''] = repository.split('/');
+        const { problems } = outcome;
+        statuses
+          .publishStatus({
+            buildId: `config@${outcome.sha.slice(0, 12)}`,
+            owner,
+            repo,
+            sha: outcome.sha,
+            context: 'autobuilder/config',
+            state: outcome.outcome === 'activated' ? 'success' : 'error',
+            targetUrl: `${publicUrl}/api/config`,
+            description:
+              outcome.outcome === 'activated'
+                ? `Active: ${status.active?.files.length ?? 0} definition files`
+                : `Refused: ${problems.length} problem${problems.length === 1 ? '' : 's'}; ${problems[0] === undefined ? '' : formatProblem(problems[0])}`,
+          })
+          .catch((err: unknown) => log.error({ err: toMessage(err), sha: outcome.sha }, 'config status not queued'));
+      });
+      // a config revision that adds or removes a repository registers again (not every poll);
+      // nothing before the first registration
+      configRepository.onReload((outcome) => {
+        const repositories = configRepository.repositories();
+        if (registered === null || outcome.outcome !== 'activated' || repositories.join('\n') === registered) return;
+        register(repositories);
+      });
+    },
+    registerWebhooks(configRepository) {
+      register(configRepository.repositories());
+    },
+  };
+}
+
+/**
+ * The webhook registrar when `github.registerWebhooks` is on (hook URL `<publicUrl>/hooks/github`),
+ * else null; also null, with one warning, when `publicUrl` or `github.token` is missing: GitHub
+ * must reach the URL, and only a token may manage hooks.
+ */
+function createWebhookRegistrarFor(
+  config: Readonly<Config>,
+  options: { publicUrl: string; webhookSecret: string; fetch: typeof globalThis.fetch | undefined; log: Logger },
+): WebhookRegistrar | null {
+  if (!config.github.registerWebhooks) return null;
+  const log = options.log.child({ component: 'webhook-registration' });
+  const token = config.github.token;
+  if (config.publicUrl === undefined || token === undefined) {
+    const missing = [...(config.publicUrl === undefined ? ['publicUrl'] : []), ...(token === undefined ? ['github.token'] : [])];
+    log.warn({ missing }, 'github.registerWebhooks is on but publicUrl or github.token is not set: webhooks are not registered');
+    return null;
+  }
+  const octokit = createOctokit({ apiUrl: config.github.apiUrl, token, log, fetch: options.fetch, writeIntervalMs: config.github.writeIntervalMs });
+  return createWebhookRegistrar({ octokit, hookUrl: `${options.publicUrl}/hooks/github`, secret: options.webhookSecret, log });
+}
