@@ -9,7 +9,7 @@ import { startServer } from './server.js';
 /**
  * Composition root: reads `config.ts` (path from `AUTOBUILDER_CONFIG`, default `./config.ts`;
  * absent means the embedded defaults), validates it, resolves the webhook secret and starts
- * the server. SIGINT/SIGTERM close it.
+ * the server. SIGINT/SIGTERM close it; a signal while it closes is logged and waits with it.
  */
 async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const file = resolve(env['AUTOBUILDER_CONFIG'] ?? 'config.ts');
@@ -25,15 +25,27 @@ async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
     );
   }
   const server = await startServer(config, { log, webhookSecret: secret.secret });
+  let stopping = false;
   const stop = (signal: string) => {
+    // a later signal must not end the process under running builds (the default action of a
+    // signal without a listener): they get their final state and commit status first, within
+    // builds.shutdownGraceSeconds and then by being cancelled
+    if (stopping) {
+      log.warn({ signal }, 'already stopping; builds get their final status first');
+      return;
+    }
+    stopping = true;
     log.info({ signal }, 'shutting down');
     server.close().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (err: unknown) => {
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown failed');
+        process.exit(1);
+      },
     );
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }
 
 main().catch((err: unknown) => {
