@@ -14,6 +14,14 @@ import type { RouteGuards } from './route-access.js';
 
 const header = (value: string | string[] | undefined): string | null => (typeof value === 'string' && value !== '' ? value : null);
 
+/** The repository and ref a payload names, where it names them (for the delivery's log line). */
+function subjectOf(payload: unknown): { repo?: string; ref?: string } {
+  if (typeof payload !== 'object' || payload === null) return {};
+  const { repository, ref } = payload as { repository?: unknown; ref?: unknown };
+  const fullName = typeof repository === 'object' && repository !== null ? (repository as { full_name?: unknown }).full_name : undefined;
+  return { ...(typeof fullName === 'string' ? { repo: fullName } : {}), ...(typeof ref === 'string' ? { ref } : {}) };
+}
+
 /**
  * The dedupe key of a delivery: its `X-GitHub-Delivery`, or for a signed delivery without
  * one, `sha256:<hex>` of its body (the same body sent again is the same delivery).
@@ -29,6 +37,10 @@ export function toDeliveryId(headerValue: string | string[] | undefined, body: B
  * Answers `ping` and ignored events with 200 and the reason, build requests and closed
  * pull requests with 202 and the delivery id; the build lookup and queueing, and the
  * cancelling of a closed pull request's waiting builds, happen after the answer.
+ * Each delivery writes one line at info, `delivery handled`, with its `deliveryId`, `event`,
+ * `repo`, `ref`, `outcome` and `ms` (since it came in), once its outcome is known: for a build
+ * request that is after the build lookup (written by the inbox), for a closed pull request
+ * after its cancels.
  */
 export function createWebhookRoutes(deps: {
   access: RouteGuards;
@@ -53,6 +65,8 @@ export function createWebhookRoutes(deps: {
   };
   // open: the signature over the raw body is the authentication
   router.post('/hooks/github', deps.access.open, async (ctx) => {
+    const startedAt = performance.now();
+    const ms = () => Math.round(performance.now() - startedAt);
     const body = await readBody(ctx.req);
     await deps.verify(body, ctx.req.headers);
     const deliveryId = toDeliveryId(ctx.req.headers['x-github-delivery'], body);
@@ -71,9 +85,9 @@ export function createWebhookRoutes(deps: {
     } catch {
       throw new AppError('BAD_REQUEST', 'the body is not JSON (set the webhook content type to application/json)', { status: 400 });
     }
-    const log = deps.log.child({ deliveryId, event });
-    if (event === 'push' && deps.configRepository.isConfigPush(payload)) {
-      log.info('push to the config repository: reloading it');
+    const configReload = event === 'push' && deps.configRepository.isConfigPush(payload);
+    const log = deps.log.child({ deliveryId, event, ...(configReload ? { configReload } : {}) });
+    if (configReload) {
       ctx.set('X-Autobuilder-Config-Reload', 'started');
       setImmediate(() => void deps.configRepository.reload('webhook'));
     }
@@ -82,48 +96,51 @@ export function createWebhookRoutes(deps: {
     switch (outcome.kind) {
       case 'ping':
         await inbox.record({ id: deliveryId, event, receivedAt, outcome: 'ping' });
-        log.info('ping received');
+        log.info({ ...subjectOf(payload), outcome: 'ping', ms: ms() }, 'delivery handled');
         ctx.status = 200;
         ctx.body = { ok: true, event, deliveryId, zen: outcome.zen };
         return;
       case 'ignored':
         await inbox.record({ id: deliveryId, event, receivedAt, outcome: `ignored: ${outcome.reason}` });
         if (outcome.deletedRef !== undefined) markDead(`${outcome.deletedRef.owner}/${outcome.deletedRef.repo}`, outcome.deletedRef.ref, receivedAt, log);
-        log.info({ reason: outcome.reason }, 'delivery ignored');
+        log.info({ ...subjectOf(payload), outcome: 'ignored', reason: outcome.reason, ms: ms() }, 'delivery handled');
         ctx.status = 200;
         ctx.body = { ignored: true, event, deliveryId, reason: outcome.reason };
         return;
       case 'build': {
         const request = outcome.request;
+        const subject = { repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha };
         // stored (synchronous=FULL, group commit) before the answer: an accepted delivery is never lost
         if (!(await inbox.accept({ id: deliveryId, event, receivedAt, outcome: 'accepted' }, request))) {
-          log.info('redelivery of a delivery received before: no build');
+          log.info({ ...subject, outcome: 'duplicate', ms: ms() }, 'delivery handled');
           ctx.status = 200;
           ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
           return;
         }
-        log.info({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha }, 'delivery accepted');
+        log.debug({ ...subject, ms: ms() }, 'delivery accepted');
         ctx.status = 202;
         ctx.body = { accepted: true, event, deliveryId };
-        setImmediate(() => void inbox.handOn(deliveryId, request));
+        setImmediate(() => void inbox.handOn(deliveryId, request, { log, startedAt }));
         return;
       }
       case 'cancel': {
         const { target, reason } = outcome;
+        const subject = { repo: `${target.owner}/${target.repo}`, ref: toPullRequestRef(target.pullRequest), pullRequest: target.pullRequest };
         if (!(await inbox.record({ id: deliveryId, event, receivedAt, outcome: `cancel: ${reason}` }))) {
-          log.info('redelivery of a delivery received before: nothing to cancel');
+          log.info({ ...subject, outcome: 'duplicate', ms: ms() }, 'delivery handled');
           ctx.status = 200;
           ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
           return;
         }
-        markDead(`${target.owner}/${target.repo}`, toPullRequestRef(target.pullRequest), receivedAt, log);
-        log.info({ repo: `${target.owner}/${target.repo}`, pullRequest: target.pullRequest }, 'pull request closed: cancelling its waiting builds');
+        markDead(subject.repo, subject.ref, receivedAt, log);
+        log.debug({ ...subject, ms: ms() }, 'pull request closed: cancelling its waiting builds');
         ctx.status = 202;
         ctx.body = { accepted: true, event, deliveryId, reason };
         setImmediate(() => {
           deps.coordinator.cancelPullRequest(target, reason).then(
-            (cancelled) => log.info({ cancelled: cancelled.map((b) => b.id) }, 'waiting builds of a closed pull request cancelled'),
-            (err: unknown) => log.error({ err: toMessage(err) }, 'waiting builds of a closed pull request not cancelled'),
+            (cancelled) => log.info({ ...subject, outcome: 'cancelled', cancelled: cancelled.map((b) => b.id), ms: ms() }, 'delivery handled'),
+            (err: unknown) =>
+              log.error({ ...subject, outcome: 'failed', err: toMessage(err), ms: ms() }, 'waiting builds of a closed pull request not cancelled'),
           );
         });
         return;

@@ -29,13 +29,25 @@ export interface Inbox {
   /**
    * Hands an accepted request to the coordinator, then marks its delivery processed. Before
    * {@link Inbox.recover} has run, the request is held for it instead. Never throws.
+   * Writes the delivery's one log line once the coordinator has answered (see
+   * {@link DeliveryTrace}); without `trace`, on the inbox's logger, timed from the hand-on.
    */
-  handOn(deliveryId: string, request: BuildRequest): Promise<void>;
+  handOn(deliveryId: string, request: BuildRequest, trace?: DeliveryTrace): Promise<void>;
   /**
    * Once, when the server has started: hands on every accepted, unprocessed delivery, oldest
    * first, then those held meanwhile that were not among them; returns how many it handed on.
    */
   recover(): Promise<number>;
+}
+
+/**
+ * Where the one log line of a delivery that asks for a build goes: `log` is the delivery's
+ * logger (bound to its `deliveryId` and `event`), `startedAt` when it came in
+ * (`performance.now()`, for the line's `ms`).
+ */
+export interface DeliveryTrace {
+  log: Logger;
+  startedAt: number;
 }
 
 /** Creates the inbox: writes go through `writer` (group commit), reads through `store`. */
@@ -44,28 +56,34 @@ export function createInbox(options: { store: BuildStore; writer: DeliveryWriter
   const write = async (delivery: DeliveryRecord, request?: BuildRequest): Promise<boolean> => (await writer.write([{ delivery, request }]))[0] === true;
 
   /** requests handed on before recover() ended, by delivery id, in arrival order */
-  let held: Map<string, BuildRequest> | null = new Map();
+  let held: Map<string, { request: BuildRequest; trace: DeliveryTrace | undefined }> | null = new Map();
 
-  const handOnNow = async (deliveryId: string, request: BuildRequest): Promise<void> => {
+  const handOnNow = async (deliveryId: string, request: BuildRequest, trace?: DeliveryTrace): Promise<void> => {
+    const dlog = trace?.log ?? log.child({ deliveryId });
+    const startedAt = trace?.startedAt ?? performance.now();
+    const fields = () => ({ repo: `${request.owner}/${request.repo}`, ref: request.ref, sha: request.sha, ms: Math.round(performance.now() - startedAt) });
     try {
-      await coordinator.submit(request);
+      const { builds, reason } = await coordinator.submit(request);
+      // the delivery's one line at info (the route logs none for it)
+      if (builds.length > 0) dlog.info({ ...fields(), outcome: 'built', builds: builds.map((b) => b.id) }, 'delivery handled');
+      else dlog.info({ ...fields(), outcome: 'not built', reason }, 'delivery handled');
     } catch (err) {
       // stays unprocessed: the next start tries again
-      log.error({ deliveryId, err: toMessage(err) }, 'build request failed');
+      dlog.error({ ...fields(), outcome: 'failed', err: toMessage(err) }, 'build request failed');
       return;
     }
     // a request that made builds was marked with them; this covers the ones that made none
     // (a lost mark only means the request is looked up again after a restart)
     await writer
       .write([], [deliveryId])
-      .catch((err: unknown) => log.warn({ deliveryId, err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
+      .catch((err: unknown) => dlog.warn({ err: toMessage(err) }, 'delivery not marked processed; it is looked up again at the next start'));
   };
   return {
     accept: (delivery, request) => write(delivery, request),
     record: (delivery) => write(delivery),
-    async handOn(deliveryId, request) {
-      if (held !== null) held.set(deliveryId, request);
-      else await handOnNow(deliveryId, request);
+    async handOn(deliveryId, request, trace) {
+      if (held !== null) held.set(deliveryId, { request, trace });
+      else await handOnNow(deliveryId, request, trace);
     },
     async recover() {
       const pending = store.unprocessedDeliveries();
@@ -77,11 +95,11 @@ export function createInbox(options: { store: BuildStore; writer: DeliveryWriter
       const queue = held;
       // re-read each turn: more may be held while one is handed on
       for (let next = queue?.entries().next(); queue !== null && next !== undefined && next.done !== true; next = queue.entries().next()) {
-        const [id, request] = next.value;
+        const [id, { request, trace }] = next.value;
         queue.delete(id);
         if (seen.has(id)) continue;
         late++;
-        await handOnNow(id, request);
+        await handOnNow(id, request, trace);
       }
       held = null; // no await since the queue was found empty: nothing is left behind
       return pending.length + late;
