@@ -375,6 +375,24 @@ describe('the scheduler runs every path of the transition table', () => {
     assert.equal(h.ended.has(b.build.id), false, 'a waiting build stays queued for the next start');
   });
 
+  test('a closed pull request cancels every one of its 1003 waiting and joined builds, and nothing else', async () => {
+    const h = harness();
+    const blocker = h.admit('refs/heads/blocker');
+    h.scheduler.queue(blocker.build.id, { cacheKey: 'blocker', join: true });
+    await h.settle();
+    const ids: string[] = [];
+    for (let i = 0; i < 1003; i++) {
+      // one definition per build: none supersedes another; every third joins the one before it
+      const { build } = h.admit('refs/pull/7/head', { pullRequest: '#7', definition: `d${i}` });
+      h.scheduler.queue(build.id, { cacheKey: `k${i - (i % 3 === 2 ? 1 : 0)}`, join: true });
+      ids.push(build.id);
+    }
+    assert.deepEqual(h.scheduler.closePullRequest('#7', 'closed').sort(), ids.sort());
+    assert.equal(ids.filter((id) => h.ended.get(id)?.state === 'cancelled').length, 1003);
+    assert.deepEqual(h.scheduler.info().running, [blocker.build.id]);
+    assert.deepEqual(h.scheduler.info().waiting, []);
+  });
+
   test('cancel answers false for a build it does not hold', async () => {
     const h = harness();
     assert.equal(await h.scheduler.cancel('nope', 'x'), false);
