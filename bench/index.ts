@@ -10,6 +10,8 @@ import { benchHostile } from './hostile.js';
 import { benchLoad } from './load.js';
 import { benchLogs } from './logs.js';
 import { benchSnapshots } from './snapshots.js';
+import { benchStore } from './store.js';
+import { benchStart } from './start.js';
 
 const benches: Record<string, () => Promise<void>> = {
   snapshots: benchSnapshots,
@@ -20,6 +22,8 @@ const benches: Record<string, () => Promise<void>> = {
   chaos: benchChaos,
   config: () => benchConfigReload(),
   hostile: benchHostile,
+  store: benchStore,
+  start: benchStart,
 };
 
 const wanted = process.argv.slice(2);
