@@ -43,7 +43,7 @@ export function toDescription(text: string): string {
 export interface CommitStatusPublisher {
   /**
    * Queues the status of `build` as it is now on its commit in the durable outbox and starts
-   * posting; resolves once it is queued, not posted (a GitHub outage never holds a build up).
+   * posting; resolves once it is queued and on disk, not posted (a GitHub outage never holds a build up).
    */
   publish(build: Build): Promise<void>;
   /**
@@ -228,10 +228,13 @@ export function createCommitStatusPublisher(options: {
         },
         now(),
       );
+      // stored, then posted: the outbox's writer commits it first (a refused write rejects here)
+      await outbox.flush();
       void drain();
     },
     async publishStatus(status) {
       outbox.enqueue({ ...status, description: toDescription(status.description) }, now());
+      await outbox.flush();
       void drain();
     },
     async flush() {

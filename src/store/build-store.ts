@@ -1,7 +1,11 @@
 import type { Build, BuildState } from '../builds/build.js';
 import type { BuildRequest } from '../builds/build-request.js';
 
-/** Filters of {@link BuildStore.list}; every field optional, `limit` defaults to 50 (max 500). */
+/**
+ * Filters of {@link BuildStore.list}; every field optional, `limit` defaults to 50 (max 500).
+ * Builds come newest first (`queuedAt`, then `id`, descending), or oldest first with
+ * `order: 'oldest-first'`; the cursors (`olderThan`, `beforeId`) go with newest first only.
+ */
 export interface BuildQuery {
   repo?: string;
   ref?: string;
@@ -9,6 +13,14 @@ export interface BuildQuery {
   limit?: number;
   /** a cursor: only builds listed after this one (older: `queuedAt`, then `id`, descending) */
   olderThan?: Pick<Build, 'queuedAt' | 'id'>;
+  /**
+   * a page cursor by id: only builds listed after build `beforeId` (as `olderThan` with its
+   * `queuedAt`); when that build is gone, the builds whose id sorts before it (ids sort by
+   * creation time)
+   */
+  beforeId?: string;
+  /** `newest-first` (the default) or `oldest-first` */
+  order?: 'newest-first' | 'oldest-first';
 }
 
 /** Most builds one {@link BuildStore.list} call returns. */
@@ -48,7 +60,10 @@ export interface DeliveryWrite {
 /**
  * Build history and deliveries. Contract: `insert` of an existing id throws; `update`
  * replaces the whole record and throws when the id is unknown; reads return copies, so
- * callers may not mutate what the store holds.
+ * callers may not mutate what the store holds. Every read sees every write made before it
+ * (how soon a write is on disk is the driver's to say: see `createSqliteBuildStore`).
+ * Reads serve pages and counts from indexes: none reads the whole table but `listKeys` and
+ * `referencedDigests` (retention).
  */
 export interface BuildStore {
   /** Stores a new build; `request` is what asked for it (kept for rebuilds, never shown). */
@@ -75,8 +90,10 @@ export interface BuildStore {
   referencedDigests(): Set<string>;
   /** Deletes a build record (retention). */
   delete(id: string): void;
-  /** newest first */
+  /** newest first (see {@link BuildQuery}) */
   list(query?: BuildQuery): Build[];
+  /** How many builds are in `state` now (read from an index: cheap for the few queued or running ones). */
+  count(state: BuildState): number;
   /**
    * Stores deliveries (durably, before their webhooks are answered), each with the build
    * request it carries when it asks for one, and marks the `processed` delivery ids
@@ -90,5 +107,8 @@ export interface BuildStore {
   unprocessedDeliveries(): { id: string; request: BuildRequest }[];
   /** Forgets deliveries received before `before` (ISO 8601); returns how many. */
   pruneDeliveries(before: string): number;
+  /** Resolves once every write made before the call is on disk; rejects with the error of one the database refused (each refusal is reported once). */
+  flush(): Promise<void>;
+  /** Puts every write on disk, then closes; throws the error of a write the database refused that no `flush` reported. */
   close(): void;
 }

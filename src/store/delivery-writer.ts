@@ -1,7 +1,6 @@
-import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { DeliveryWrite } from './build-store.js';
+import { startStoreThread } from './sqlite-writer.js';
 
 /**
  * Writes webhook deliveries durably with group commit, off the event loop. Each call is
@@ -32,15 +31,7 @@ type Reply = { id: number; stored: boolean[] } | { id: number; error: string };
 
 /** Starts the writer thread for the database at `path`; resolves once its connection is open. */
 export async function startDeliveryWriterThread(path: string): Promise<Worker> {
-  // the thread's file has this module's extension: .ts when run from source (tsx), .js when built
-  const ext = extname(fileURLToPath(import.meta.url));
-  const thread = new URL(`./delivery-writer-thread${ext}`, import.meta.url);
-  const workerData = { path };
-  const worker =
-    ext === '.ts'
-      ? // from source: the thread registers tsx before loading the TypeScript file
-        new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(thread.href)}); })`, { eval: true, workerData })
-      : new Worker(thread, { workerData });
+  const worker = startStoreThread('delivery-writer-thread', { path });
   await new Promise<void>((ok, fail) => {
     worker.once('message', (m: { ready?: boolean; error?: string }) =>
       m.ready === true ? ok() : fail(new Error(m.error ?? 'the delivery writer did not start')),
@@ -52,7 +43,7 @@ export async function startDeliveryWriterThread(path: string): Promise<Worker> {
 
 /**
  * Starts a writer thread with its own connection to the SQLite database at `path` (WAL,
- * `synchronous=FULL`; the schema is the build store's). Throws when the thread cannot open
+ * `synchronous=FULL`; opened by `openDatabase`). Throws when the thread cannot open
  * the database (the promise rejects). A thread that dies fails the writes it was given
  * (their webhooks answer 500, and GitHub can redeliver them) and is started again for the
  * next ones.

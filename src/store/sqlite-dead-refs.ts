@@ -1,54 +1,67 @@
-import Database from 'better-sqlite3';
+import { openDatabase } from './open-database.js';
+import { createSqliteWriter } from './sqlite-writer.js';
+import type { DeadRef, DeadRefs } from './dead-refs.js';
 
-/** A branch, tag or pull request ref that GitHub said is gone. `deadAt`: ISO 8601. */
-export interface DeadRef {
-  /** `owner/name` */
-  repo: string;
-  /** full ref as builds carry it: `refs/heads/x`, `refs/tags/v1`, `refs/pull/7/head` */
-  ref: string;
-  deadAt: string;
-}
+export type { DeadRef, DeadRefs } from './dead-refs.js';
+
+const keyOf = (repo: string, ref: string): string => `${repo}\u0000${ref}`;
 
 /**
- * Refs that were deleted (a push with `deleted: true`) or closed (a pull request), so that
- * retention can drop their lineage heads and mirror refs once they have been gone a while.
- * Contract: `mark` is idempotent and keeps the first time a ref was marked (a redelivery
- * does not push the deadline back); a mark stays until `forget`, which retention calls once
- * it has cleaned the ref up or seen it built again.
+ * Creates the dead-ref marks in the SQLite database at `path` (the build store's file; an
+ * additive table), or `:memory:`. Writes go as the build store's do (see
+ * `createSqliteBuildStore`): through a writer thread, kept in memory until committed, so
+ * `list` sees them at once; on disk typically one fsync later, a crash losing at most the
+ * newest ones (a lost mark is set again by the ref's next delete or close, a lost forget is
+ * done again by the next retention pass). With `:memory:` or `direct: true`, each is
+ * committed before it returns.
  */
-export interface DeadRefs {
-  mark(ref: DeadRef): void;
-  /** Every mark, oldest first. */
-  list(): DeadRef[];
-  forget(repo: string, ref: string): void;
-  close(): void;
-}
-
-/** Creates the dead-ref marks in the SQLite database at `path` (the build store's file; an additive table). */
-export function createSqliteDeadRefs(options: { path: string }): DeadRefs {
-  const db = new Database(options.path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS dead_refs (
-      repo TEXT NOT NULL,
-      ref TEXT NOT NULL,
-      dead_at TEXT NOT NULL,
-      PRIMARY KEY (repo, ref)
-    );
-  `);
-  const insert = db.prepare('INSERT INTO dead_refs (repo, ref, dead_at) VALUES (@repo, @ref, @deadAt) ON CONFLICT (repo, ref) DO NOTHING');
+export function createSqliteDeadRefs(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void }): DeadRefs {
+  const direct = options.direct === true || options.path === ':memory:';
+  const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
+  const writer = createSqliteWriter({
+    path: options.path,
+    db,
+    direct,
+    ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
+  });
   const all = db.prepare<[], { repo: string; ref: string; dead_at: string }>('SELECT repo, ref, dead_at FROM dead_refs ORDER BY dead_at, repo, ref');
-  const remove = db.prepare('DELETE FROM dead_refs WHERE repo = ? AND ref = ?');
+  const get = db.prepare<[string, string], { dead_at: string }>('SELECT dead_at FROM dead_refs WHERE repo = ? AND ref = ?');
+  /** marks as the uncommitted changes left them (null: forgotten), by repo and ref */
+  const pending = new Map<string, { value: DeadRef | null; seq: number }>();
+  writer.onSettled((seq) => {
+    for (const [key, p] of pending) if (p.seq <= seq) pending.delete(key);
+  });
+  const write = (op: Parameters<typeof writer.write>[0], overlay: (seq: number) => void): void => {
+    if (writer.direct !== null) writer.direct(op);
+    else overlay(writer.write(op));
+  };
   return {
     mark(ref) {
-      insert.run(ref);
+      const key = keyOf(ref.repo, ref.ref);
+      const p = pending.get(key);
+      // the first mark stays
+      if (p === undefined ? get.get(ref.repo, ref.ref) !== undefined : p.value !== null) return;
+      write({ kind: 'deadRefs.mark', ref: { ...ref } }, (seq) => pending.set(key, { value: { ...ref }, seq }));
     },
-    list: () => all.all().map((r) => ({ repo: r.repo, ref: r.ref, deadAt: r.dead_at })),
+    list() {
+      const out = all
+        .all()
+        .filter((r) => !pending.has(keyOf(r.repo, r.ref)))
+        .map((r) => ({ repo: r.repo, ref: r.ref, deadAt: r.dead_at }));
+      if (pending.size === 0) return out;
+      for (const p of pending.values()) if (p.value !== null) out.push({ ...p.value });
+      const order = (r: DeadRef) => [r.deadAt, r.repo, r.ref].join('\u0000');
+      return out.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+    },
     forget(repo, ref) {
-      remove.run(repo, ref);
+      write({ kind: 'deadRefs.forget', repo, ref }, (seq) => pending.set(keyOf(repo, ref), { value: null, seq }));
     },
-    close: () => db.close(),
+    close() {
+      try {
+        writer.close();
+      } finally {
+        db.close();
+      }
+    },
   };
 }

@@ -1,126 +1,140 @@
-import Database from 'better-sqlite3';
+import { openDatabase } from './open-database.js';
+import { createSqliteWriter } from './sqlite-writer.js';
+import type { OutboxEntry, StatusOutbox } from './status-outbox.js';
 
-/** A commit status waiting to be posted. `nextAttemptAt` is ms since the epoch. */
-export interface OutboxEntry {
+export type { NewOutboxEntry, OutboxEntry, StatusOutbox } from './status-outbox.js';
+
+type Row = {
   id: number;
-  buildId: string;
+  build_id: string;
   owner: string;
   repo: string;
   sha: string;
   context: string;
-  state: 'pending' | 'success' | 'failure' | 'error';
-  targetUrl: string;
+  state: OutboxEntry['state'];
+  target_url: string;
   description: string;
   attempts: number;
-  nextAttemptAt: number;
-}
-
-/** What {@link StatusOutbox.enqueue} takes: an entry without its bookkeeping. */
-export type NewOutboxEntry = Omit<OutboxEntry, 'id' | 'attempts' | 'nextAttemptAt'>;
+  next_attempt_at: number;
+};
+const toEntry = (r: Row): OutboxEntry => ({
+  id: r.id,
+  buildId: r.build_id,
+  owner: r.owner,
+  repo: r.repo,
+  sha: r.sha,
+  context: r.context,
+  state: r.state,
+  targetUrl: r.target_url,
+  description: r.description,
+  attempts: r.attempts,
+  nextAttemptAt: r.next_attempt_at,
+});
 
 /**
- * The durable outbox of commit statuses. Contract: an entry is on disk (WAL,
- * `synchronous=FULL`) when `enqueue` returns; only the newest unsent entry per repository +
- * sha + context is kept (GitHub shows the latest status of a context, so an older one never
- * needs posting, and must never be posted after a newer one); entries leave only by
- * `remove` (sent, or refused for good).
+ * Creates the outbox in the SQLite database at `path` (the build store's file is fine), or
+ * `:memory:`. Writes go as the build store's do (see `createSqliteBuildStore`): with a file,
+ * through a writer thread, kept in memory until committed, so reads see them at once and the
+ * event loop never waits for the disk; an entry is on disk typically one fsync after
+ * `enqueue` ({@link StatusOutbox.flush} resolves then), and a crash loses at most the
+ * changes of those last milliseconds, the newest ones. Entry ids are given here (one more
+ * than the highest ever used), so `enqueue` returns its id at once: one outbox per
+ * database file at a time. With `:memory:` or `direct: true`, each change is committed
+ * (`synchronous=FULL`) before it returns.
  */
-export interface StatusOutbox {
-  /** Stores an entry, dropping older unsent ones of the same repository, sha and context; returns its id. */
-  enqueue(entry: NewOutboxEntry, now: number): number;
-  /** Entries due at `now`, oldest first. */
-  due(now: number, limit: number): OutboxEntry[];
-  /** Whether entry `id` is still waiting (not superseded or removed). */
-  has(id: number): boolean;
-  remove(id: number): void;
-  /** Records a failed attempt and when to try again. */
-  retryAt(id: number, nextAttemptAt: number, error: string): void;
-  /** When the earliest waiting entry is due, or null when none waits. */
-  nextDueAt(): number | null;
-  /** Number of waiting entries. */
-  size(): number;
-  close(): void;
-}
-
-/** Creates the outbox in the SQLite database at `path` (the build store's file is fine). */
-export function createSqliteStatusOutbox(options: { path: string }): StatusOutbox {
-  const db = new Database(options.path);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
-  db.exec(`
-    CREATE TABLE IF NOT EXISTS status_outbox (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
-      build_id TEXT NOT NULL,
-      owner TEXT NOT NULL,
-      repo TEXT NOT NULL,
-      sha TEXT NOT NULL,
-      context TEXT NOT NULL,
-      state TEXT NOT NULL,
-      target_url TEXT NOT NULL,
-      description TEXT NOT NULL,
-      attempts INTEGER NOT NULL DEFAULT 0,
-      next_attempt_at INTEGER NOT NULL,
-      last_error TEXT
-    );
-    CREATE INDEX IF NOT EXISTS status_outbox_due ON status_outbox (next_attempt_at, id);
-    CREATE INDEX IF NOT EXISTS status_outbox_key ON status_outbox (owner, repo, sha, context);
-  `);
-  const dropOlder = db.prepare('DELETE FROM status_outbox WHERE owner = @owner AND repo = @repo AND sha = @sha AND context = @context');
-  const insert = db.prepare(
-    `INSERT INTO status_outbox (build_id, owner, repo, sha, context, state, target_url, description, next_attempt_at)
-     VALUES (@buildId, @owner, @repo, @sha, @context, @state, @targetUrl, @description, @now)`,
-  );
-  const enqueue = db.transaction((entry: NewOutboxEntry, now: number) => {
-    dropOlder.run(entry);
-    return Number(insert.run({ ...entry, now }).lastInsertRowid);
+export function createSqliteStatusOutbox(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void }): StatusOutbox {
+  const direct = options.direct === true || options.path === ':memory:';
+  const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
+  const writer = createSqliteWriter({
+    path: options.path,
+    db,
+    direct,
+    ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
   });
-  type Row = {
-    id: number;
-    build_id: string;
-    owner: string;
-    repo: string;
-    sha: string;
-    context: string;
-    state: OutboxEntry['state'];
-    target_url: string;
-    description: string;
-    attempts: number;
-    next_attempt_at: number;
-  };
   const due = db.prepare<[number, number], Row>('SELECT * FROM status_outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?');
-  const has = db.prepare<[number], { id: number }>('SELECT id FROM status_outbox WHERE id = ?');
-  const remove = db.prepare<[number]>('DELETE FROM status_outbox WHERE id = ?');
-  const retry = db.prepare<[number, string, number]>('UPDATE status_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?');
-  const next = db.prepare<[], { at: number | null }>('SELECT MIN(next_attempt_at) AS at FROM status_outbox');
+  const get = db.prepare<[number], Row>('SELECT * FROM status_outbox WHERE id = ?');
+  const sameKey = db.prepare<[string, string, string, string], { id: number }>(
+    'SELECT id FROM status_outbox WHERE owner = ? AND repo = ? AND sha = ? AND context = ?',
+  );
+  const next = db.prepare<[number], { id: number; at: number }>('SELECT id, next_attempt_at AS at FROM status_outbox ORDER BY next_attempt_at, id LIMIT ?');
   const size = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM status_outbox');
+  const highest = db.prepare<[], { id: number | null }>(
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'status_outbox'), 0), COALESCE((SELECT MAX(id) FROM status_outbox), 0)) AS id",
+  );
+  let nextId = (highest.get()?.id ?? 0) + 1;
+
+  /** entries as the uncommitted changes left them (null: removed), by id */
+  const pending = new Map<number, { value: OutboxEntry | null; seq: number }>();
+  writer.onSettled((seq) => {
+    for (const [id, p] of pending) if (p.seq <= seq) pending.delete(id);
+  });
+  const find = (id: number): OutboxEntry | null => {
+    const p = pending.get(id);
+    if (p !== undefined) return p.value === null ? null : { ...p.value };
+    const row = get.get(id);
+    return row === undefined ? null : toEntry(row);
+  };
+  const write = (op: Parameters<typeof writer.write>[0], overlay: (seq: number) => void): void => {
+    if (writer.direct !== null) writer.direct(op);
+    else overlay(writer.write(op));
+  };
+
   return {
-    enqueue: (entry, now) => enqueue(entry, now),
-    due: (now, limit) =>
-      due.all(now, limit).map((r) => ({
-        id: r.id,
-        buildId: r.build_id,
-        owner: r.owner,
-        repo: r.repo,
-        sha: r.sha,
-        context: r.context,
-        state: r.state,
-        targetUrl: r.target_url,
-        description: r.description,
-        attempts: r.attempts,
-        nextAttemptAt: r.next_attempt_at,
-      })),
-    has: (id) => has.get(id) !== undefined,
+    enqueue(entry, now) {
+      const id = nextId++;
+      // the older unsent ones of this key go with the same change
+      const older = [...sameKey.all(entry.owner, entry.repo, entry.sha, entry.context).map((r) => r.id)];
+      for (const [other, p] of pending) {
+        const e = p.value;
+        if (e !== null && e.owner === entry.owner && e.repo === entry.repo && e.sha === entry.sha && e.context === entry.context) older.push(other);
+      }
+      write({ kind: 'outbox.enqueue', id, entry: { ...entry }, now }, (seq) => {
+        for (const other of older) pending.set(other, { value: null, seq });
+        pending.set(id, { value: { ...entry, id, attempts: 0, nextAttemptAt: now }, seq });
+      });
+      return id;
+    },
+    due(now, limit) {
+      const out = due
+        .all(now, limit + pending.size)
+        .filter((r) => !pending.has(r.id))
+        .map(toEntry);
+      for (const p of pending.values()) if (p.value !== null && p.value.nextAttemptAt <= now) out.push({ ...p.value });
+      return out.sort((a, b) => a.id - b.id).slice(0, limit);
+    },
+    has: (id) => find(id) !== null,
     remove(id) {
-      remove.run(id);
+      write({ kind: 'outbox.remove', id }, (seq) => pending.set(id, { value: null, seq }));
     },
     retryAt(id, nextAttemptAt, error) {
-      retry.run(nextAttemptAt, error.slice(0, 500), id);
+      const entry = find(id);
+      write({ kind: 'outbox.retry', id, nextAttemptAt, error: error.slice(0, 500) }, (seq) => {
+        if (entry !== null) pending.set(id, { value: { ...entry, attempts: entry.attempts + 1, nextAttemptAt }, seq });
+      });
     },
-    nextDueAt: () => next.get()?.at ?? null,
-    size: () => size.get()?.n ?? 0,
+    nextDueAt() {
+      let at: number | null = null;
+      for (const p of pending.values()) if (p.value !== null && (at === null || p.value.nextAttemptAt < at)) at = p.value.nextAttemptAt;
+      // the earliest stored one not changed since: at most pending.size rows come before it
+      const stored = next.all(pending.size + 1).find((r) => !pending.has(r.id));
+      return stored !== undefined && (at === null || stored.at < at) ? stored.at : at;
+    },
+    size() {
+      let n = size.get()?.n ?? 0;
+      for (const [id, p] of pending) {
+        const inDb = get.get(id) !== undefined;
+        if (inDb && p.value === null) n--;
+        if (!inDb && p.value !== null) n++;
+      }
+      return n;
+    },
+    flush: () => writer.flush(),
     close() {
-      db.close();
+      try {
+        writer.close();
+      } finally {
+        db.close();
+      }
     },
   };
 }
