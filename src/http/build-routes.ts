@@ -48,22 +48,8 @@ export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: 
   if (cursor === undefined) {
     builds = store.list({ ...filters, limit });
   } else {
-    // listKeys reads every key: fine for thousands of builds; a `before` filter in the
-    // store query would make it one indexed query
-    const keys = store
-      .listKeys()
-      .filter(
-        (k) =>
-          k.id < cursor &&
-          (filters.repo === undefined || k.repo === filters.repo) &&
-          (filters.ref === undefined || k.ref === filters.ref) &&
-          (filters.state === undefined || k.state === filters.state),
-      );
-    builds = keys
-      .slice(-limit)
-      .reverse()
-      .map((k) => store.get(k.id))
-      .filter((b): b is Build => b !== null);
+    // one range of an index from the cursor build on (see BuildQuery.beforeId)
+    builds = store.list({ ...filters, limit, beforeId: cursor });
   }
   return { builds, nextCursor: builds.length === limit ? (builds.at(-1)?.id ?? null) : null };
 }

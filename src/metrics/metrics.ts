@@ -34,8 +34,9 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'autobuilder_' });
 
-  /** queued and running builds, from the store (the truth, written before any build event) */
-  const active = (): { id: string; state: string }[] => store.listKeys().filter((k) => k.state === 'queued' || k.state === 'running');
+  // counts and the oldest queued build come from the store (the truth, written before any
+  // build event), each from an index: a scrape reads the queued and running builds' index
+  // entries, never the whole history
   /** when each running build started, until its workspace is ready */
   const preparing = new Map<string, string>();
 
@@ -52,8 +53,7 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     registers: [registry],
     collect() {
       this.reset();
-      const current = active();
-      for (const state of ['queued', 'running'] as const) this.set({ state }, current.filter((b) => b.state === state).length);
+      for (const state of ['queued', 'running'] as const) this.set({ state }, store.count(state));
     },
   });
   new Gauge({
@@ -61,7 +61,7 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     help: 'Builds waiting to run (queued, including those waiting for an identical build).',
     registers: [registry],
     collect() {
-      this.set(active().filter((b) => b.state === 'queued').length);
+      this.set(store.count('queued'));
     },
   });
   new Gauge({
@@ -69,10 +69,8 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     help: 'How long the oldest queued build has waited; 0 when nothing waits.',
     registers: [registry],
     collect() {
-      // keys come oldest first: the first queued one waited longest
-      const first = active().find((b) => b.state === 'queued');
-      const oldest = first === undefined ? null : store.get(first.id);
-      this.set(oldest === null ? 0 : Math.max(0, (now() - Date.parse(oldest.queuedAt)) / 1000));
+      const [oldest] = store.list({ state: 'queued', order: 'oldest-first', limit: 1 });
+      this.set(oldest === undefined ? 0 : Math.max(0, (now() - Date.parse(oldest.queuedAt)) / 1000));
     },
   });
   const webhookToQueued = new Histogram({
