@@ -2,7 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server as SocketServer } from 'socket.io';
 import type { Build } from '../builds/build.js';
 import type { QueueInfo } from '../builds/scheduler.js';
-import type { BuildEventName, BuildEvents } from '../builds/build-events.js';
+import { BUILD_EVENTS, type BuildEventName, type BuildEvents } from '../builds/build-events.js';
 import type { BuildLogs, LogAppend } from '../builds/build-log.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import type { PageAuth } from '../http/page-auth.js';
@@ -40,7 +40,6 @@ interface Tail {
 /** Characters of a log line sent to monitor clients (the tail of a build). */
 const MAX_TAIL_LINE_CHARS = 2048;
 
-const BUILD_EVENTS: readonly BuildEventName[] = ['build.queued', 'build.started', 'build.updated', 'build.finished'];
 const roomsOf = (repo: string) => ['all', `repo:${repo}`];
 
 /**
