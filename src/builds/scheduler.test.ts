@@ -4,7 +4,8 @@ import { isAppError } from '../errors.js';
 import type { Build } from './build.js';
 import { assertTransition, TRANSITIONS, type BuildEnd, type BuildPhase, type StopReason } from './build-lifecycle.js';
 import type { BuildPriority } from './build-queue.js';
-import { createScheduler, type ScheduledBuild, type SchedulerHooks } from './scheduler.js';
+import { createScheduler } from './create-scheduler.js';
+import type { ScheduledBuild, SchedulerHooks } from './scheduler.js';
 
 let clock = 0;
 /** A build record with a fresh, increasing id. */

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { createCheckout, toGitHost, type Checkout } from '../builds/checkout.js';
-import { createCoordinator, type Coordinator } from '../builds/coordinator.js';
+import type { Coordinator } from '../builds/coordinator.js';
+import { createCoordinator } from '../builds/create-coordinator.js';
 import type { BuildEvents } from '../builds/build-events.js';
 import { createMirrorRefs } from '../builds/mirror-refs.js';
 import { createRetention, type Retention } from '../builds/retention.js';

@@ -5,7 +5,7 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { Build, BuildState } from '../builds/build.js';
 import { createBuildEvents } from '../builds/build-events.js';
 import { createBuildLogs } from '../builds/build-log.js';
-import { createCoordinator } from '../builds/coordinator.js';
+import { createCoordinator } from '../builds/create-coordinator.js';
 import { createRetention } from '../builds/retention.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import type { CommitStatusPublisher } from '../github/commit-statuses.js';
