@@ -224,7 +224,8 @@ export function createCoordinator(options: {
         return { builds: [], reason };
       }
       if (lookup.definitions.length === 0) {
-        rlog.info({ reason: lookup.reason }, 'no build definition matches');
+        // the delivery's one line at info carries the reason
+        rlog.debug({ reason: lookup.reason }, 'no build definition matches');
         return { builds: [], reason: lookup.reason };
       }
       // resolved only once some definition matches: no network for refs nothing builds
@@ -255,7 +256,7 @@ export function createCoordinator(options: {
         if (built === undefined) definitions.push(definition);
         else skipped.push(`${definition.name}: ${request.ref} at ${sha} has build ${built.id}`);
       }
-      if (skipped.length > 0) rlog.info({ skipped }, 'tag already built at this commit');
+      if (skipped.length > 0) rlog.debug({ skipped }, 'tag already built at this commit');
       if (definitions.length === 0) return { builds: [], reason: `already built: ${skipped.join('; ')}` };
       const builds: Build[] = definitions.map((definition) => ({
         id: createBuildId(),
@@ -290,7 +291,7 @@ export function createCoordinator(options: {
         const buildLog = logs.open(build.id);
         buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
         events.emit('build.queued', structuredClone(build));
-        rlog.info({ buildId: build.id, definition: definition.name }, 'build queued');
+        rlog.debug({ buildId: build.id, definition: definition.name }, 'build queued');
         return { build, definition, buildLog };
       });
       for (const { build, definition, buildLog } of opened) await admitAndDecide(build, definition, request, buildLog);
