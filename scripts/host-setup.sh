@@ -2,6 +2,11 @@
 # Prepare a Debian (bookworm) host for autobuilder: packages, a running dockerd,
 # a Btrfs data directory and the locally made base images. Run as root.
 #
+# redis-server is installed for distributed builds (BullMQ) and their tests. No system redis
+# is required: Debian's package starts one on 6379 where an init system runs, but the tests
+# and the demo start their own redis-server processes on free ports. openssl makes the
+# throwaway certificates of the TLS tests.
+#
 # Idempotent: a second run finds everything in place, changes nothing and takes a
 # few seconds (most of it spent on the verification containers).
 #
@@ -29,7 +34,7 @@ DEBIAN_IMAGE=autobuilder/debian-build:bookworm
 # Bump when the way an image is made changes: an image with another recipe label is remade.
 BUSYBOX_RECIPE=1
 DEBIAN_RECIPE=1
-PACKAGES=(docker.io btrfs-progs busybox-static debootstrap git iptables chromium)
+PACKAGES=(docker.io btrfs-progs busybox-static debootstrap git iptables chromium redis-server openssl)
 STATE_DIR=/var/lib/autobuilder
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKERD_TIMEOUT=${AUTOBUILDER_DOCKERD_TIMEOUT:-60}
@@ -572,6 +577,8 @@ log "summary"
 for line in "${SUMMARY[@]}"; do detail "$line"; done
 detail "docker:   client $(docker version --format '{{.Client.Version}}' 2>/dev/null) ($(command -v docker)), server $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})'), $(docker info --format 'storage {{.Driver}}, cgroup v{{.CgroupVersion}} {{.CgroupDriver}}')"
 detail "data dir: $DATA_DIR ($(stat -f -c %T "$DATA_DIR") on $(findmnt -n -o SOURCE --target "$DATA_DIR" | head -n1)$( [[ -e $BTRFS_IMAGE ]] && echo ", image $BTRFS_IMAGE"))"
+detail "redis:    $(redis-server --version | awk '{ print $3 }' | sed 's/^v=//') ($(command -v redis-server)), system service on 6379: $(timeout 3 redis-cli -p 6379 ping 2>/dev/null | grep -qx PONG && echo answering || echo "not answering (not needed)")"
+detail "openssl:  $(openssl version | awk '{ print $2 }') ($(command -v openssl))"
 for img in "$BUSYBOX_IMAGE" "$DEBIAN_IMAGE"; do
   detail "image:    $img $(docker image inspect --format '{{.Id}} {{.Size}}' "$img" | awk '{ printf "%s (%.0f MB)", $1, $2 / 1e6 }')"
 done
