@@ -6,28 +6,12 @@ import type { Coordinator } from '../builds/coordinator.js';
 import { assertRepoName, isSha, parseRef } from '../builds/refs.js';
 import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
-import { readBody } from '../webhooks/read-body.js';
 import { toBuildView } from './build-view.js';
+import { jsonBody } from './json-body.js';
 import type { RouteGuards } from './route-access.js';
 
 /** Seconds a client is told to wait when the backlog is full. */
 export const RETRY_AFTER_SECONDS = 30;
-
-async function jsonBody<T extends z.ZodType>(req: Parameters<typeof readBody>[0], schema: T): Promise<z.infer<T>> {
-  const raw = await readBody(req, 64 * 1024);
-  let data: unknown = {};
-  if (raw.length > 0) {
-    try {
-      data = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new AppError('BAD_REQUEST', 'the body is not JSON', { status: 400 });
-    }
-  }
-  const parsed = schema.safeParse(data);
-  if (!parsed.success)
-    throw new AppError('BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '), { status: 400 });
-  return parsed.data;
-}
 
 const triggerSchema = z
   .object({
