@@ -5,6 +5,8 @@ import type { BuildEvents } from './builds/build-events.js';
 import type { BuildLogs } from './builds/build-log.js';
 import type { Checkout } from './builds/checkout.js';
 import type { Coordinator } from './builds/coordinator.js';
+import { createWorkerRoutes } from './http/worker-routes.js';
+import type { WorkerDispatch } from './server/worker-dispatch.js';
 import { createArtifactRoutes } from './http/artifact-routes.js';
 import { createControlRoutes } from './http/control-routes.js';
 import { createAssetRoutes } from './http/asset-routes.js';
@@ -53,6 +55,10 @@ export interface AppDeps {
   pageAuth: PageAuth;
   /** the webhook registrar whose last run GET /api/webhooks shows; null when registration is off */
   webhookRegistrar: WebhookRegistrar | null;
+  /** build workers (bullmq dispatch); null when builds run here */
+  workers: WorkerDispatch | null;
+  /** bytes a build's artifact may have (a worker's upload too) */
+  maxArtifactBytes: number;
 }
 
 /**
@@ -66,7 +72,7 @@ export function createApp(deps: AppDeps): Koa {
   app.proxy = false;
   app.silent = true;
   app.use(errorHandler(deps.log.child({ component: 'http' })));
-  const access = createRouteGuards({ pageAuth: deps.pageAuth, token: deps.control.token });
+  const access = createRouteGuards({ pageAuth: deps.pageAuth, token: deps.control.token, workerTokens: deps.workers?.tokens ?? {} });
   const health = new Router();
   health.get('/healthz', access.open, (ctx) => {
     ctx.body = { ok: true };
@@ -92,6 +98,13 @@ export function createApp(deps: AppDeps): Koa {
     createMetricsRoutes({ access, metrics: deps.metrics }),
     createWebhookRegistrationRoutes({ access, registrar: deps.webhookRegistrar }),
     createAssetRoutes({ access }),
+    createWorkerRoutes({
+      access,
+      workers: deps.workers,
+      artifacts: deps.artifacts,
+      maxArtifactBytes: deps.maxArtifactBytes,
+      log: deps.log.child({ component: 'workers' }),
+    }),
   ]) {
     app.use(router.routes());
     app.use(router.allowedMethods());

@@ -77,7 +77,16 @@ export async function startServer(
     log,
   });
   const { statuses, webhookRegistrar } = github;
-  const { checkout, runner, coordinator, retention } = createBuilds({ config, dataDir, storage, configRepository, statuses, events, webhookSecret, log });
+  const { checkout, runner, coordinator, retention, workers } = createBuilds({
+    config,
+    dataDir,
+    storage,
+    configRepository,
+    statuses,
+    events,
+    webhookSecret,
+    log,
+  });
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
   const intake = await openIntake({ dataDir, store, deadRefs, coordinator, configRepository, pageAuth, apiToken: config.api.token, webhookSecret, log });
 
@@ -104,6 +113,8 @@ export async function startServer(
     events,
     metrics,
     pageAuth,
+    workers,
+    maxArtifactBytes: config.builds.maxArtifactBytes,
   });
   gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own
@@ -153,6 +164,8 @@ export async function startServer(
         server.closeAllConnections();
       });
       await coordinator.shutdown(closeOptions?.graceMs ?? config.builds.shutdownGraceSeconds * 1000);
+      await workers?.dispatch.close();
+      workers?.registry.close();
       runner.close();
       await configRepository.close();
       await intake.close();

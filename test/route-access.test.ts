@@ -41,6 +41,9 @@ const POLICY: Record<string, RouteAccess> = {
   'POST /api/builds/:id/rebuild': 'token',
   'POST /api/builds/:id/cancel': 'token',
   'POST /api/config/reload': 'token',
+  'GET /api/workers': 'protected',
+  'POST /api/workers/heartbeat': 'worker',
+  'PUT /api/workers/builds/:id/artifacts/:name': 'worker',
 };
 
 /** Query strings a route needs to answer 200 rather than 400. */
@@ -243,6 +246,10 @@ describe('route access with page credentials and an API token', () => {
           assert.equal(wrongToken.status, 401, key);
           assert.equal(withPages.status, 401, `${key}: page credentials do not allow writes`);
           assert.ok(![401, 403].includes(withToken.status), `${key} with the token: ${withToken.status}`);
+          break;
+        case 'worker':
+          // neither the API token nor the page credentials are a worker's token
+          for (const answer of [anonymous, withPages, withToken, wrongToken]) assert.ok([401, 403].includes(answer.status), `${key}: ${answer.status}`);
           break;
         case null:
           assert.fail(`${key} declares no access`);

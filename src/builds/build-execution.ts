@@ -43,7 +43,7 @@ export interface ExecutionPolicy {
 /** One build to run: its record, definition, request and log. */
 export interface ExecutionJob {
   /** the build's record (read only here: changes go through `report`) */
-  build: Readonly<Build>;
+  build: Readonly<Pick<Build, 'id' | 'repo' | 'ref' | 'sha' | 'cacheInputs'>>;
   definition: BuildDefinition;
   request: BuildRequest;
   log: BuildLogWriter;
@@ -97,7 +97,7 @@ export function createLocalExecutor(deps: {
   checkout: Checkout;
   workspaces: Workspaces;
   runner: ContainerRunner;
-  artifacts: ArtifactStore;
+  artifacts: Pick<ArtifactStore, 'tempPath' | 'put'>;
   log: Logger;
   policy: ExecutionPolicy;
   cloneUrlRewrites: readonly CloneUrlRewrite[];

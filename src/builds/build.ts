@@ -78,6 +78,8 @@ export interface Build {
   cacheMiss: CacheMiss | null;
   /** config repository commit the definition was read at */
   configSha: string | null;
+  /** the build worker that ran it (bullmq dispatch); null when it ran on the server or not at all */
+  worker: string | null;
   /** the X-GitHub-Delivery that asked for it, if a webhook did */
   deliveryId: string | null;
   /** ISO 8601 timestamps */

@@ -59,7 +59,7 @@ export function toCanonicalJson(value: unknown): string {
  */
 export function toCacheInputs(input: {
   tree: string;
-  definition: { script: string; archives: string; artifact: string; image: string; incremental: boolean };
+  definition: { script: string; archives: string; artifact: string; image: string; incremental: boolean; runsOn?: readonly string[] };
   imageId: string;
   scriptBlob: string | null;
   env: Readonly<Record<string, string>>;

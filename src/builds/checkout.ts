@@ -58,6 +58,8 @@ export interface Checkout {
     sha: string;
     paths: readonly string[];
     signal?: AbortSignal | undefined;
+    /** the credential for this fetch, over the checkout's own (a worker gets its build's from the server) */
+    token?: { value: string; host: string } | undefined;
   }): Promise<{ tree: string; blobs: (string | null)[] }>;
   /**
    * The commit `ref` points at in the repository at `cloneUrl` (`git ls-remote`); an
@@ -157,7 +159,7 @@ export function createCheckout(options: {
   };
 
   return {
-    async fetch({ owner, repo, cloneUrl, sha, paths, signal }) {
+    async fetch({ owner, repo, cloneUrl, sha, paths, signal, token }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
       try {
         const mirror = await ensureMirror(owner, repo);
@@ -169,7 +171,7 @@ export function createCheckout(options: {
               () => false,
             );
           if (!present)
-            await git(mirror, authFor(cloneUrl), signal).raw([
+            await git(mirror, token === undefined ? authFor(cloneUrl) : gitAuthEnv(cloneUrl, token), signal).raw([
               'fetch',
               '--quiet',
               '--no-tags',

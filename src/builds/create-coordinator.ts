@@ -277,6 +277,7 @@ export function createCoordinator(options: {
         sourceBuildId: null,
         cacheMiss: null,
         configSha: lookup.configSha,
+        worker: null,
         deliveryId: request.deliveryId,
         queuedAt: now().toISOString(),
         startedAt: null,

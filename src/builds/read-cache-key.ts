@@ -50,7 +50,15 @@ export function createCacheKeyReader(deps: {
     }
     const cacheInputs = toCacheInputs({
       tree: inputs.tree,
-      definition: { script: definition.script, archives: definition.archives, artifact: definition.artifact, image, incremental: definition.incremental },
+      definition: {
+        script: definition.script,
+        archives: definition.archives,
+        artifact: definition.artifact,
+        image,
+        incremental: definition.incremental,
+        // builds for other worker labels (another CPU, say) are other builds; none: keys as before
+        ...(definition.runsOn.length > 0 ? { runsOn: definition.runsOn } : {}),
+      },
       imageId,
       scriptBlob: inputs.scriptBlob,
       env: definition.env,

@@ -30,6 +30,7 @@ function record(ref: string, definition = 'build'): Build {
     sourceBuildId: null,
     cacheMiss: null,
     configSha: null,
+    worker: null,
     deliveryId: null,
     queuedAt: new Date(clock).toISOString(),
     startedAt: null,

@@ -53,6 +53,8 @@ describe('parseDefinitionFile', () => {
         timeoutSeconds: null,
         outputTimeoutSeconds: null,
         resources: { memoryBytes: null, cpus: null, pidsLimit: null, diskBytes: null },
+        runsOn: [],
+        retry: 0,
         file: FILE,
       },
       {
@@ -67,9 +69,28 @@ describe('parseDefinitionFile', () => {
         timeoutSeconds: null,
         outputTimeoutSeconds: null,
         resources: { memoryBytes: null, cpus: null, pidsLimit: null, diskBytes: null },
+        runsOn: [],
+        retry: 0,
         file: FILE,
       },
     ]);
+  });
+
+  test('reads runs-on (labels, sorted, once each) and retry (0 or 1) of a build script', () => {
+    const [definition] = parseDefinitionFile(
+      ['buildscripts:', '  - build.sh', 'build.sh:', '  archives: /out', '  artifact: a.txt', '  runs-on: [big, arm64, big]', '  retry: 1'].join('\n'),
+      FILE,
+    );
+    assert.deepEqual(definition?.runsOn, ['arm64', 'big']);
+    assert.equal(definition?.retry, 1);
+    assert.throws(
+      () => parseDefinitionFile(['buildscripts:', '  - build.sh', 'build.sh:', '  archives: /out', '  artifact: a.txt', '  retry: 2'].join('\n'), FILE),
+      /retry: must be 0 or 1/,
+    );
+    assert.throws(
+      () => parseDefinitionFile(['buildscripts:', '  - build.sh', 'build.sh:', '  archives: /out', '  artifact: a.txt', '  runs-on: ["a b"]'].join('\n'), FILE),
+      /must be a worker label/,
+    );
   });
 
   test('reads timeout, outputTimeout and resources of a build script', () => {

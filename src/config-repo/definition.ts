@@ -33,6 +33,10 @@ export interface BuildDefinition {
   outputTimeoutSeconds: number | null;
   /** limits asked for; each is capped by the server's maximum */
   resources: { memoryBytes: number | null; cpus: number | null; pidsLimit: number | null; diskBytes: number | null };
+  /** labels a build worker must all have to run it (bullmq dispatch); empty: any worker */
+  runsOn: string[];
+  /** times a build whose worker was lost is tried again on another worker (0 or 1) */
+  retry: number;
   /** the config-repository file this came from, relative to its root */
   file: string;
 }
@@ -78,6 +82,11 @@ const scriptOptions = z
       })
       .strict()
       .optional(),
+    'runs-on': z
+      .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, 'must be a worker label: letters, digits, ".", "_", ":" or "-"'))
+      .max(16)
+      .optional(),
+    retry: z.union([z.literal(0), z.literal(1)], { error: 'must be 0 or 1' }).optional(),
   })
   .strict();
 
@@ -201,6 +210,8 @@ export function parseDefinitionDocument(input: string | Uint8Array, file: string
         pidsLimit: o.resources?.pids ?? null,
         diskBytes: o.resources?.diskMiB === undefined ? null : o.resources.diskMiB * 1024 * 1024,
       },
+      runsOn: [...new Set(o['runs-on'] ?? [])].sort(),
+      retry: o.retry ?? 0,
       file,
     });
   });

@@ -10,17 +10,26 @@ function deepFreeze<T>(value: T): Readonly<T> {
   return value;
 }
 
+/** `input` with `dispatch.redis.url` set to `url` when given (before validation: bullmq mode needs it). */
+function withRedisUrl(input: unknown, url: string | undefined): unknown {
+  if (url === undefined || url === '' || typeof input !== 'object' || input === null) return input;
+  const record = input as Record<string, unknown>;
+  const dispatch = typeof record['dispatch'] === 'object' && record['dispatch'] !== null ? (record['dispatch'] as Record<string, unknown>) : {};
+  const redis = typeof dispatch['redis'] === 'object' && dispatch['redis'] !== null ? (dispatch['redis'] as Record<string, unknown>) : {};
+  return { ...record, dispatch: { ...dispatch, redis: { ...redis, url } } };
+}
+
 /**
  * Validates server settings and returns them frozen, with defaults filled in.
- * Secrets may come from the environment: `GITHUB_WEBHOOK_SECRET`, `GITHUB_TOKEN` and
- * `AUTOBUILDER_API_TOKEN` override the file's values.
+ * Secrets may come from the environment: `GITHUB_WEBHOOK_SECRET`, `GITHUB_TOKEN`,
+ * `AUTOBUILDER_API_TOKEN` and `AUTOBUILDER_REDIS_URL` (`dispatch.redis.url`) override the file's values.
  *
  * @param input - what `config.ts` exported (anything; it is validated), or `{}` for the defaults
  * @param env - the environment to read secrets from (tests pass their own)
  * @throws AppError `CONFIG_INVALID` listing every problem at once, one `path: message` a line
  */
 export function loadConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
-  const result = configSchema.safeParse(input ?? {});
+  const result = configSchema.safeParse(withRedisUrl(input ?? {}, env['AUTOBUILDER_REDIS_URL']));
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `  ${issue.path.join('.') || '(root)'}: ${issue.message}`);
     throw new AppError('CONFIG_INVALID', `invalid configuration (${lines.length} problem(s)):\n${lines.join('\n')}`, {

@@ -144,6 +144,41 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Where builds run: `local` (this process, this host: the default) or `bullmq` (build
+     * workers on other machines take them from BullMQ queues on Redis; see README, Scaling out)
+     */
+    dispatch: z
+      .object({
+        mode: z.enum(['local', 'bullmq']).default('local'),
+        redis: z
+          .object({
+            /** `redis://[:password@]host:port[/db]` or `rediss://…`; `AUTOBUILDER_REDIS_URL` overrides it */
+            url: nonEmpty,
+            /** CA file of a `rediss:` server signed by a private CA */
+            caPath: nonEmpty.optional(),
+          })
+          .strict()
+          .optional(),
+        /** the workers and their tokens (at least 16 characters each); a worker left out is refused */
+        workers: z
+          .record(
+            z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a worker id: letters, digits, ".", "_" or "-"'),
+            z.object({ token: z.string().min(16, 'at least 16 characters') }).strict(),
+          )
+          .default({}),
+        /** seconds a worker's job lock lasts without renewal (BullMQ lockDuration) */
+        lockDurationSeconds: z.number().positive().default(30),
+        /** seconds between checks for builds whose worker's lock expired (BullMQ stalledInterval) */
+        stalledIntervalSeconds: z.number().positive().default(15),
+        /** seconds a build waits for the busy worker holding its workspace lineage before it goes elsewhere */
+        affinityWaitSeconds: z.number().min(0).default(30),
+        /** seconds without a heartbeat after which a worker is no longer live */
+        heartbeatTimeoutSeconds: z.number().positive().default(10),
+      })
+      .strict()
+      .prefault({})
+      .refine((d) => d.mode === 'local' || d.redis !== undefined, { message: 'mode bullmq needs redis.url (or AUTOBUILDER_REDIS_URL)', path: ['redis'] }),
     cloneUrlRewrites: z.array(cloneUrlRewriteSchema).default([]),
     snapshotDriver: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

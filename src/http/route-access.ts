@@ -13,11 +13,14 @@ import type { PageAuth } from './page-auth.js';
  *   `Authorization: Bearer <api.token>` (so the CLI and scripts read with the one token they
  *   hold); without `pages.credentials`, anyone.
  * - `token`: `Authorization: Bearer <api.token>` only; 403 while no token is configured.
+ * - `worker`: `Authorization: Bearer <token of a worker in dispatch.workers>` only (build
+ *   workers: heartbeats, artifact uploads); the worker's id is put in `ctx.state.workerId`.
+ *   403 while no worker is configured.
  */
-export type RouteAccess = 'open' | 'protected' | 'token';
+export type RouteAccess = 'open' | 'protected' | 'token' | 'worker';
 
 /** Every access level, in the order above. */
-export const ROUTE_ACCESS: readonly RouteAccess[] = ['open', 'protected', 'token'];
+export const ROUTE_ACCESS: readonly RouteAccess[] = ['open', 'protected', 'token', 'worker'];
 
 /** Koa middleware that lets a request through only with the access it names: the first middleware of a route. */
 export type AccessGuard = Middleware & { readonly access: RouteAccess };
@@ -46,14 +49,29 @@ function guard(access: RouteAccess, middleware: Middleware): AccessGuard {
 }
 
 /**
- * Makes the three guards of one app. `token` is `api.token` (undefined: token routes answer
+ * Makes the guards of one app. `token` is `api.token` (undefined: token routes answer
  * 403); tokens are compared in constant time through their sha256. A refused request gets
  * 401 `UNAUTHORIZED` with a `WWW-Authenticate` challenge (Basic for protected routes, Bearer
  * for token routes), thrown as an AppError for the error handler to answer.
  */
-export function createRouteGuards(options: { pageAuth: Pick<PageAuth, 'allowsRequest' | 'challenge'>; token: string | undefined }): RouteGuards {
+export function createRouteGuards(options: {
+  pageAuth: Pick<PageAuth, 'allowsRequest' | 'challenge'>;
+  token: string | undefined;
+  /** worker id → its token (config `dispatch.workers`) */
+  workerTokens?: Readonly<Record<string, string>>;
+}): RouteGuards {
   const { pageAuth } = options;
   const expected = options.token === undefined ? null : sha256(options.token);
+  const workers = Object.entries(options.workerTokens ?? {}).map(([id, token]) => ({ id, digest: sha256(token) }));
+  /** The worker whose token the header carries, or null; every token is compared, in constant time each. */
+  const workerOf = (header: string): string | null => {
+    const given = bearerToken(header);
+    if (given === null) return null;
+    const digest = sha256(given);
+    let found: string | null = null;
+    for (const worker of workers) if (timingSafeEqual(digest, worker.digest)) found = worker.id;
+    return found;
+  };
   const hasToken = (header: string): boolean => {
     const given = bearerToken(header);
     return expected !== null && given !== null && timingSafeEqual(sha256(given), expected);
@@ -70,6 +88,18 @@ export function createRouteGuards(options: { pageAuth: Pick<PageAuth, 'allowsReq
           headers: { 'WWW-Authenticate': pageAuth.challenge },
         });
       }
+      await next();
+    }),
+    worker: guard('worker', async (ctx, next) => {
+      if (workers.length === 0) throw new AppError('FORBIDDEN', 'no build workers are configured (dispatch.workers)', { status: 403 });
+      const id = workerOf(ctx.get('Authorization'));
+      if (id === null) {
+        throw new AppError('UNAUTHORIZED', 'a valid worker token is required', {
+          status: 401,
+          headers: { 'WWW-Authenticate': 'Bearer realm="autobuilder-workers"' },
+        });
+      }
+      (ctx.state as { workerId?: string }).workerId = id;
       await next();
     }),
     token: guard('token', async (ctx, next) => {

@@ -13,6 +13,7 @@ import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import { createDockerRunner, type DockerRunner } from '../runner/docker-runner.js';
 import type { Storage } from './open-storage.js';
+import { createWorkerDispatch, type WorkerDispatch } from './worker-dispatch.js';
 
 /** The parts that make and keep builds: git, Docker, the coordinator and retention. */
 export interface BuildParts {
@@ -20,6 +21,8 @@ export interface BuildParts {
   runner: DockerRunner;
   coordinator: Coordinator;
   retention: Retention;
+  /** the build workers and their dispatcher in bullmq mode; null in local mode */
+  workers: WorkerDispatch | null;
 }
 
 /**
@@ -67,6 +70,19 @@ export function createBuilds(options: {
     timeoutMs: config.builds.gitTimeoutSeconds * 1000,
     ...(config.github.token === undefined ? {} : { token: { value: config.github.token, host: toGitHost(config.github.apiUrl) } }),
   });
+  const policy = {
+    defaultImage: config.docker.defaultImage,
+    defaultTimeoutSeconds: config.builds.defaultTimeoutSeconds,
+    maxTimeoutSeconds: config.builds.maxTimeoutSeconds,
+    outputTimeoutSeconds: config.builds.outputTimeoutSeconds ?? null,
+    maxResources: { memoryBytes: config.docker.memoryBytes, cpus: config.docker.cpus, pidsLimit: config.docker.pidsLimit },
+    secretEnv: config.builds.secretEnv,
+    maxLogBytes: config.builds.maxLogBytes,
+    forkNetwork: config.builds.forkNetwork,
+    diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
+    maxArtifactBytes: config.builds.maxArtifactBytes,
+  };
+  const workers = config.dispatch.mode === 'bullmq' ? createWorkerDispatch({ config, store, policy, log }) : null;
   const coordinator = createCoordinator({
     events,
     store,
@@ -79,23 +95,11 @@ export function createBuilds(options: {
     statuses,
     log: log.child({ component: 'builds' }),
     concurrency: config.jobConcurrency,
-    policy: {
-      defaultImage: config.docker.defaultImage,
-      defaultTimeoutSeconds: config.builds.defaultTimeoutSeconds,
-      maxTimeoutSeconds: config.builds.maxTimeoutSeconds,
-      outputTimeoutSeconds: config.builds.outputTimeoutSeconds ?? null,
-      maxResources: { memoryBytes: config.docker.memoryBytes, cpus: config.docker.cpus, pidsLimit: config.docker.pidsLimit },
-      cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede,
-      backlog: config.jobBacklog ?? 2 * config.jobConcurrency,
-      secretEnv: config.builds.secretEnv,
-      maxLogBytes: config.builds.maxLogBytes,
-      forkNetwork: config.builds.forkNetwork,
-      diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
-      maxArtifactBytes: config.builds.maxArtifactBytes,
-    },
+    policy: { ...policy, cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede, backlog: config.jobBacklog ?? 2 * config.jobConcurrency },
     reserve,
     mask: createSecretMasker([config.github.token, options.webhookSecret, config.api.token, ...Object.values(config.builds.secretEnv)]),
     cloneUrlRewrites: config.cloneUrlRewrites,
+    ...(workers === null ? {} : { executor: workers.dispatch }),
   });
-  return { checkout, runner, coordinator, retention };
+  return { checkout, runner, coordinator, retention, workers };
 }

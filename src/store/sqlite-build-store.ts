@@ -28,7 +28,8 @@ const toRow = (build: Build): BuildRow => ({
   cacheKey: build.cacheKey,
   cached: build.cached ? 1 : 0,
 });
-const parse = (doc: string): Build => JSON.parse(doc) as Build;
+/** A stored build; one stored before a field existed gets that field's empty value. */
+const parse = (doc: string): Build => ({ worker: null, ...(JSON.parse(doc) as Omit<Build, 'worker'> & { worker?: string | null }) });
 const copy = (build: Build): Build => structuredClone(build);
 /** newest first: `queuedAt`, then `id`, descending */
 const newestFirst = (a: Build, b: Build): number => (a.queuedAt === b.queuedAt ? (a.id < b.id ? 1 : a.id > b.id ? -1 : 0) : a.queuedAt < b.queuedAt ? 1 : -1);

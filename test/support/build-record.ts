@@ -24,6 +24,7 @@ export function buildRecord(changes: Partial<Build> = {}): Build {
     sourceBuildId: null,
     cacheMiss: null,
     configSha: null,
+    worker: null,
     deliveryId: null,
     queuedAt: '2024-01-01T00:00:00.000Z',
     startedAt: null,

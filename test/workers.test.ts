@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { BuildView } from '../src/http/build-view.js';
+import { createLogger } from '../src/logger.js';
+import { startWorker, type RunningWorker } from '../src/worker/start-worker.js';
+import { loadWorkerConfig } from '../src/worker/worker-config.js';
+import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
+import { startRedisServer, type RunningRedis } from './support/redis-server.js';
+import { deliver, pushPayload } from './support/webhook-delivery.js';
+
+const TOKENS = { w1: 'worker-one-token-0123456789', w2: 'worker-two-token-0123456789' } as const;
+
+describe('build workers over BullMQ on Redis', () => {
+  let redis: RunningRedis;
+  let f: FixtureServer;
+  const workers: RunningWorker[] = [];
+
+  const startOne = async (id: keyof typeof TOKENS, more: { labels?: string[] } = {}) => {
+    const config = loadWorkerConfig(
+      {
+        id,
+        serverUrl: f.server.url,
+        token: TOKENS[id],
+        redis: { url: redis.url },
+        labels: more.labels ?? [],
+        capacity: 1,
+        dataDir: join(f.dir, `worker-${id}`),
+        docker: { network: 'none' },
+        heartbeatSeconds: 0.5,
+        logLevel: 'silent',
+      },
+      {},
+    );
+    const worker = await startWorker(config, { log: createLogger({ level: 'silent' }) });
+    workers.push(worker);
+    return worker;
+  };
+
+  before(async () => {
+    redis = await startRedisServer({ password: 'redis-test-password', persistence: true });
+    f = await startFixtureServer('workers', {
+      jobConcurrency: 4,
+      dispatch: {
+        mode: 'bullmq',
+        redis: { url: redis.url },
+        workers: { w1: { token: TOKENS.w1 }, w2: { token: TOKENS.w2 } },
+        lockDurationSeconds: 2,
+        stalledIntervalSeconds: 1,
+        heartbeatTimeoutSeconds: 3,
+        affinityWaitSeconds: 2,
+      },
+    });
+  });
+  after(async () => {
+    for (const worker of workers) await worker.close().catch(() => undefined);
+    await f.close({ graceMs: 0 });
+    await redis.stop();
+  });
+
+  test('a push builds on a worker: its log, artifact and statuses reach the server', async () => {
+    await startOne('w1');
+    const sha = f.repo.head as string;
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+    });
+    assert.equal(response.status, 202);
+    const build = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/main');
+    assert.equal(build.state, 'success', build.description ?? '');
+    assert.equal((build as BuildView & { worker: string | null }).worker, 'w1');
+    const log = await (await fetch(build.logUrl)).text();
+    assert.match(log, /dispatched to worker w1/);
+    assert.match(log, /checked out/);
+    const [artifact] = build.artifacts;
+    assert.ok(artifact);
+    const body = Buffer.from(await (await fetch(artifact.url)).arrayBuffer());
+    assert.equal(body.length, artifact.size);
+    const listed = (await (await fetch(`${f.server.url}/api/workers`)).json()) as { mode: string; workers: { id: string; live: boolean }[] };
+    assert.equal(listed.mode, 'bullmq');
+    assert.deepEqual(
+      listed.workers.map((w) => [w.id, w.live]),
+      [['w1', true]],
+    );
+  });
+});
