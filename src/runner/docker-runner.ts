@@ -101,6 +101,21 @@ export interface DockerRunner extends ContainerRunner {
 }
 
 /**
+ * The build's command runs under this when containers are leased to the process (see
+ * `leaseToProcess`): `sh -c` as PID 1 starts the command in the background, and a watcher
+ * that reads stdin (shell builtins only: any image with /bin/sh has them) kills every other
+ * process of the container (`kill -KILL -1`) at its end of file, which comes when the
+ * attaching process goes away. The command's exit code is the container's.
+ */
+const LEASE_COMMAND = [
+  '/bin/sh',
+  '-c',
+  // a background list's stdin is /dev/null unless redirected: fd 3 keeps the attached one
+  'exec 3<&0; "$@" </dev/null & build=$!; (while read -r _; do :; done <&3; kill -KILL -1) & watcher=$!; wait "$build"; code=$?; kill "$watcher" 2>/dev/null; exit "$code"',
+  'autobuilder-lease',
+] as const;
+
+/**
  * {@link ContainerRunner} over the local Docker engine (`socketPath`): image ids are
  * remembered (see {@link createImageIdCache}); the idle server's calls go through a small
  * Engine API client, and dockerode is loaded when the first build runs.
@@ -115,6 +130,13 @@ export function createDockerRunner(options: {
   maxOutputBytesPerSecond?: number;
   /** how long a remembered image id is trusted at most, in ms (see {@link createImageIdCache}) */
   imageIdTtlMs?: number;
+  /**
+   * Containers end with this process (build workers): each holds its stdin open through this
+   * process's attach connection, and a watcher in the container kills the build when that
+   * closes. A worker killed mid-build (kill -9, a lost host connection) thus leaves no build
+   * running that a retry elsewhere would run twice. Default false.
+   */
+  leaseToProcess?: boolean;
 }): DockerRunner {
   const engine = createDockerEngine({ socketPath: options.socketPath });
   let dockerode: Promise<Docker> | null = null;
@@ -183,7 +205,8 @@ export function createDockerRunner(options: {
       try {
         container = await docker.createContainer({
           Image: spec.image,
-          Cmd: [...spec.command],
+          Cmd: options.leaseToProcess === true ? [...LEASE_COMMAND, ...spec.command] : [...spec.command],
+          ...(options.leaseToProcess === true ? { OpenStdin: true, StdinOnce: true, AttachStdin: true } : {}),
           WorkingDir: spec.workdir,
           Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
           Labels: { [BUILD_ID_LABEL]: spec.buildId, [INSTANCE_LABEL]: instance },
@@ -210,7 +233,11 @@ export function createDockerRunner(options: {
       }
       owned.add(container.id);
       try {
-        const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
+        const stream = (
+          options.leaseToProcess === true
+            ? await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })
+            : await container.attach({ stream: true, stdout: true, stderr: true })
+        ) as unknown as Readable;
         const drained = readDockerOutput(stream, {
           maxLineBytes: MAX_OUTPUT_LINE_BYTES,
           maxBytesPerSecond: options.maxOutputBytesPerSecond,

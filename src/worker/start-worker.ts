@@ -70,6 +70,8 @@ export async function startWorker(config: WorkerConfig, options: { log: Logger; 
     instance: createHash('sha256').update(config.dataDir).digest('hex').slice(0, 16),
     log: log.child({ component: 'runner' }),
     maxOutputBytesPerSecond: config.builds.maxOutputBytesPerSecond,
+    // a worker that dies takes its builds with it: a retry elsewhere never runs beside them
+    leaseToProcess: true,
   });
   const orphans = await runner.removeOrphans();
   if (orphans.length > 0) log.warn({ buildIds: orphans }, 'removed containers a killed worker left');
