@@ -81,8 +81,9 @@ describe('parseDefinitionFile', () => {
       ['buildscripts:', '  - build.sh', 'build.sh:', '  archives: /out', '  artifact: a.txt', '  runs-on: [big, arm64, big]', '  retry: 1'].join('\n'),
       FILE,
     );
-    assert.deepEqual(definition?.runsOn, ['arm64', 'big']);
-    assert.equal(definition?.retry, 1);
+    assert.ok(definition);
+    assert.deepEqual(definition.runsOn, ['arm64', 'big']);
+    assert.equal(definition.retry, 1);
     assert.throws(
       () => parseDefinitionFile(['buildscripts:', '  - build.sh', 'build.sh:', '  archives: /out', '  artifact: a.txt', '  retry: 2'].join('\n'), FILE),
       /retry: must be 0 or 1/,

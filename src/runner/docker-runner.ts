@@ -233,11 +233,9 @@ export function createDockerRunner(options: {
       }
       owned.add(container.id);
       try {
-        const stream = (
-          options.leaseToProcess === true
-            ? await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })
-            : await container.attach({ stream: true, stdout: true, stderr: true })
-        ) as unknown as Readable;
+        const stream = (options.leaseToProcess === true
+          ? await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })
+          : await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as Readable;
         const drained = readDockerOutput(stream, {
           maxLineBytes: MAX_OUTPUT_LINE_BYTES,
           maxBytesPerSecond: options.maxOutputBytesPerSecond,

@@ -32,8 +32,8 @@ export async function spawnWorkerProcess(config: WorkerConfigInput & { id: strin
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | string>((done) => child.on('exit', (code, signal) => done(code ?? signal ?? 'unknown')));
   const ready = new Promise<void>((done, fail) => {
     const timer = setTimeout(() => fail(new Error(`worker ${config.id} not ready in 30 s:\n${out}`)), 30_000);
@@ -43,7 +43,7 @@ export async function spawnWorkerProcess(config: WorkerConfigInput & { id: strin
         done();
       }
     };
-    child.stdout?.on('data', check);
+    child.stdout.on('data', check);
     void exited.then((code) => {
       clearTimeout(timer);
       fail(new Error(`worker ${config.id} exited (${code}) before it was ready:\n${out}`));
