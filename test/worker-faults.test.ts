@@ -276,4 +276,33 @@ describe('build workers: faults, draining, routing and what the server trusts', 
       connection.disconnect();
     }
   });
+
+  test('a worker whose job fails without a result ends the build error with the reason, and does not hang it', async () => {
+    const heartbeat = () =>
+      fetch(`${f.server.url}/api/workers/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKENS['rogue'] ?? ''}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'rogue', host: 'rogue', labels: ['rogue'], capacity: 1, running: [], version: 'test', draining: false }),
+      });
+    assert.equal((await heartbeat()).status, 200);
+    const beating = setInterval(() => void heartbeat(), 500);
+    const connection = new Redis(toRedisOptions(redis.url));
+    const failing = new Worker(
+      workerQueueName('rogue'),
+      () => {
+        throw new Error('the disk of this worker is on fire');
+      },
+      { connection, autorun: true },
+    );
+    try {
+      const sha = await push('refs/heads/rogue', { 'message.txt': 'on fire\n' });
+      const ended = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/rogue', 30_000);
+      assert.equal(ended.state, 'error');
+      assert.equal(ended.description, 'worker rogue could not run the build: the disk of this worker is on fire');
+    } finally {
+      clearInterval(beating);
+      await failing.close();
+      connection.disconnect();
+    }
+  });
 });

@@ -52,6 +52,9 @@ interface Attempt {
   uploads: Map<string, { digest: string; size: number }>;
 }
 
+/** ms between looks at an attempt's BullMQ job while its stream is quiet. */
+const JOB_CHECK_MS = 2000;
+
 type AttemptResult = { kind: 'end'; end: BuildEnd } | { kind: 'lost'; worker: string } | { kind: 'replace' };
 
 /**
@@ -222,8 +225,12 @@ export function createBullmqDispatch(deps: {
       job.log.line(`[autobuilder] dispatched to worker ${worker}${state.attempt > 1 ? ` (attempt ${state.attempt})` : ''}`);
       report({ description: `Dispatched to worker ${worker}` });
       const queue = queueOf(worker);
-      await queue.add('build', jobData(job, state.attempt), { jobId, removeOnComplete: true, removeOnFail: true, attempts: 1 });
+      // a failed job is kept a while: its reason is what the build's description says
+      await queue.add('build', jobData(job, state.attempt), { jobId, removeOnComplete: true, removeOnFail: { age: 3600 }, attempts: 1 });
       let after = '0-0';
+      let lookedAt = now();
+      /** set once the job has ended without an end entry read: one more read, then this */
+      let orphaned: BuildEnd | null = null;
       for (;;) {
         if (signal.aborted && !cancelSent) {
           cancelSent = true;
@@ -247,6 +254,30 @@ export function createBullmqDispatch(deps: {
             await queued.remove().catch(() => undefined);
             return { kind: 'replace' } satisfies AttemptResult;
           }
+        }
+        if (orphaned !== null && !signal.aborted) {
+          // the end entry comes before the job ends: had there been one, this read would have it
+          const last = await readAttemptStream(reader, key, after, 1, (id, problem) => log.warn({ buildId, id, problem }, 'stream entry refused'));
+          const end = last.find((e) => e.entry.t === 'end');
+          if (end === undefined) return { kind: 'end', end: orphaned } satisfies AttemptResult;
+        }
+        // a job that ended (a refused payload, a worker error) without an end entry: said so, never waited for
+        if (orphaned === null && now() - lookedAt >= JOB_CHECK_MS) {
+          lookedAt = now();
+          const current = await queue.getJob(jobId);
+          const jobState = current === undefined ? 'gone' : await current.getState();
+          if (jobState === 'gone' || jobState === 'completed') orphaned = { state: 'error', description: `worker ${worker} ended the build without a result` };
+          else if (jobState === 'failed' && /stalled/i.test(current?.failedReason ?? '')) {
+            // BullMQ failed it for its expired lock: the worker is lost, whichever check saw it first
+            stalled.delete(jobId);
+            return { kind: 'lost', worker } satisfies AttemptResult;
+          } else if (jobState === 'failed') {
+            orphaned = {
+              state: 'error',
+              description: `worker ${worker} could not run the build: ${(current?.failedReason ?? 'no reason given').slice(0, 500)}`,
+            };
+          }
+          if (orphaned !== null) continue;
         }
         const entries = await readAttemptStream(reader, key, after, 250, (id, problem) => log.warn({ buildId, id, problem }, 'stream entry refused'));
         for (const { id, entry } of entries) {
