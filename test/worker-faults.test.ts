@@ -237,10 +237,13 @@ describe('build workers: faults, draining, routing and what the server trusts', 
     const beating = setInterval(() => void heartbeat(), 500);
     const connection = new Redis(toRedisOptions(redis.url));
     const uploaded = Buffer.from('what was uploaded\n');
+    const payloads: string[] = [];
     const rogue = new Worker(
       workerQueueName('rogue'),
       async (job: Job) => {
         const data = job.data as BuildJob;
+        // the server's GitHub token never reaches a worker for a clone URL of another host
+        payloads.push(JSON.stringify(job.data));
         const stream = createAttemptStreamWriter(connection, logStreamKey(data.buildId, data.attempt));
         await stream.append({ t: 'taken', worker: 'rogue' });
         const url = `${f.server.url}/api/workers/builds/${data.buildId}/artifacts/result.txt?attempt=${data.attempt}`;
@@ -270,6 +273,9 @@ describe('build workers: faults, draining, routing and what the server trusts', 
       const log = await (await fetch(ended.logUrl)).text();
       assert.match(log, /wrong header: 422/);
       assert.match(log, /right header: 201/);
+      assert.equal(payloads.length, 1);
+      assert.ok(!(payloads[0] ?? '').includes('test-token'), 'no GitHub token in the job');
+      assert.match(payloads[0] ?? '', /"gitAuth":null/);
     } finally {
       clearInterval(beating);
       await rogue.close();

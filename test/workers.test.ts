@@ -85,3 +85,44 @@ describe('build workers over BullMQ on Redis', () => {
     );
   });
 });
+
+describe('a worker over TLS to a password-protected Redis', () => {
+  test('builds through rediss:// with a private CA', async () => {
+    const redis = await startRedisServer({ password: 'tls-redis-password', tls: true });
+    const f = await startFixtureServer('workers-tls', {
+      dispatch: { mode: 'bullmq', redis: { url: redis.url, caPath: redis.caPath }, workers: { t1: { token: TOKENS.w1 } } },
+    });
+    let worker: RunningWorker | undefined;
+    try {
+      const config = loadWorkerConfig(
+        {
+          id: 't1',
+          serverUrl: f.server.url,
+          token: TOKENS.w1,
+          redis: { url: redis.url, caPath: redis.caPath },
+          dataDir: join(f.dir, 'worker-t1'),
+          docker: { network: 'none' },
+          heartbeatSeconds: 0.5,
+          logLevel: 'silent',
+        },
+        {},
+      );
+      assert.match(config.redis.url, /^rediss:\/\//);
+      worker = await startWorker(config, { log: createLogger({ level: 'silent' }) });
+      const sha = f.repo.head as string;
+      const response = await deliver(f.server.url, {
+        event: 'push',
+        secret: f.secret,
+        payload: pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/main', sha, cloneUrl: f.cloneUrl }),
+      });
+      assert.equal(response.status, 202);
+      const build = await f.waitForBuild((b) => b.sha === sha && b.ref === 'refs/heads/main');
+      assert.equal(build.state, 'success', build.description ?? '');
+      assert.equal((build as BuildView & { worker: string | null }).worker, 't1');
+    } finally {
+      await worker?.close();
+      await f.close({ graceMs: 0 });
+      await redis.stop();
+    }
+  });
+});

@@ -80,6 +80,8 @@ export function dispatchConformance(name: string, start: () => Promise<DispatchU
       assert.equal(second.state, 'success', second.description ?? '');
       assert.equal(second.incremental, true);
       assert.equal(second.parentBuildId, build.id);
+      // with workers: the worker that holds the branch's lineage ran it
+      assert.equal((second as BuildView & { worker: string | null }).worker, (build as BuildView & { worker: string | null }).worker);
     });
 
     test('a failing script ends failure with its exit code and output', async () => {
