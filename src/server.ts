@@ -92,6 +92,7 @@ export async function startServer(
 
   // wiring, then the start: webhooks are taken in while the config loads and builds recover
   github.follow(configRepository);
+  if (workers !== null) metrics.followWorkers(workers.registry);
   gate.acceptWebhooks(intake.routes);
   await configRepository.reload('start');
   configRepository.watch({ pollSeconds: config.configRepository.pollSeconds });

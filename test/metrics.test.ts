@@ -109,5 +109,10 @@ describe('GET /metrics', () => {
     assert.ok(f.github.failedCount >= 2);
     assert.equal(value(m, 'autobuilder_status_post_failures_total'), f.github.failedCount);
     assert.ok(value(m, 'autobuilder_process_resident_memory_bytes') > 0);
+    // builds run here (local mode): no worker metric at all
+    assert.deepEqual(
+      [...m.keys()].filter((name) => name.startsWith('autobuilder_worker_') || name.startsWith('autobuilder_dispatch_')),
+      [],
+    );
   });
 });

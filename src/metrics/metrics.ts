@@ -1,7 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Build, BuildState } from '../builds/build.js';
 import type { BuildEvents } from '../builds/build-events.js';
+import type { WorkerRegistry } from '../dispatch/worker-registry.js';
+import { AppError } from '../errors.js';
 import type { BuildStore } from '../store/build-store.js';
+import { createWorkerMetrics, type WorkerMetrics } from './worker-metrics.js';
 
 /** The server's Prometheus metrics, fed by build events and by the parts that time things. */
 export interface Metrics {
@@ -11,6 +14,13 @@ export interface Metrics {
   observeLogLag(seconds: number): void;
   /** Wraps the `fetch` of the commit-status publisher so failed GitHub requests are counted. */
   instrumentFetch(fetch: typeof globalThis.fetch): typeof globalThis.fetch;
+  /**
+   * Adds the build-worker metrics of a bullmq-mode server (see {@link createWorkerMetrics}),
+   * read from `workers`; without a call (local mode) there are none. Call it once, before
+   * builds run (the registry is made after the metrics, which the GitHub side needs first).
+   * @throws AppError `INTERNAL` when called twice
+   */
+  followWorkers(workers: Pick<WorkerRegistry, 'list'>): void;
   /** Stops listening to build events. */
   close(): void;
 }
@@ -25,7 +35,8 @@ const seconds = (from: string | null, to: string | null): number | null => {
  * Creates the metrics (names prefixed `autobuilder_`): builds by state, queue depth and the age
  * of the oldest queued build, histograms of webhook → queued, queued → started, build
  * duration and workspace preparation (the snapshot), cache hits and misses, log broadcast lag,
- * failed status posts, and Node's process metrics. Everything is derived from `events` and
+ * failed status posts, Node's process metrics, and those of build workers once
+ * {@link Metrics.followWorkers} is called. Everything is derived from `events` and
  * `store`; `now` is injectable for tests.
  */
 export function createMetrics(options: { events: BuildEvents; store: BuildStore; now?: () => number }): Metrics {
@@ -39,6 +50,7 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
   // entries, never the whole history
   /** when each running build started, until its workspace is ready */
   const preparing = new Map<string, string>();
+  let workerMetrics: WorkerMetrics | null = null;
 
   const finished = new Counter({
     name: 'autobuilder_builds_total',
@@ -127,6 +139,7 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     const s = seconds(build.queuedAt, build.startedAt);
     if (s !== null) queuedToStarted.observe(s);
     if (build.startedAt !== null) preparing.set(build.id, build.startedAt);
+    workerMetrics?.onStarted(build);
   };
   const onUpdated = (build: Build) => {
     const started = preparing.get(build.id);
@@ -146,6 +159,7 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     if (build.cached) cache.inc({ result: 'hit' });
     else if (build.coalesced) cache.inc({ result: 'coalesced' });
     else if (build.cacheMiss !== null) cache.inc({ result: 'miss' });
+    workerMetrics?.onFinished(build);
   };
   events.on('build.queued', onQueued);
   events.on('build.started', onStarted);
@@ -168,6 +182,10 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
           throw err;
         }
       };
+    },
+    followWorkers(workers) {
+      if (workerMetrics !== null) throw new AppError('INTERNAL', 'the worker metrics are registered already');
+      workerMetrics = createWorkerMetrics({ registry, workers, now });
     },
     close() {
       events.off('build.queued', onQueued);
