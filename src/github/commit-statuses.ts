@@ -211,33 +211,51 @@ export function createCommitStatusPublisher(options: {
     return draining;
   }
 
+  /** publishes in flight: their statuses may not be on disk yet */
+  const pending = new Set<Promise<void>>();
+  const track = (work: Promise<void>): Promise<void> => {
+    pending.add(work);
+    const untrack = () => pending.delete(work);
+    work.then(untrack, untrack);
+    return work;
+  };
+  async function publishBuild(build: Build): Promise<void> {
+    const [owner, repo] = build.repo.split('/') as [string, string];
+    outbox.enqueue(
+      {
+        buildId: build.id,
+        owner,
+        repo,
+        sha: build.sha,
+        context: build.context,
+        state: toCommitStatusState(build.state),
+        targetUrl: `${publicUrl.replace(/\/+$/, '')}/builds/${build.id}`,
+        description: toDescription(build.description ?? build.state),
+      },
+      now(),
+    );
+    // stored, then posted: the outbox's writer commits it first (a refused write rejects here)
+    await outbox.flush();
+    void drain();
+  }
+
   void drain(); // what an earlier process left
   return {
-    async publish(build) {
-      const [owner, repo] = build.repo.split('/') as [string, string];
-      outbox.enqueue(
-        {
-          buildId: build.id,
-          owner,
-          repo,
-          sha: build.sha,
-          context: build.context,
-          state: toCommitStatusState(build.state),
-          targetUrl: `${publicUrl.replace(/\/+$/, '')}/builds/${build.id}`,
-          description: toDescription(build.description ?? build.state),
-        },
-        now(),
-      );
-      // stored, then posted: the outbox's writer commits it first (a refused write rejects here)
-      await outbox.flush();
-      void drain();
+    publish(build) {
+      return track(publishBuild(build));
     },
-    async publishStatus(status) {
-      outbox.enqueue({ ...status, description: toDescription(status.description) }, now());
-      await outbox.flush();
-      void drain();
+    publishStatus(status) {
+      return track(
+        (async () => {
+          outbox.enqueue({ ...status, description: toDescription(status.description) }, now());
+          await outbox.flush();
+          void drain();
+        })(),
+      );
     },
     async flush() {
+      // statuses queued but not yet on disk are posted too: close() after flush() loses none
+      while (pending.size > 0) await Promise.allSettled([...pending]);
       while (draining !== null) await draining;
     },
     close() {
