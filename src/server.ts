@@ -133,6 +133,7 @@ export async function startServer(
     configRepository,
     log: log.child({ component: 'monitor' }),
     observeLogLag: (seconds) => metrics.observeLogLag(seconds),
+    workers: workers?.registry ?? null,
   });
   log.info({ url, publicUrl }, 'listening');
   // in the background: a slow or failing GitHub never holds the start up (failures are reported, not thrown)

@@ -143,6 +143,7 @@ describe('the monitor socket: snapshot then deltas in order, origin check', () =
     assert.ok(raw.endsWith(tail.lines.map((l) => `${l}\n`).join('')), 'the tail ends at its offset in the log');
     assert.ok(snapshot.recent.some((b) => b.sha === sha));
     assert.match(snapshot.config.source, /^directory .*test\/fixtures\/config-repo$/);
+    assert.equal(snapshot.workers, null, 'no workers when builds run here');
     await f.server.coordinator.idle();
   });
 

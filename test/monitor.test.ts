@@ -66,6 +66,7 @@ describe('the /monitor page and the build page in a real browser', () => {
     assert.match(csp, /default-src 'self'/);
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
     await page.waitForSelector('#connection.conn-live');
+    assert.equal(await page.isVisible('#workers-section'), false, 'no Workers table when builds run here');
     // record every state the history table shows for every build, as the page changes
     await page.evaluate(`(() => {
       window.__seen = [];
@@ -217,6 +218,7 @@ describe('the /monitor page and the build page in a real browser', () => {
     assert.notEqual(await page.textContent('[data-field="state"]'), 'success', 'the page opened before the build ended');
     await shoot(page, 'build-live.png');
     await page.waitForSelector('[data-field="state"].state-success', { timeout: 30_000 });
+    assert.equal(await page.isVisible('[data-field="worker"]'), false, 'no worker row for a build that ran here');
     // follow kept the end in view: the last lines are on screen
     await page.waitForSelector('#log .line >> text=chatty line 150 of 150');
     assert.equal(await page.isChecked('#follow'), true);

@@ -88,6 +88,7 @@ ${row('repository', 'repo', escapeHtml(build.repo))}
 ${row('ref', 'ref', `<code>${escapeHtml(build.ref)}</code>`)}
 ${row('commit', 'sha', `<code>${escapeHtml(build.sha)}</code>`)}
 ${row('definition', 'definition', escapeHtml(build.definition))}
+<dt data-label="worker"${build.worker === null ? ' hidden' : ''}>worker</dt><dd data-field="worker"${build.worker === null ? ' hidden' : ''}>${escapeHtml(build.worker ?? '')}</dd>
 ${row('exit code', 'exitCode', build.exitCode === null ? '' : String(build.exitCode))}
 ${row('queued', 'queuedAt', time(build.queuedAt))}
 ${row('started', 'startedAt', time(build.startedAt))}
@@ -135,6 +136,8 @@ export function renderMonitorPage(input: { socketToken: string | null }): string
 <section><h2>Running <span id="running-count" class="count">0</span></h2><div id="running" class="running"></div></section>
 <section><h2>Queued <span id="queued-count" class="count">0</span></h2>
 <table class="builds"><thead><tr><th>state</th><th>repository</th><th>ref</th><th>build</th><th>queued</th><th>waiting for</th></tr></thead><tbody id="queued"></tbody></table></section>
+<section id="workers-section" hidden><h2>Workers <span id="workers-count" class="count" title="live">0</span></h2>
+<table class="builds workers"><thead><tr><th>worker</th><th>host</th><th>labels</th><th>state</th><th>builds</th><th>last heartbeat</th><th>version</th></tr></thead><tbody id="workers"></tbody></table></section>
 <section><h2>History</h2>
 <form id="filters" class="filters">
 <label>repository <input name="repo" placeholder="owner/name" autocomplete="off"></label>

@@ -10,5 +10,7 @@ export type {
   MonitorQueueDelta,
   MonitorServerEvents,
   MonitorSnapshot,
+  MonitorWorker,
+  MonitorWorkersDelta,
   WatchRequest,
 } from './protocol.js';

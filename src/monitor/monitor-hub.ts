@@ -5,6 +5,7 @@ import type { QueueInfo } from '../builds/scheduler.js';
 import { BUILD_EVENTS, type BuildEventName, type BuildEvents } from '../builds/build-events.js';
 import type { BuildLogs, LogAppend } from '../builds/build-log.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
+import type { WorkerInfo, WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { PageAuth } from '../http/page-auth.js';
 import { toBuildView } from '../http/build-view.js';
 import type { Logger } from '../logger.js';
@@ -17,6 +18,7 @@ import {
   type MonitorConfigState,
   type MonitorServerEvents,
   type MonitorSnapshot,
+  type MonitorWorker,
   type WatchRequest,
 } from './protocol.js';
 import { toWaitingReasons } from './waiting-reasons.js';
@@ -41,6 +43,19 @@ interface Tail {
 const MAX_TAIL_LINE_CHARS = 2048;
 
 const roomsOf = (repo: string) => ['all', `repo:${repo}`];
+
+/** A worker as the monitor shows it: what the registry knows, without the server's assignments. */
+const toMonitorWorker = (w: WorkerInfo): MonitorWorker => ({
+  id: w.id,
+  host: w.host,
+  labels: [...w.labels],
+  capacity: w.capacity,
+  running: [...w.running],
+  version: w.version,
+  live: w.live,
+  draining: w.draining,
+  lastHeartbeatAt: w.lastHeartbeatAt,
+});
 
 /**
  * Where the build definitions come from, for people to read: `directory <path>`,
@@ -89,7 +104,10 @@ function withLoopbackAliases(origins: readonly string[]): Set<string> {
 /**
  * Attaches socket.io (path `/socket.io`, which also serves the browser client at
  * `/socket.io/socket.io.esm.min.js`) to `server` and runs the monitor: a snapshot on `watch`,
- * then build, log and queue deltas to the rooms `all` and `repo:<owner/name>`.
+ * then build, log and queue deltas to the rooms `all` and `repo:<owner/name>`, and config and
+ * workers deltas to every watcher. With `workers` (bullmq dispatch) every snapshot lists the
+ * build workers, and their changes go out as `workers` deltas at most every
+ * `workersIntervalMs` (default 500 ms), the last change always included.
  *
  * Log lines are on disk before they get here (see BuildLogs.onAppend); they are batched for
  * `flushMs` (default 15 ms), at most `maxBatchLines` per build per batch, each line cut to
@@ -117,6 +135,9 @@ export function createMonitorHub(options: {
   configRepository: Pick<ConfigRepository, 'status' | 'onReload'>;
   log: Logger;
   observeLogLag?: (seconds: number) => void;
+  /** the build workers (bullmq dispatch); null or left out when builds run on the server */
+  workers?: Pick<WorkerRegistry, 'list' | 'onChange'> | null;
+  workersIntervalMs?: number;
   flushMs?: number;
   tailLines?: number;
   maxBatchLines?: number;
@@ -226,6 +247,28 @@ export function createMonitorHub(options: {
   });
   const view = (build: Build) => toBuildView(build, publicUrl);
 
+  const workers = options.workers ?? null;
+  const workersIntervalMs = options.workersIntervalMs ?? 500;
+  const workersState = (): MonitorWorker[] | null => workers?.list().map(toMonitorWorker) ?? null;
+  let workersSentAt = 0;
+  /** the list last sent as JSON: the registry's expiry check says "changed" every few seconds, mostly when nothing did */
+  let workersSent = '';
+  let workersTimer: NodeJS.Timeout | null = null;
+  const sendWorkers = () => {
+    workersTimer = null;
+    const list = workersState();
+    if (list === null || closed) return;
+    const json = JSON.stringify(list);
+    if (json === workersSent) return;
+    workersSent = json;
+    workersSentAt = Date.now();
+    io.to('watchers').emit('workers', { seq: ++seq, at: new Date(workersSentAt).toISOString(), workers: list });
+  };
+  const stopWorkers =
+    workers?.onChange(() => {
+      if (workersTimer === null && !closed) workersTimer = setTimeout(sendWorkers, Math.max(0, workersSentAt + workersIntervalMs - Date.now()));
+    }) ?? (() => undefined);
+
   const onBuild = (name: BuildEventName) => (build: Build) => {
     if (build.state === 'queued' || build.state === 'running') repos.set(build.id, build.repo);
     else repos.delete(build.id);
@@ -240,6 +283,12 @@ export function createMonitorHub(options: {
   for (const [name, listener] of listeners) events.on(name, listener);
   const stopAppend = logs.onAppend(onAppend);
   const stopClose = logs.onClose(onClose);
+
+  /** The workers for a snapshot; the next change goes out to everyone even if it looks like the last one sent, which this client may not have. */
+  function snapshotWorkers(): MonitorWorker[] | null {
+    workersSent = '';
+    return workersState();
+  }
 
   function snapshot(watch: WatchRequest): MonitorSnapshot {
     const inScope = (b: Build) => watch.repo === undefined || b.repo === watch.repo;
@@ -267,6 +316,7 @@ export function createMonitorHub(options: {
       recent: recent.map(view),
       tails: tailsOut,
       config: configState(),
+      workers: snapshotWorkers(),
     };
   }
 
@@ -289,6 +339,8 @@ export function createMonitorHub(options: {
     close() {
       closed = true;
       if (timer !== null) clearTimeout(timer);
+      if (workersTimer !== null) clearTimeout(workersTimer);
+      stopWorkers();
       for (const [name, listener] of listeners) events.off(name, listener);
       stopAppend();
       stopClose();

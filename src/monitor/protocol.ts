@@ -5,7 +5,7 @@ import type { BuildView } from '../http/build-view.js';
 /**
  * The monitor's socket.io protocol. The client sends `watch` (on every connect, and when its
  * filters change); the server answers with one `snapshot`, then sends deltas in the order
- * things happened: `build`, `log` and `queue`. Every server message carries `seq`, which only
+ * things happened: `build`, `log`, `queue`, `config` and (bullmq dispatch) `workers`. Every server message carries `seq`, which only
  * grows (a client watching one repository sees gaps, never a step back).
  */
 export const watchRequestSchema = z
@@ -45,6 +45,40 @@ export interface MonitorSnapshot {
   /** log tails of the running builds, by build id */
   tails: Record<string, LogTail>;
   config: MonitorConfigState;
+  /** the build workers (bullmq dispatch), by id; null when builds run on the server (local mode) */
+  workers: MonitorWorker[] | null;
+}
+
+/** A build worker as the monitor shows it, from its heartbeats (see WorkerInfo in src/dispatch/worker-registry.ts). */
+export interface MonitorWorker {
+  id: string;
+  /** the host name it reports */
+  host: string;
+  labels: string[];
+  /** builds it runs at once */
+  capacity: number;
+  /** ids of the builds it runs now, as its last heartbeat said */
+  running: string[];
+  /** its autobuilder version */
+  version: string;
+  /** true while its heartbeats come within dispatch.heartbeatTimeoutSeconds */
+  live: boolean;
+  /** true once it drains (SIGTERM): it finishes what it runs and takes no more */
+  draining: boolean;
+  /** when its last heartbeat came, ISO 8601 (server time) */
+  lastHeartbeatAt: string;
+}
+
+/**
+ * The workers changed (a heartbeat, a build given to one or released, one no longer live):
+ * all of them, at most twice a second. `at` is the server's time, so a page can tell the age
+ * of a heartbeat whatever its own clock says.
+ */
+export interface MonitorWorkersDelta {
+  seq: number;
+  /** server time, ISO 8601 */
+  at: string;
+  workers: MonitorWorker[];
 }
 
 /** The config repository as the monitor shows it. */
@@ -103,6 +137,7 @@ export interface MonitorServerEvents {
   log: (delta: MonitorLogDelta) => void;
   queue: (delta: MonitorQueueDelta) => void;
   config: (delta: MonitorConfigDelta) => void;
+  workers: (delta: MonitorWorkersDelta) => void;
 }
 
 /** Messages a client sends, by event name. */

@@ -20,6 +20,7 @@ import { LogView } from './log-view.js';
  * @property {string | null} sourceBuildId
  * @property {string | null} cacheKey
  * @property {string | null} configSha
+ * @property {string | null} worker the build worker that ran it (bullmq dispatch)
  * @property {string} queuedAt
  * @property {string | null} startedAt
  * @property {string | null} finishedAt
@@ -94,6 +95,10 @@ function showBuild(build) {
   set('sourceBuildId', buildLink(build.sourceBuildId));
   set('cacheKey', code(build.cacheKey));
   set('configSha', code(build.configSha));
+  set('worker', document.createTextNode(build.worker ?? ''));
+  // the worker row is there only for a build that has one
+  for (const node of document.querySelectorAll('[data-label="worker"], [data-field="worker"]'))
+    if (node instanceof HTMLElement) node.hidden = build.worker === null;
   const list = field('artifacts');
   if (list !== null) {
     const items = build.artifacts.map((artifact) => {

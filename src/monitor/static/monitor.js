@@ -1,6 +1,6 @@
 // @ts-check
 // The /monitor page: a snapshot over socket.io on every (re)connection and filter change,
-// then deltas (build, log, queue) applied in the order they come. Everything is drawn with
+// then deltas (build, log, queue, config, workers) applied in the order they come. Everything is drawn with
 // DOM nodes and textContent.
 
 import { io } from '/socket.io/socket.io.esm.min.js';
@@ -22,6 +22,7 @@ import { renderLineText } from './log-view.js';
  * @property {string} queuedAt
  * @property {string | null} startedAt
  * @property {string | null} finishedAt
+ * @property {string | null} worker the build worker that ran it (bullmq dispatch)
  * @property {string} pageUrl
  */
 
@@ -30,12 +31,27 @@ import { renderLineText } from './log-view.js';
 /**
  * @typedef {object} MonitorSnapshot what the server sends on `watch` (src/monitor/protocol.ts)
  * @property {number} seq
+ * @property {string} at server time, ISO 8601
  * @property {BuildView[]} running
  * @property {BuildView[]} queued
  * @property {Record<string, string>} waiting
  * @property {BuildView[]} recent
  * @property {Record<string, LogTail>} tails
  * @property {ConfigState} config
+ * @property {WorkerState[] | null} workers null when builds run on the server (local mode)
+ */
+
+/**
+ * @typedef {object} WorkerState a build worker (MonitorWorker in src/monitor/protocol.ts)
+ * @property {string} id
+ * @property {string} host
+ * @property {string[]} labels
+ * @property {number} capacity
+ * @property {string[]} running
+ * @property {string} version
+ * @property {boolean} live
+ * @property {boolean} draining
+ * @property {string} lastHeartbeatAt
  */
 
 /**
@@ -63,6 +79,10 @@ const tails = new Map();
 let waiting = {};
 /** @type {ConfigState | null} */
 let config = null;
+/** @type {WorkerState[] | null} */
+let workers = null;
+/** ms the page's clock is ahead of the server's (from the last message with the server's time) */
+let clockSkew = 0;
 let lastSeq = 0;
 
 /** @param {string} id @returns {HTMLElement} */
@@ -116,6 +136,13 @@ function buildLink(build) {
   return a;
 }
 
+/** The build's definition as a link to its page, and the worker it ran on when it has one. @param {BuildView} build */
+function buildCell(build) {
+  const cell = el('span', {}, [buildLink(build)]);
+  if (build.worker !== null) cell.append(' ', el('span', { className: 'worker muted', text: `on ${build.worker}` }));
+  return cell;
+}
+
 /** @param {BuildView} build */
 function matchesHistory(build) {
   return (
@@ -154,7 +181,7 @@ function renderRunning() {
           ' ',
           el('strong', { text: build.repo }),
           ' ',
-          buildLink(build),
+          buildCell(build),
           ' ',
           el('code', { text: shortRef(build.ref) }),
           ' ',
@@ -174,7 +201,7 @@ function renderQueued() {
   const queued = [...builds.values()].filter((b) => b.state === 'queued').sort((a, b) => a.queuedAt.localeCompare(b.queuedAt));
   byId('queued-count').textContent = String(queued.length);
   byId('queued').replaceChildren(
-    ...queued.map((build) => row(build, [stateBadge(build), build.repo, shortRef(build.ref), buildLink(build), ago(build.queuedAt), waiting[build.id] ?? ''])),
+    ...queued.map((build) => row(build, [stateBadge(build), build.repo, shortRef(build.ref), buildCell(build), ago(build.queuedAt), waiting[build.id] ?? ''])),
   );
 }
 
@@ -189,7 +216,7 @@ function renderHistory() {
           stateBadge(build),
           build.repo,
           shortRef(build.ref),
-          buildLink(build),
+          buildCell(build),
           el('code', { text: build.sha.slice(0, 10) }),
           ago(build.queuedAt),
           duration(build.startedAt, build.finishedAt),
@@ -220,6 +247,43 @@ function renderConfig() {
   );
 }
 
+/** @param {WorkerState} worker */
+function workerBadge(worker) {
+  const [state, text] = !worker.live ? ['offline', 'offline'] : worker.draining ? ['draining', 'draining'] : ['live', 'live'];
+  return el('span', { className: `state worker-${state}`, text });
+}
+
+function renderWorkers() {
+  const section = byId('workers-section');
+  section.hidden = workers === null;
+  if (workers === null) return;
+  byId('workers-count').textContent = String(workers.filter((w) => w.live).length);
+  byId('workers').replaceChildren(
+    ...workers.map((worker) => {
+      const tr = el('tr');
+      tr.dataset['workerId'] = worker.id;
+      tr.dataset['live'] = String(worker.live);
+      const running = el('span', { text: `${worker.running.length}/${worker.capacity}` });
+      running.title = worker.running.join(' ');
+      const cells = [
+        el('strong', { text: worker.id }),
+        worker.host,
+        el(
+          'span',
+          {},
+          worker.labels.flatMap((label, i) => [...(i === 0 ? [] : [' ']), el('code', { className: 'label', text: label })]),
+        ),
+        workerBadge(worker),
+        running,
+        ago(new Date(Date.parse(worker.lastHeartbeatAt) + clockSkew).toISOString()),
+        el('code', { className: 'muted', text: worker.version }),
+      ];
+      tr.append(...cells.map((c) => el('td', {}, [c])));
+      return tr;
+    }),
+  );
+}
+
 let frame = 0;
 function schedule() {
   if (frame !== 0) return;
@@ -229,6 +293,7 @@ function schedule() {
     renderQueued();
     renderHistory();
     renderConfig();
+    renderWorkers();
   });
 }
 
@@ -258,6 +323,8 @@ socket.on('snapshot', (/** @type {MonitorSnapshot} */ snapshot) => {
   for (const [id, tail] of Object.entries(snapshot.tails)) tails.set(id, tail);
   waiting = snapshot.waiting;
   config = snapshot.config;
+  workers = snapshot.workers;
+  clockSkew = Date.now() - Date.parse(snapshot.at);
   schedule();
 });
 
@@ -299,6 +366,13 @@ socket.on('log', (/** @type {{ seq: number, buildId: string, start: number, end:
   const state = builds.get(delta.buildId)?.state;
   // a build's first line comes just before it is queued, its last just after it ended
   if (state === undefined || state === 'queued' || state === 'running') tails.set(delta.buildId, tail);
+  schedule();
+});
+
+socket.on('workers', (/** @type {{ seq: number, at: string, workers: WorkerState[] }} */ delta) => {
+  if (stale(delta)) return;
+  workers = delta.workers;
+  clockSkew = Date.now() - Date.parse(delta.at);
   schedule();
 });
 
