@@ -9,12 +9,18 @@
  * writer thread (synchronous=FULL writes on the main thread, no page indexes, /metrics and
  * cursor pages over every key), extracted with `git archive` into a temporary directory.
  * Goals: each read p95 ≤ 20 ms, webhook ack p99 ≤ 50 ms.
+ *
+ * Environment: `STORE_BENCH_BASELINE=<commit>` (or a directory holding another checkout) runs
+ * that code, on the current schema, beside this checkout's instead of the code before the
+ * writer thread; `none` skips it;
+ * `AUTOBUILDER_PROFILE=<dir>` writes each server process's CPU profile (`--cpu-prof`) there.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { sign } from '@octokit/webhooks-methods';
@@ -81,17 +87,28 @@ function toOldSchema(path: string): void {
   db.close();
 }
 
-/** The source of the commit before the writer thread, in a temporary directory with this checkout's node_modules; null when git cannot say. */
-async function extractOldCode(): Promise<{ root: string; commit: string } | null> {
+/**
+ * The source of `baseline` (a commit), else of the commit before the writer thread, in a
+ * temporary directory with this checkout's node_modules; null when git cannot say.
+ */
+async function extractOldCode(baseline: string | undefined): Promise<{ root: string; commit: string; own: boolean } | null> {
+  // a directory holding a checkout (an experiment beside this one) is run where it is
+  if (baseline !== undefined && (await stat(join(baseline, 'bench', 'server-process.ts')).catch(() => null)) !== null) {
+    return { root: resolve(baseline), commit: basename(resolve(baseline)), own: false };
+  }
   try {
-    const { stdout } = await run('git', ['log', '--diff-filter=A', '--format=%H', '--', 'src/store/sqlite-writer.ts'], { cwd: ROOT });
-    const added = stdout.trim().split('\n').at(-1);
-    if (added === undefined || added === '') return null;
-    const commit = (await run('git', ['rev-parse', `${added}^`], { cwd: ROOT })).stdout.trim();
+    let commit: string;
+    if (baseline !== undefined) commit = (await run('git', ['rev-parse', '--verify', `${baseline}^{commit}`], { cwd: ROOT })).stdout.trim();
+    else {
+      const { stdout } = await run('git', ['log', '--diff-filter=A', '--format=%H', '--', 'src/store/sqlite-writer.ts'], { cwd: ROOT });
+      const added = stdout.trim().split('\n').at(-1);
+      if (added === undefined || added === '') return null;
+      commit = (await run('git', ['rev-parse', `${added}^`], { cwd: ROOT })).stdout.trim();
+    }
     const root = await mkdtemp(join(tmpdir(), 'autobuilder-old-'));
     await run('sh', ['-c', `git archive ${commit} | tar -x -C ${root}`], { cwd: ROOT });
     await symlink(join(ROOT, 'node_modules'), join(root, 'node_modules'));
-    return { root, commit };
+    return { root, commit, own: true };
   } catch {
     return null;
   }
@@ -99,7 +116,9 @@ async function extractOldCode(): Promise<{ root: string; commit: string } | null
 
 /** Starts `root`'s bench/server-process.ts (this checkout's or the old code's). */
 function startServerAt(root: string, configPath: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', 'server-process.ts'), configPath, SECRET], {
+  const profile = process.env['AUTOBUILDER_PROFILE'];
+  const profiling = profile === undefined || profile === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(profile)}`];
+  const child = spawn(process.execPath, [...profiling, '--import', 'tsx', join(root, 'bench', 'server-process.ts'), configPath, SECRET], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -147,6 +166,8 @@ interface Figures {
   idle: Record<'metrics' | 'history' | 'cursor' | 'snapshot', Summary>;
   load: Record<'metrics' | 'history' | 'cursor' | 'snapshot' | 'ack', Summary>;
   finishedPerSecond: number;
+  /** this (the sending) process's event-loop delay p99 under load, ms: when high, the figures include the sender's own lag */
+  senderLagP99: number;
 }
 
 /** One server (new or old code) on its own store of `BUILDS` builds: the figures. */
@@ -209,6 +230,8 @@ async function measure(name: string, root: string, old: boolean): Promise<Figure
           cloneUrl: 'https://github.com/acme/no-definitions.git',
         }),
       );
+      const senderLag = monitorEventLoopDelay({ resolution: 5 });
+      senderLag.enable();
       const started = performance.now();
       const intake = sendDeliveries({
         url,
@@ -235,6 +258,7 @@ async function measure(name: string, root: string, old: boolean): Promise<Figure
         }
       })();
       const [sent, tagResults] = await Promise.all([intake, tags, sampling]);
+      senderLag.disable();
       const tagAcks = tagResults.filter((ms) => !Number.isNaN(ms));
       const seconds = (performance.now() - started) / 1000;
       // how many tag builds ended (cache hits) while the load ran
@@ -254,6 +278,7 @@ async function measure(name: string, root: string, old: boolean): Promise<Figure
           ack: summarize([...sent.latencies, ...tagAcks]),
         },
         finishedPerSecond: ended / seconds,
+        senderLagP99: senderLag.percentile(99) / 1e6,
       };
     } finally {
       await stopServerProcess(child);
@@ -268,11 +293,14 @@ export async function benchStore(): Promise<void> {
   console.log(
     `\n## store: ${BUILDS.toLocaleString('en')} builds; reads idle and under ${WEBHOOKS_PER_SECOND} webhooks/s with ${FINISHED_PER_SECOND} builds/s ending (server in its own process)`,
   );
-  const oldCode = await extractOldCode();
+  const baseline = process.env['STORE_BENCH_BASELINE'] || undefined;
+  const oldCode = baseline === 'none' ? null : await extractOldCode(baseline);
   try {
     const results: [string, Figures][] = [['new', await measure('new', ROOT, false)]];
-    if (oldCode === null) console.log('  old code path: not measured (no git history of src/store/sqlite-writer.ts)');
-    else results.push([`old (${oldCode.commit.slice(0, 10)})`, await measure('old', oldCode.root, true)]);
+    if (baseline === 'none') console.log('  old code path: not measured (STORE_BENCH_BASELINE=none)');
+    else if (oldCode === null) console.log(`  old code path: not measured (git could not find ${baseline ?? 'the commit before src/store/sqlite-writer.ts'})`);
+    // a chosen baseline already has the current schema; the code before the writer thread had the old one
+    else results.push([`old (${oldCode.commit.slice(0, 10)})`, await measure('old', oldCode.root, baseline === undefined)]);
     const labels: Record<string, string> = {
       metrics: 'GET /metrics',
       history: 'GET /api/builds?limit=50 (history page)',
@@ -289,7 +317,16 @@ export async function benchStore(): Promise<void> {
         }
       }
     }
-    for (const [name, figures] of results) console.log(`  ${name}: builds ended ${figures.finishedPerSecond.toFixed(1)}/s during the load`);
+    for (const [name, figures] of results) {
+      console.log(
+        `  ${name}: builds ended ${figures.finishedPerSecond.toFixed(1)}/s during the load; the sender's own event-loop delay p99 ${figures.senderLagP99.toFixed(0)} ms`,
+      );
+    }
+    console.log(
+      `  load average (1, 5, 15 min) at the end: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(', ')} on ${availableParallelism()} CPUs`,
+    );
     const fresh = results[0]?.[1];
     if (fresh !== undefined) {
       const reads = ['metrics', 'history', 'cursor', 'snapshot'] as const;
@@ -302,6 +339,6 @@ export async function benchStore(): Promise<void> {
       console.log(goal(`new: webhook ack p99 ≤ 50 ms at ${WEBHOOKS_PER_SECOND}/s with builds ending at ${FINISHED_PER_SECOND}/s`, fresh.load.ack.p99 <= 50));
     }
   } finally {
-    if (oldCode !== null) await rm(oldCode.root, { recursive: true, force: true }).catch(() => undefined);
+    if (oldCode?.own === true) await rm(oldCode.root, { recursive: true, force: true }).catch(() => undefined);
   }
 }
