@@ -154,6 +154,33 @@ const config: ConfigInput = {
     allowedOrigins: [],
   },
 
+  // Where builds run. 'local': on this server's Docker engine and data volume. 'bullmq': on
+  // build workers (`npx autobuilder worker`, see worker.config.sample.ts and README, Scaling
+  // out), through BullMQ queues on Redis; this server still decides everything else.
+  dispatch: {
+    mode: 'local',
+    // The Redis of the workers' queues: redis://[:password@]host:port[/db] or rediss://… (TLS,
+    // `caPath` for a private CA). Better set as AUTOBUILDER_REDIS_URL, which overrides `url`.
+    // Needed in bullmq mode.
+    // redis: { url: 'redis://127.0.0.1:6379', caPath: '/etc/autobuilder/redis-ca.pem' },
+    // The workers and their tokens (at least 16 characters each); a worker left out is refused.
+    // Keep the tokens out of this file, e.g. `token: process.env.AUTOBUILDER_WORKER_A_TOKEN ?? ''`.
+    workers: {
+      // 'worker-a': { token: '…' },
+    },
+    // Seconds a worker's job lock lasts without renewal (BullMQ lockDuration), and between the
+    // server's checks for expired locks (stalledInterval): a worker lost mid-build ends its
+    // build `error` (or, with the definition's `retry: 1`, runs it on another worker) within
+    // about the sum of both.
+    lockDurationSeconds: 30,
+    stalledIntervalSeconds: 15,
+    // Seconds a build waits for the busy worker that holds its workspace lineage (for an
+    // incremental build) before it goes to any worker with a free slot.
+    affinityWaitSeconds: 30,
+    // Seconds without a heartbeat after which a worker is no longer live: no build is given to it.
+    heartbeatTimeoutSeconds: 10,
+  },
+
   // Clone-URL rewrites, first match wins: a clone URL from a payload starting with `from`
   // gets that prefix replaced by `to` (mirrors, or local repositories in tests).
   cloneUrlRewrites: [
