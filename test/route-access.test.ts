@@ -207,8 +207,10 @@ describe('route access with page credentials and an API token', () => {
         }
         if (anonymous.status === 401) {
           if (method !== 'HEAD' && anonymous.code !== 'UNAUTHORIZED') leaks.push(`${method} ${path}: 401 with code ${String(anonymous.code)}`);
-          if (!(expected === 'token' ? /^Bearer / : /^Basic realm="autobuilder"/).test(anonymous.challenge ?? ''))
+          if (!(expected === 'token' || expected === 'worker' ? /^Bearer / : /^Basic realm="autobuilder"/).test(anonymous.challenge ?? ''))
             leaks.push(`${method} ${path}: challenge ${String(anonymous.challenge)}`);
+          // this server has no build workers: no token passes a worker route's guard here
+          if (expected === 'worker') continue;
           // the guard does not stop a spelling the handler answers
           const authorized = await call(method, path, authorizationFor(expected), body);
           if ([401, 403].includes(authorized.status)) leaks.push(`${method} ${path}: ${authorized.status} with credentials`);

@@ -15,7 +15,7 @@ import type { PageAuth } from './page-auth.js';
  * - `token`: `Authorization: Bearer <api.token>` only; 403 while no token is configured.
  * - `worker`: `Authorization: Bearer <token of a worker in dispatch.workers>` only (build
  *   workers: heartbeats, artifact uploads); the worker's id is put in `ctx.state.workerId`.
- *   403 while no worker is configured.
+ *   Anything else, also while no worker is configured, gets 401.
  */
 export type RouteAccess = 'open' | 'protected' | 'token' | 'worker';
 
@@ -91,10 +91,9 @@ export function createRouteGuards(options: {
       await next();
     }),
     worker: guard('worker', async (ctx, next) => {
-      if (workers.length === 0) throw new AppError('FORBIDDEN', 'no build workers are configured (dispatch.workers)', { status: 403 });
       const id = workerOf(ctx.get('Authorization'));
       if (id === null) {
-        throw new AppError('UNAUTHORIZED', 'a valid worker token is required', {
+        throw new AppError('UNAUTHORIZED', workers.length === 0 ? 'no build workers are configured (dispatch.workers)' : 'a valid worker token is required', {
           status: 401,
           headers: { 'WWW-Authenticate': 'Bearer realm="autobuilder-workers"' },
         });
