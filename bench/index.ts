@@ -12,6 +12,7 @@ import { benchLogs } from './logs.js';
 import { benchSnapshots } from './snapshots.js';
 import { benchStore } from './store.js';
 import { benchStart } from './start.js';
+import { benchWorkers } from './workers.js';
 
 const benches: Record<string, () => Promise<void>> = {
   snapshots: benchSnapshots,
@@ -24,6 +25,7 @@ const benches: Record<string, () => Promise<void>> = {
   hostile: benchHostile,
   store: benchStore,
   start: benchStart,
+  workers: benchWorkers,
 };
 
 const wanted = process.argv.slice(2);
