@@ -69,7 +69,7 @@ export async function startServer(
   const metrics = createMetrics({ events, store });
   const github = createGitHubSide({
     config,
-    dataDir,
+    outbox: storage.outbox,
     publicUrl,
     webhookSecret,
     fetch: metrics.instrumentFetch(options.fetch ?? globalThis.fetch),

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { formatProblem } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
@@ -6,7 +5,7 @@ import { toMessage } from '../errors.js';
 import { createCommitStatusPublisher, createOctokit, type CommitStatusPublisher } from '../github/commit-statuses.js';
 import { createWebhookRegistrar, type WebhookRegistrar } from '../github/webhook-registration.js';
 import type { Logger } from '../logger.js';
-import { createSqliteStatusOutbox } from '../store/sqlite-status-outbox.js';
+import type { StatusOutbox } from '../store/status-outbox.js';
 
 /** What the server says to GitHub: commit statuses (through the durable outbox) and its webhooks. */
 export interface GitHubSide {
@@ -23,13 +22,13 @@ export interface GitHubSide {
 }
 
 /**
- * Creates the GitHub side: the commit status publisher over the outbox in `dataDir`, with
+ * Creates the GitHub side: the commit status publisher over `outbox` (closed by its `close`), with
  * `fetch` (instrumented by the metrics), and the webhook registrar, which uses the plain
  * `registrarFetch` (the metrics' failure counter is about commit statuses).
  */
 export function createGitHubSide(options: {
   config: Readonly<Config>;
-  dataDir: string;
+  outbox: StatusOutbox;
   publicUrl: string;
   webhookSecret: string;
   fetch: typeof globalThis.fetch;
@@ -38,7 +37,7 @@ export function createGitHubSide(options: {
 }): GitHubSide {
   const { config, publicUrl, log } = options;
   const statuses = createCommitStatusPublisher({
-    outbox: createSqliteStatusOutbox({ path: join(options.dataDir, 'autobuilder.db') }),
+    outbox: options.outbox,
     writeIntervalMs: config.github.writeIntervalMs,
     apiUrl: config.github.apiUrl,
     token: config.github.token,

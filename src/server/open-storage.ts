@@ -10,6 +10,8 @@ import { createWorkspaces, type Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
 import { createSqliteBuildStore } from '../store/sqlite-build-store.js';
 import { createSqliteDeadRefs, type DeadRefs } from '../store/sqlite-dead-refs.js';
+import { createSqliteStatusOutbox, type StatusOutbox } from '../store/sqlite-status-outbox.js';
+import { createSqliteWriter } from '../store/sqlite-writer.js';
 
 /** Everything the server keeps on disk under its data directory (see DESIGN.md, data directory). */
 export interface Storage {
@@ -19,12 +21,17 @@ export interface Storage {
   workspaces: Workspaces;
   /** marks of deleted refs and closed pull requests, for retention */
   deadRefs: DeadRefs;
+  /** commit statuses not yet posted */
+  outbox: StatusOutbox;
   /** the free-space floor of the data volume, checked once already */
   reserve: DiskReserve;
 }
 
 /**
- * Opens the data directory `dataDir` (absolute): the SQLite store, build logs, the artifact
+ * Opens the data directory `dataDir` (absolute): the SQLite stores (builds and deliveries,
+ * dead refs, the status outbox: one database file, one writer thread shared by the three,
+ * so their changes are committed in call order; each store's `close` closes its handle and
+ * the last one stops the thread), build logs, the artifact
  * store, the workspaces over `driver` (with Btrfs quotas turned on when
  * `builds.diskQuotaMiB` asks for them; failing that, builds run without one and a warning
  * says so) and the disk reserve, read once before it resolves. `freeBytes` reads the free
@@ -38,7 +45,9 @@ export async function openStorage(options: {
   freeBytes: ((dir: string) => Promise<number>) | undefined;
 }): Promise<Storage> {
   const { config, dataDir, driver, log } = options;
-  const store = createSqliteBuildStore({ path: join(dataDir, 'autobuilder.db') });
+  const path = join(dataDir, 'autobuilder.db');
+  const writer = createSqliteWriter({ path });
+  const store = createSqliteBuildStore({ path, writer });
   const logs = await createBuildLogs({
     dir: join(dataDir, 'logs'),
     onWriteError: (buildId, err) => log.error({ buildId, err: err.message }, 'a build log could not be written: its later lines are dropped'),
@@ -63,6 +72,7 @@ export async function openStorage(options: {
     ...(options.freeBytes === undefined ? {} : { freeBytes: options.freeBytes }),
   });
   await reserve.check();
-  const deadRefs = createSqliteDeadRefs({ path: join(dataDir, 'autobuilder.db') });
-  return { store, logs, artifacts, workspaces, deadRefs, reserve };
+  const deadRefs = createSqliteDeadRefs({ path, writer: writer.share() });
+  const outbox = createSqliteStatusOutbox({ path, writer: writer.share() });
+  return { store, logs, artifacts, workspaces, deadRefs, outbox, reserve };
 }

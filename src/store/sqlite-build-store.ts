@@ -56,16 +56,21 @@ const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1
  * With `:memory:` or `direct: true`, every write is applied and committed (`synchronous=FULL`)
  * on this thread before it returns, as before there was a writer thread.
  * `onWriteError` hears each write the database refused (besides `flush` and `close`).
+ * `writer`, a handle of a writer on the same file (see {@link SqliteWriter.share}), replaces
+ * a writer of its own: the stores of one file then share one thread and one commit order;
+ * `close` closes the handle, and that handle's `onWriteError` is the one that hears.
  */
-export function createSqliteBuildStore(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void }): BuildStore {
-  const direct = options.direct === true || options.path === ':memory:';
+export function createSqliteBuildStore(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void; writer?: SqliteWriter }): BuildStore {
+  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
   const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
-  const writer: SqliteWriter = createSqliteWriter({
-    path: options.path,
-    db,
-    direct,
-    ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
-  });
+  const writer: SqliteWriter =
+    options.writer ??
+    createSqliteWriter({
+      path: options.path,
+      db,
+      direct,
+      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
+    });
   return createBuildStoreOver(db, writer);
 }
 

@@ -1,5 +1,5 @@
 import { openDatabase } from './open-database.js';
-import { createSqliteWriter } from './sqlite-writer.js';
+import { createSqliteWriter, type SqliteWriter } from './sqlite-writer.js';
 import type { DeadRef, DeadRefs } from './dead-refs.js';
 
 export type { DeadRef, DeadRefs } from './dead-refs.js';
@@ -13,17 +13,19 @@ const keyOf = (repo: string, ref: string): string => `${repo}\u0000${ref}`;
  * `list` sees them at once; on disk typically one fsync later, a crash losing at most the
  * newest ones (a lost mark is set again by the ref's next delete or close, a lost forget is
  * done again by the next retention pass). With `:memory:` or `direct: true`, each is
- * committed before it returns.
+ * committed before it returns. `writer` is as the build store's (a shared handle).
  */
-export function createSqliteDeadRefs(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void }): DeadRefs {
-  const direct = options.direct === true || options.path === ':memory:';
+export function createSqliteDeadRefs(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void; writer?: SqliteWriter }): DeadRefs {
+  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
   const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
-  const writer = createSqliteWriter({
-    path: options.path,
-    db,
-    direct,
-    ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
-  });
+  const writer: SqliteWriter =
+    options.writer ??
+    createSqliteWriter({
+      path: options.path,
+      db,
+      direct,
+      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
+    });
   const all = db.prepare<[], { repo: string; ref: string; dead_at: string }>('SELECT repo, ref, dead_at FROM dead_refs ORDER BY dead_at, repo, ref');
   const get = db.prepare<[string, string], { dead_at: string }>('SELECT dead_at FROM dead_refs WHERE repo = ? AND ref = ?');
   /** marks as the uncommitted changes left them (null: forgotten), by repo and ref */

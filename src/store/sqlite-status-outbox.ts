@@ -1,5 +1,5 @@
 import { openDatabase } from './open-database.js';
-import { createSqliteWriter } from './sqlite-writer.js';
+import { createSqliteWriter, type SqliteWriter } from './sqlite-writer.js';
 import type { OutboxEntry, StatusOutbox } from './status-outbox.js';
 
 export type { NewOutboxEntry, OutboxEntry, StatusOutbox } from './status-outbox.js';
@@ -40,17 +40,24 @@ const toEntry = (r: Row): OutboxEntry => ({
  * changes of those last milliseconds, the newest ones. Entry ids are given here (one more
  * than the highest ever used), so `enqueue` returns its id at once: one outbox per
  * database file at a time. With `:memory:` or `direct: true`, each change is committed
- * (`synchronous=FULL`) before it returns.
+ * (`synchronous=FULL`) before it returns. `writer` is as the build store's (a shared handle).
  */
-export function createSqliteStatusOutbox(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void }): StatusOutbox {
-  const direct = options.direct === true || options.path === ':memory:';
+export function createSqliteStatusOutbox(options: {
+  path: string;
+  direct?: boolean;
+  onWriteError?: (err: Error) => void;
+  writer?: SqliteWriter;
+}): StatusOutbox {
+  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
   const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
-  const writer = createSqliteWriter({
-    path: options.path,
-    db,
-    direct,
-    ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
-  });
+  const writer: SqliteWriter =
+    options.writer ??
+    createSqliteWriter({
+      path: options.path,
+      db,
+      direct,
+      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
+    });
   const due = db.prepare<[number, number], Row>('SELECT * FROM status_outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?');
   const get = db.prepare<[number], Row>('SELECT * FROM status_outbox WHERE id = ?');
   const sameKey = db.prepare<[string, string, string, string], { id: number }>(

@@ -14,17 +14,17 @@ const reply = (message: WriterReply): void => port.postMessage(message);
 try {
   const db = openDatabase((workerData as { path: string }).path, { role: 'writer' });
   const ops = createWriteOps(db);
-  let queue: { seq: number; op: WriteOp }[] = [];
+  let queue: { seq: number; owner: number; op: WriteOp }[] = [];
   let scheduled = false;
   let lastSettled = 0;
 
-  const commitAll = db.transaction((batch: { seq: number; op: WriteOp }[]) => {
-    const failures: { seq: number; message: string }[] = [];
-    for (const { seq, op } of batch) {
+  const commitAll = db.transaction((batch: { seq: number; owner: number; op: WriteOp }[]) => {
+    const failures: { seq: number; owner: number; message: string }[] = [];
+    for (const { seq, owner, op } of batch) {
       try {
         ops.apply(op);
       } catch (err) {
-        failures.push({ seq, message: err instanceof Error ? err.message : String(err) });
+        failures.push({ seq, owner, message: err instanceof Error ? err.message : String(err) });
       }
     }
     return failures;
@@ -42,7 +42,7 @@ try {
     } catch (err) {
       // the transaction itself failed (disk full, I/O error): none of the group is stored
       const message = err instanceof Error ? err.message : String(err);
-      return { committed: last, failures: batch.map(({ seq }) => ({ seq, message })) };
+      return { committed: last, failures: batch.map(({ seq, owner }) => ({ seq, owner, message })) };
     }
   };
   port.on('message', (request: WriterRequest) => {
@@ -58,14 +58,15 @@ try {
       }
       return;
     }
+    // a commit now, for a caller blocked until it is done (a store's synchronous close)
     const answer = commit() ?? { committed: lastSettled, failures: [] };
-    db.close();
+    if (request.close) db.close();
     request.port.postMessage(answer);
     request.port.close();
     const done = new Int32Array(request.done);
     Atomics.store(done, 0, 1);
     Atomics.notify(done, 0);
-    port.close();
+    if (request.close) port.close();
   });
   reply({ ready: true });
 } catch (err) {

@@ -9,6 +9,7 @@ import { openDatabase } from './open-database.js';
 import { createSqliteBuildStore } from './sqlite-build-store.js';
 import { createSqliteDeadRefs } from './sqlite-dead-refs.js';
 import { createSqliteStatusOutbox } from './sqlite-status-outbox.js';
+import { createSqliteWriter } from './sqlite-writer.js';
 
 const buildOf = (i: number, over: Partial<Build> = {}): Build =>
   buildRecord({
@@ -187,5 +188,97 @@ describe('writes through the writer thread', () => {
       outbox.close();
       deadRefs.close();
     }
+  });
+});
+
+describe('stores sharing one writer thread', () => {
+  const entryOf = (i: number) => ({
+    buildId: buildOf(i).id,
+    owner: 'acme',
+    repo: 'widget',
+    sha: String(i).padStart(40, '0'),
+    context: 'c',
+    state: 'pending' as const,
+    targetUrl: 'http://x',
+    description: 'd',
+  });
+  const count = (path: string, table: string): number => (onDisk(path, `SELECT COUNT(*) AS n FROM ${table}`) as { n: number }[])[0]?.n ?? 0;
+
+  test('commit in call order across tables: a status is never on disk without the build it was queued after', async () => {
+    const path = join(await makeTestDir('writer-shared-order'), 'autobuilder.db');
+    const writer = createSqliteWriter({ path });
+    const store = createSqliteBuildStore({ path, writer });
+    const outbox = createSqliteStatusOutbox({ path, writer: writer.share() });
+    try {
+      for (let i = 0; i < 1500; i++) {
+        store.insert(buildOf(i));
+        outbox.enqueue(entryOf(i), 0);
+        if (i % 100 === 0) {
+          await new Promise((r) => setImmediate(r));
+          // read statuses first: the builds read after can only be more
+          const statuses = count(path, 'status_outbox');
+          const builds = count(path, 'builds');
+          assert.ok(builds >= statuses, `${statuses} statuses on disk before their ${builds} builds`);
+        }
+      }
+      await outbox.flush();
+      assert.equal(count(path, 'builds'), 1500, 'the builds written before the last status are committed with it');
+    } finally {
+      store.close();
+      outbox.close();
+    }
+  });
+
+  test('a refused write is reported to its own store only', async () => {
+    const path = join(await makeTestDir('writer-shared-refused'), 'autobuilder.db');
+    const setup = openDatabase(path);
+    setup.exec(`CREATE TRIGGER refuse_b2 BEFORE INSERT ON builds WHEN NEW.id = '${buildOf(2).id}' BEGIN SELECT RAISE(FAIL, 'refused by the test'); END;`);
+    setup.close();
+    const storeErrors: string[] = [];
+    const deadRefErrors: string[] = [];
+    const writer = createSqliteWriter({ path, onWriteError: (err) => storeErrors.push(err.message) });
+    const store = createSqliteBuildStore({ path, writer });
+    const deadRefs = createSqliteDeadRefs({ path, writer: writer.share({ onWriteError: (err) => deadRefErrors.push(err.message) }) });
+    const outbox = createSqliteStatusOutbox({ path, writer: writer.share() });
+    try {
+      store.insert(buildOf(1));
+      deadRefs.mark({ repo: 'acme/widget', ref: 'refs/heads/x', deadAt: '2024-01-02T00:00:00.000Z' });
+      store.insert(buildOf(2));
+      outbox.enqueue(entryOf(2), 0);
+      await outbox.flush();
+      await assert.rejects(store.flush(), /refused by the test/);
+      assert.deepEqual(storeErrors, ['refused by the test']);
+      assert.deepEqual(deadRefErrors, []);
+      assert.equal(store.get(buildOf(2).id), null);
+      assert.equal(outbox.size(), 1);
+      assert.equal(deadRefs.list().length, 1);
+    } finally {
+      store.close();
+      deadRefs.close();
+      outbox.close();
+    }
+  });
+
+  test('closing one store commits what is queued and leaves the others writing; the last close stops the thread', async () => {
+    const path = join(await makeTestDir('writer-shared-close'), 'autobuilder.db');
+    const writer = createSqliteWriter({ path });
+    const store = createSqliteBuildStore({ path, writer });
+    const outbox = createSqliteStatusOutbox({ path, writer: writer.share() });
+    const deadRefs = createSqliteDeadRefs({ path, writer: writer.share() });
+    for (let i = 0; i < 50; i++) store.insert(buildOf(i));
+    outbox.enqueue(entryOf(1), 0);
+    store.close();
+    assert.equal(count(path, 'builds'), 50);
+    assert.equal(count(path, 'status_outbox'), 1, "another store's change queued before the close is committed with it");
+    assert.throws(() => store.insert(buildOf(60)), /closed/);
+    deadRefs.mark({ repo: 'acme/widget', ref: 'refs/heads/gone', deadAt: '2024-01-01T00:00:00.000Z' });
+    await new Promise((r) => setTimeout(r, 0));
+    outbox.enqueue(entryOf(2), 0);
+    await outbox.flush();
+    assert.equal(count(path, 'status_outbox'), 2);
+    outbox.close();
+    deadRefs.close();
+    assert.deepEqual(onDisk(path, 'SELECT ref FROM dead_refs'), [{ ref: 'refs/heads/gone' }]);
+    assert.throws(() => writer.share(), /closed/);
   });
 });
