@@ -77,7 +77,7 @@ export async function startServer(
     log,
   });
   const { statuses, webhookRegistrar } = github;
-  const { checkout, runner, coordinator, retention, workers } = createBuilds({
+  const { checkout, runner, coordinator, retention, workers } = await createBuilds({
     config,
     dataDir,
     storage,

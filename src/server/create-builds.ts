@@ -31,7 +31,7 @@ export interface BuildParts {
  * `<dataDir>/git`, the coordinator with the build policy of `config`, and retention.
  * Nothing is started: {@link Coordinator.resume} and {@link Retention.recover} are the caller's.
  */
-export function createBuilds(options: {
+export async function createBuilds(options: {
   config: Readonly<Config>;
   dataDir: string;
   storage: Storage;
@@ -40,7 +40,7 @@ export function createBuilds(options: {
   events: BuildEvents;
   webhookSecret: string;
   log: Logger;
-}): BuildParts {
+}): Promise<BuildParts> {
   const { config, dataDir, storage, configRepository, statuses, events, log } = options;
   const { store, logs, workspaces, artifacts, reserve, deadRefs } = storage;
   const retention = createRetention({
@@ -82,7 +82,7 @@ export function createBuilds(options: {
     diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
     maxArtifactBytes: config.builds.maxArtifactBytes,
   };
-  const workers = config.dispatch.mode === 'bullmq' ? createWorkerDispatch({ config, store, policy, log }) : null;
+  const workers = config.dispatch.mode === 'bullmq' ? await createWorkerDispatch({ config, store, policy, log }) : null;
   const coordinator = createCoordinator({
     events,
     store,

@@ -2,7 +2,7 @@ import { toGitHost } from '../builds/checkout.js';
 import type { ExecutionJob, ExecutionPolicy } from '../builds/build-execution.js';
 import { toLineageBranch } from '../builds/refs.js';
 import type { Config } from '../config/schema.js';
-import { createBullmqDispatch, type BullmqDispatch, type DispatchSettings } from '../dispatch/bullmq-dispatch.js';
+import type { BullmqDispatch, DispatchSettings } from '../dispatch/bullmq-dispatch.js';
 import { createWorkerRegistry, type WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/build-store.js';
@@ -25,7 +25,14 @@ const LINEAGE_LOOKBACK = 50;
  * its workspace was promoted) of the same repository, definition and branch; failing that,
  * of the repository's default branch (not for a fork's build, which never starts from it).
  */
-export function createWorkerDispatch(options: { config: Readonly<Config>; store: BuildStore; policy: ExecutionPolicy; log: Logger }): WorkerDispatch {
+export async function createWorkerDispatch(options: {
+  config: Readonly<Config>;
+  store: BuildStore;
+  policy: ExecutionPolicy;
+  log: Logger;
+}): Promise<WorkerDispatch> {
+  // bullmq and ioredis are loaded only here: a server in local mode never needs them (about 400 modules)
+  const { createBullmqDispatch } = await import('../dispatch/bullmq-dispatch.js');
   const { config, store, log } = options;
   const d = config.dispatch;
   const settings: DispatchSettings = {
