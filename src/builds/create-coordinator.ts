@@ -172,12 +172,8 @@ export function createCoordinator(options: {
     }
   }
 
-  /**
-   * Takes a stored build into the scheduler and decides it, ending it `error` when that
-   * fails, or `cancelled` when a cancel aborted it meanwhile (a fetch from a remote that
-   * never answers is stopped at once).
-   */
-  async function admitAndDecide(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): Promise<void> {
+  /** Takes a stored build into the scheduler (`deciding`): from here on /api/queue and /monitor say why it waits. */
+  function admit(build: Build, definition: BuildDefinition, request: BuildRequest, buildLog: BuildLogWriter): { job: Job; signal: AbortSignal } {
     const job: Job = {
       build,
       priority: priorityOf(request),
@@ -185,13 +181,20 @@ export function createCoordinator(options: {
       pullRequestKey: pullRequestKey(request),
       payload: { definition, request, log: buildLog },
     };
-    const signal = scheduler.admit(job);
+    return { job, signal: scheduler.admit(job) };
+  }
+
+  /**
+   * Decides an admitted build, ending it `error` when that fails, or `cancelled` when a
+   * cancel aborted it meanwhile (a fetch from a remote that never answers is stopped at once).
+   */
+  async function decideOrFail({ job, signal }: { job: Job; signal: AbortSignal }): Promise<void> {
     try {
       await decide(job, signal);
     } catch (err) {
-      if (!signal.aborted) log.error({ buildId: build.id, err: toMessage(err) }, 'build could not be prepared');
+      if (!signal.aborted) log.error({ buildId: job.build.id, err: toMessage(err) }, 'build could not be prepared');
       // a cancel meanwhile makes this `cancelled`, whatever the error
-      scheduler.endDecision(build.id, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
+      scheduler.endDecision(job.build.id, { state: 'error', description: isAppError(err) ? err.message : `internal error: ${toMessage(err)}` });
     }
   }
 
@@ -291,11 +294,13 @@ export function createCoordinator(options: {
         const definition = definitions[i] as BuildDefinition;
         const buildLog = logs.open(build.id);
         buildLog.line(`[autobuilder] build ${build.id}: ${build.repo} ${build.ref} ${build.sha} (${definition.file}: ${definition.script})`);
+        // admitted before it is announced: whoever hears of it finds why it waits
+        const admitted = admit(build, definition, request, buildLog);
         events.emit('build.queued', structuredClone(build));
         rlog.debug({ buildId: build.id, definition: definition.name }, 'build queued');
-        return { build, definition, buildLog };
+        return admitted;
       });
-      for (const { build, definition, buildLog } of opened) await admitAndDecide(build, definition, request, buildLog);
+      for (const admitted of opened) await decideOrFail(admitted);
       return { builds, reason: null };
     },
 
@@ -339,7 +344,7 @@ export function createCoordinator(options: {
           publish(build);
           continue;
         }
-        await admitAndDecide(build, definition, request, buildLog);
+        await decideOrFail(admit(build, definition, request, buildLog));
       }
       if (stranded.length > 0) log.info({ resumed: stranded.length }, 'resumed queued builds');
       return stranded.length;

@@ -95,8 +95,11 @@ export function createScheduler<P>(options: {
     const others = backlogUse(t);
     t.backlogNote = others >= backlog ? `backlog full (${others} waiting)` : null;
     move(t, 'waiting');
-    hooks.update(t.job, { description: waitingDescription(t) }, true);
+    // said before it is in line (a free slot starts it at once), told after: whoever hears of
+    // the change finds it in the queue
+    const description = waitingDescription(t);
     queue.add({ buildId: idOf(t), priority: t.job.priority, run: () => lead(t) });
+    hooks.update(t.job, { description }, true);
   }
 
   async function lead(t: Tracked<P>): Promise<void> {
