@@ -86,6 +86,9 @@ export interface Checkout {
  * git through its environment (`GIT_CONFIG_*`), so it is never in a URL, a process
  * argument or a log; any other URL gets `{}` and never sees it.
  */
+/** Tree reads remembered by {@link Checkout.inspectTree}. */
+const TREE_MEMO_ENTRIES = 1000;
+
 export function gitAuthEnv(url: string, token: { value: string; host: string } | undefined): Record<string, string> {
   if (token === undefined || !url.startsWith('https://') || new URL(url).host !== token.host) return {};
   return {
@@ -126,14 +129,23 @@ export function createCheckout(options: {
 
   /** Blob ids of `paths` in tree-ish `treeish` of `mirror` (null for a path that is not a file). */
   async function blobsIn(mirror: string, treeish: string, paths: readonly string[]): Promise<(string | null)[]> {
-    const blobs: (string | null)[] = [];
-    for (const path of paths) {
-      // ls-tree prints "<mode> blob <id>\t<path>" for a file and nothing for a missing path
-      const line = await git(mirror).raw(['ls-tree', treeish, '--', path]);
-      blobs.push(/^\d+ blob ([0-9a-f]{40,64})\t/.exec(line)?.[1] ?? null);
+    if (paths.length === 0) return [];
+    // one ls-tree for every path: "<mode> <type> <id>\t<path>" NUL-terminated, nothing for a missing path
+    const listing = await git(mirror).raw(['ls-tree', '-z', treeish, '--', ...paths]);
+    const found = new Map<string, string>();
+    for (const entry of listing.split('\0')) {
+      const match = /^\d+ blob ([0-9a-f]{40,64})\t(.*)$/s.exec(entry);
+      if (match?.[1] !== undefined && match[2] !== undefined) found.set(match[2], match[1]);
     }
-    return blobs;
+    return paths.map((path) => found.get(path) ?? null);
   }
+
+  /**
+   * Blobs of trees read before, by mirror, tree id and paths: a tree id fixes its content,
+   * so an answer never changes (most recent {@link TREE_MEMO_ENTRIES} kept). A cache decision
+   * for a tree already read starts no git process.
+   */
+  const treeMemo = new Map<string, (string | null)[]>();
 
   const gitFailed = (what: string, err: unknown): AppError => {
     if (err instanceof AppError) return err;
@@ -204,18 +216,19 @@ export function createCheckout(options: {
     async inspectTree({ owner, repo, tree, paths }) {
       if (!isSha(tree)) return null;
       const mirror = await ensureMirror(owner, repo);
-      const present = await git(mirror)
-        .raw(['cat-file', '-t', tree])
-        .then(
-          (t) => t.trim() === 'tree',
-          () => false,
-        );
-      if (!present) return null;
+      const key = `${mirror}\n${tree}\n${paths.join('\0')}`;
+      const known = treeMemo.get(key);
+      if (known !== undefined) return [...known];
+      let blobs: (string | null)[];
       try {
-        return await blobsIn(mirror, tree, paths);
-      } catch (err) {
-        throw gitFailed(`cannot read tree ${tree}`, err);
+        blobs = await blobsIn(mirror, tree, paths);
+      } catch {
+        // not in the mirror (yet): the caller decides without it
+        return null;
       }
+      treeMemo.set(key, blobs);
+      if (treeMemo.size > TREE_MEMO_ENTRIES) treeMemo.delete(treeMemo.keys().next().value as string);
+      return [...blobs];
     },
     async checkout({ owner, repo, sha, workspace, signal }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
