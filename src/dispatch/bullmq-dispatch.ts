@@ -16,6 +16,7 @@ import {
   type BuildJob,
   type CancelMessage,
 } from './protocol.js';
+import { createPlacement } from './placement.js';
 import { connectRedis } from './redis-client.js';
 import type { WorkerRegistry } from './worker-registry.js';
 
@@ -114,69 +115,7 @@ export function createBullmqDispatch(deps: {
     return queue;
   }
 
-  /** Resolves on the next registry change, after `ms`, or when `signal` aborts. */
-  function nextChange(signal: AbortSignal, ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        stop();
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      const stop = registry.onChange(done);
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-
-  /**
-   * Waits for a worker that may take the build and assigns it there (in the same tick as the
-   * check, so two builds never take one last slot). Null when `signal` aborted first.
-   */
-  async function place(
-    job: ExecutionJob,
-    excluded: ReadonlySet<string>,
-    signal: AbortSignal,
-    report: (changes: Partial<Build>) => void,
-  ): Promise<string | null> {
-    const labels = job.definition.runsOn;
-    const preferred = deps.lineageWorker(job);
-    const since = now();
-    let said = '';
-    while (!signal.aborted && !closed) {
-      const candidates = registry.list().filter((w) => w.live && !w.draining && !excluded.has(w.id) && labels.every((l) => w.labels.includes(l)));
-      const preferredLive = preferred !== null && candidates.some((w) => w.id === preferred);
-      if (preferredLive && registry.freeSlots(preferred) > 0) {
-        registry.assign(preferred, job.build.id);
-        return preferred;
-      }
-      const holdForAffinity = preferredLive && now() - since < settings.affinityWaitMs;
-      if (!holdForAffinity) {
-        const free = candidates
-          .filter((w) => registry.freeSlots(w.id) > 0)
-          .sort((a, b) => a.assigned.length / Math.max(1, a.capacity) - b.assigned.length / Math.max(1, b.capacity) || a.id.localeCompare(b.id));
-        const chosen = free[0];
-        if (chosen !== undefined) {
-          registry.assign(chosen.id, job.build.id);
-          return chosen.id;
-        }
-      }
-      const reason =
-        candidates.length === 0
-          ? labels.length > 0
-            ? `no live worker has the labels ${labels.join(', ')}`
-            : 'no live worker'
-          : holdForAffinity
-            ? `worker ${String(preferred)} holds its workspace and is busy`
-            : `all ${candidates.length} matching workers are busy`;
-      if (reason !== said) {
-        said = reason;
-        report({ description: `Waiting for a worker: ${reason}` });
-      }
-      await nextChange(signal, holdForAffinity ? Math.max(50, settings.affinityWaitMs - (now() - since)) : 1000);
-    }
-    return null;
-  }
+  const place = createPlacement({ registry, affinityWaitMs: settings.affinityWaitMs, lineageWorker: deps.lineageWorker, isClosed: () => closed, now });
 
   function jobData(job: ExecutionJob, attempt: number): BuildJob {
     const { build, definition, request } = job;
