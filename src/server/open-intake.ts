@@ -42,7 +42,8 @@ export async function openIntake(options: {
   log: Logger;
 }): Promise<Intake> {
   const { coordinator, log } = options;
-  const writer = await createDeliveryWriter({ path: join(options.dataDir, 'autobuilder.db') });
+  // its thread starts with the first delivery: an idle server holds none
+  const writer = createDeliveryWriter({ path: join(options.dataDir, 'autobuilder.db') });
   const inbox = createInbox({ store: options.store, writer, coordinator, log: log.child({ component: 'webhooks' }) });
   const verify = createSignatureVerifier(options.webhookSecret);
   let resumed: () => void = () => undefined;

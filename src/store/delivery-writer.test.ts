@@ -27,7 +27,7 @@ describe('the delivery writer (group commit in a thread of its own)', () => {
     dir = await mkdtemp(join(tmpdir(), 'autobuilder-writer-'));
     path = join(dir, 'autobuilder.db');
     createSqliteBuildStore({ path }).close();
-    writer = await createDeliveryWriter({ path });
+    writer = createDeliveryWriter({ path });
   });
   after(async () => {
     await writer.close();
@@ -66,13 +66,13 @@ describe('the delivery writer (group commit in a thread of its own)', () => {
     await writer.close();
     assert.deepEqual(await pending, [true]);
     await assert.rejects(writer.write([{ delivery: delivery('too-late') }]), /closed/);
-    writer = await createDeliveryWriter({ path });
+    writer = createDeliveryWriter({ path });
   });
 
   test('a thread that dies fails the writes it held and is started again for the next ones', async () => {
     const threads: Worker[] = [];
     const exits: string[] = [];
-    const own = await createDeliveryWriter({
+    const own = createDeliveryWriter({
       path,
       startThread: async (p) => {
         const thread = await startDeliveryWriterThread(p);
@@ -108,7 +108,33 @@ describe('the delivery writer (group commit in a thread of its own)', () => {
     }
   });
 
-  test('a database that cannot be opened fails the start', async () => {
-    await assert.rejects(createDeliveryWriter({ path: join(dir, 'no', 'such', 'dir', 'x.db') }));
+  test('starts no thread until the first write; a closed writer that never wrote starts none', async () => {
+    let started = 0;
+    const startThread = (p: string): Promise<Worker> => {
+      started++;
+      return startDeliveryWriterThread(p);
+    };
+    const idle = createDeliveryWriter({ path, startThread });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(started, 0);
+    await idle.close();
+    assert.equal(started, 0);
+    const lazy = createDeliveryWriter({ path, startThread });
+    try {
+      assert.deepEqual(await Promise.all([lazy.write([{ delivery: delivery('lazy-1') }]), lazy.write([{ delivery: delivery('lazy-2') }])]), [[true], [true]]);
+      assert.equal(started, 1, 'one thread for the writes queued while it started');
+    } finally {
+      await lazy.close();
+    }
+  });
+
+  test('a database that cannot be opened fails the writes, and the next write tries again', async () => {
+    const broken = createDeliveryWriter({ path: join(dir, 'no', 'such', 'dir', 'x.db') });
+    try {
+      await assert.rejects(broken.write([{ delivery: delivery('nowhere-1') }]));
+      await assert.rejects(broken.write([{ delivery: delivery('nowhere-2') }]));
+    } finally {
+      await broken.close();
+    }
   });
 });

@@ -15,7 +15,7 @@ export interface DeliveryWriter {
    * the transaction holding it is committed. Rejects when the database refuses the write.
    */
   write(records: readonly DeliveryWrite[], processed?: readonly string[]): Promise<boolean[]>;
-  /** Commits what is queued, then stops the writer thread. */
+  /** Commits what is queued, then stops the writer thread (if one was started). */
   close(): Promise<void>;
 }
 
@@ -42,18 +42,19 @@ export async function startDeliveryWriterThread(path: string): Promise<Worker> {
 }
 
 /**
- * Starts a writer thread with its own connection to the SQLite database at `path` (WAL,
- * `synchronous=FULL`; opened by `openDatabase`). Throws when the thread cannot open
- * the database (the promise rejects). A thread that dies fails the writes it was given
- * (their webhooks answer 500, and GitHub can redeliver them) and is started again for the
- * next ones.
+ * Creates the delivery writer of the SQLite database at `path`. Its thread, with its own
+ * connection (WAL, `synchronous=FULL`; opened by `openDatabase`), is started by the first
+ * write, so a server that is sent no webhook pays for no thread (about 12 MiB); writes
+ * queue until it has opened the database. A thread that cannot open the database, or that
+ * dies, fails the writes it was given (their webhooks answer 500, and GitHub can redeliver
+ * them); the next write starts a new one.
  */
-export async function createDeliveryWriter(options: {
+export function createDeliveryWriter(options: {
   path: string;
   onThreadExit?: (err: Error) => void;
   /** starts a thread (default {@link startDeliveryWriterThread}); tests wrap it to reach the thread */
   startThread?: (path: string) => Promise<Worker>;
-}): Promise<DeliveryWriter> {
+}): DeliveryWriter {
   const startThread = options.startThread ?? startDeliveryWriterThread;
   let worker: Worker | null = null;
   let starting: Promise<void> | null = null;
@@ -122,7 +123,6 @@ export async function createDeliveryWriter(options: {
     worker.postMessage({ id: inFlight.id, records: batch.flatMap((p) => p.records), processed: batch.flatMap((p) => p.processed) });
   }
 
-  await start();
   return {
     write(records, processed = []) {
       if (closed) return Promise.reject(new Error('the delivery writer is closed'));
