@@ -189,7 +189,8 @@ async function startCluster(name: string, mode: Mode, slots: number, github: Git
     JSON.stringify({
       dataDir,
       listen: { host: '127.0.0.1', port: 0 },
-      configRepository: { path: join(FIXTURES, 'config-repo') },
+      // its own config repository: the tests' one must not list the benchmark's project
+      configRepository: { path: join(FIXTURES, 'bench-config-repo') },
       docker: { defaultImage: IMAGE, network: 'none' },
       github: { apiUrl: github.url, token: 'workers-bench-token' },
       cloneUrlRewrites: [{ from: CLONE_URL, to: repo.url }],
