@@ -1,10 +1,12 @@
-import type { Server as HttpServer } from 'node:http';
-import { Server as SocketServer } from 'socket.io';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Server as SocketServer, Socket } from 'socket.io';
 import type { Build } from '../builds/build.js';
 import type { QueueInfo } from '../builds/scheduler.js';
 import { BUILD_EVENTS, type BuildEventName, type BuildEvents } from '../builds/build-events.js';
 import type { BuildLogs, LogAppend } from '../builds/build-log.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
+import { toMessage } from '../errors.js';
 import type { WorkerInfo, WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { PageAuth } from '../http/page-auth.js';
 import { toBuildView } from '../http/build-view.js';
@@ -43,6 +45,9 @@ interface Tail {
 const MAX_TAIL_LINE_CHARS = 2048;
 
 const roomsOf = (repo: string) => ['all', `repo:${repo}`];
+
+/** Where socket.io answers (engine.io matches this prefix; the browser client is served under it too). */
+const SOCKET_PATH = '/socket.io';
 
 /** A worker as the monitor shows it: what the registry knows, without the server's assignments. */
 const toMonitorWorker = (w: WorkerInfo): MonitorWorker => ({
@@ -118,6 +123,11 @@ function withLoopbackAliases(origins: readonly string[]): Set<string> {
  * their localhost / 127.0.0.1 aliases) is refused; with page credentials set, the handshake
  * needs them too (`auth.allowsSocket`). Attach it after the HTTP app's request listener:
  * socket.io takes over the listeners there and passes on what is not its own.
+ *
+ * socket.io (with engine.io and ws) is loaded and attached at the first request under
+ * `/socket.io/` or the first upgrade, which wait for it: a server nobody monitors does not
+ * hold it (several MiB). Builds and log tails are followed from the start all the same, so
+ * the first snapshot is what it would have been.
  */
 export function createMonitorHub(options: {
   server: HttpServer;
@@ -148,22 +158,9 @@ export function createMonitorHub(options: {
   const maxBatchLines = options.maxBatchLines ?? 500;
   const origins = withLoopbackAliases(options.allowedOrigins);
 
-  const io = new SocketServer<MonitorClientEvents, MonitorServerEvents>(options.server, {
-    path: '/socket.io',
-    serveClient: true,
-    maxHttpBufferSize: 64 * 1024,
-    allowRequest(req, callback) {
-      const origin = req.headers.origin;
-      // non-browser clients send no Origin; browsers always do on cross-origin handshakes
-      if (origin === undefined || origins.has(origin)) return callback(null, true);
-      log.warn({ origin, allowed: [...origins] }, 'monitor socket refused: origin not allowed (set publicUrl or pages.allowedOrigins)');
-      callback('origin not allowed', false);
-    },
-  });
-  io.use((socket, next) => {
-    if (auth.allowsSocket(socket.request.headers, socket.handshake.auth)) next();
-    else next(new Error('unauthorized: these pages need the configured credentials'));
-  });
+  /** socket.io once attached (see {@link attach}); until then no client can be connected, so nothing is emitted */
+  let io: SocketServer<MonitorClientEvents, MonitorServerEvents> | null = null;
+  let attaching: Promise<void> | null = null;
 
   let seq = 0;
   /** queued and running builds, from the store: it is written before any build event is emitted */
@@ -183,7 +180,7 @@ export function createMonitorHub(options: {
       if (tail.ring.length > tailLines) tail.ring.splice(0, tail.ring.length - tailLines);
       tail.flushed = batch.end;
       if (repo !== null)
-        io.to(roomsOf(repo)).emit('log', { seq: ++seq, buildId, start: batch.start, end: batch.end, lines: batch.lines, skipped: batch.skipped });
+        io?.to(roomsOf(repo)).emit('log', { seq: ++seq, buildId, start: batch.start, end: batch.end, lines: batch.lines, skipped: batch.skipped });
       if (options.observeLogLag !== undefined) {
         const sent = performance.timeOrigin + performance.now();
         for (const at of batch.at) options.observeLogLag((sent - at) / 1000);
@@ -243,7 +240,7 @@ export function createMonitorHub(options: {
   };
   let closed = false;
   options.configRepository.onReload(() => {
-    if (!closed) io.to('watchers').emit('config', { seq: ++seq, config: configState() });
+    if (!closed) io?.to('watchers').emit('config', { seq: ++seq, config: configState() });
   });
   const view = (build: Build) => toBuildView(build, publicUrl);
 
@@ -262,7 +259,7 @@ export function createMonitorHub(options: {
     if (json === workersSent) return;
     workersSent = json;
     workersSentAt = Date.now();
-    io.to('watchers').emit('workers', { seq: ++seq, at: new Date(workersSentAt).toISOString(), workers: list });
+    io?.to('watchers').emit('workers', { seq: ++seq, at: new Date(workersSentAt).toISOString(), workers: list });
   };
   const stopWorkers =
     workers?.onChange(() => {
@@ -276,8 +273,8 @@ export function createMonitorHub(options: {
     // lines written before this change go out before it
     if (tail !== undefined) flushTail(build.id, tail);
     const event = name.slice('build.'.length) as MonitorBuildDelta['event'];
-    io.to(roomsOf(build.repo)).emit('build', { seq: ++seq, event, build: view(build) });
-    io.to('watchers').emit('queue', { seq: ++seq, waiting: waiting() });
+    io?.to(roomsOf(build.repo)).emit('build', { seq: ++seq, event, build: view(build) });
+    io?.to('watchers').emit('queue', { seq: ++seq, waiting: waiting() });
   };
   const listeners = BUILD_EVENTS.map((name) => [name, onBuild(name)] as const);
   for (const [name, listener] of listeners) events.on(name, listener);
@@ -320,7 +317,7 @@ export function createMonitorHub(options: {
     };
   }
 
-  io.on('connection', (socket) => {
+  const onConnection = (socket: Socket<MonitorClientEvents, MonitorServerEvents>) => {
     // a client's request is what it sent, whatever the protocol type says: checked here
     socket.on('watch', (request: unknown) => {
       const parsed = watchRequestSchema.safeParse(request ?? {});
@@ -333,6 +330,65 @@ export function createMonitorHub(options: {
       socket.emit('snapshot', snapshot(parsed.data));
       void socket.join(['watchers', parsed.data.repo === undefined ? 'all' : `repo:${parsed.data.repo}`]);
     });
+  };
+
+  /** Loads socket.io and attaches it to the server (once; not after close). */
+  function attach(): Promise<void> {
+    attaching ??= import('socket.io').then(({ Server }) => {
+      if (closed) return;
+      const created = new Server<MonitorClientEvents, MonitorServerEvents>(options.server, {
+        path: SOCKET_PATH,
+        serveClient: true,
+        maxHttpBufferSize: 64 * 1024,
+        allowRequest(req, callback) {
+          const origin = req.headers.origin;
+          // non-browser clients send no Origin; browsers always do on cross-origin handshakes
+          if (origin === undefined || origins.has(origin)) return callback(null, true);
+          log.warn({ origin, allowed: [...origins] }, 'monitor socket refused: origin not allowed (set publicUrl or pages.allowedOrigins)');
+          callback('origin not allowed', false);
+        },
+      });
+      created.use((socket, next) => {
+        if (auth.allowsSocket(socket.request.headers, socket.handshake.auth)) next();
+        else next(new Error('unauthorized: these pages need the configured credentials'));
+      });
+      created.on('connection', onConnection);
+      io = created;
+    });
+    return attaching;
+  }
+
+  // Until socket.io is attached, this listener stands before the app's: a request for
+  // socket.io waits for it and is then emitted again, to the listeners socket.io installs
+  // (which pass on to this one, and so to the app's, what is not theirs).
+  const { server } = options;
+  const appListeners = server.listeners('request');
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (io === null && !closed && req.url?.startsWith(`${SOCKET_PATH}/`) === true) {
+      attach().then(
+        () => server.emit('request', req, res),
+        (err: unknown) => {
+          log.error({ err: toMessage(err) }, 'socket.io could not be loaded');
+          res.statusCode = 500;
+          res.end();
+        },
+      );
+      return;
+    }
+    for (const listener of appListeners) Reflect.apply(listener, server, [req, res]);
+  });
+  // engine.io answers every upgrade (a path not its own is closed): the first one attaches it
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (io !== null) return;
+    if (closed) {
+      socket.destroy();
+      return;
+    }
+    attach().then(
+      () => (io === null ? socket.destroy() : server.emit('upgrade', req, socket, head)),
+      () => socket.destroy(),
+    );
   });
 
   return {
@@ -344,8 +400,8 @@ export function createMonitorHub(options: {
       for (const [name, listener] of listeners) events.off(name, listener);
       stopAppend();
       stopClose();
-      io.disconnectSockets(true);
-      io.engine.close();
+      io?.disconnectSockets(true);
+      io?.engine.close();
     },
   };
 }
