@@ -109,7 +109,10 @@ describe('build workers over BullMQ on Redis', () => {
       Array.from({ length: 6 }, () => 'success'),
     );
     const ran = new Set(builds.map((b) => (b as BuildView & { worker: string | null }).worker));
-    assert.deepEqual([...ran].sort(), ['w1', 'w2']);
+    assert.deepEqual(
+      [...ran].map(String).sort((x, y) => x.localeCompare(y)),
+      ['w1', 'w2'],
+    );
   });
 
   test('an upload cut off midway leaves nothing stored and nothing in the temp directory of the artifact store', async () => {

@@ -54,7 +54,10 @@ describe('placing builds on workers', () => {
       const report = () => undefined;
       const first = await place(job(), new Set(), signal, report);
       const second = await place(job(), new Set(), signal, report);
-      assert.deepEqual([first, second].sort(), ['a', 'b']);
+      assert.deepEqual(
+        [String(first), String(second)].sort((x, y) => x.localeCompare(y)),
+        ['a', 'b'],
+      );
       assert.equal(await place(job(), new Set(['a']), signal, report), 'b');
       assert.equal(registry.freeSlots('b'), 0);
       const said: string[] = [];

@@ -343,6 +343,8 @@ function createBuildStoreOver(db: Database.Database, writer: SqliteWriter): Buil
         // one committed but not yet reported is counted above
         if (p.value.record.receivedAt < before && (p.value.processedAt !== null || marks.has(id)) && getDelivery.get(id) === undefined) n++;
       }
+      // nothing to prune: no write, so an idle server never starts the writer's thread for it
+      if (n === 0) return 0;
       const seq = writer.write({ kind: 'deliveries.prune', before });
       prunes.push({ value: before, seq });
       return n;
