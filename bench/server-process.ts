@@ -35,7 +35,7 @@ export async function prepareFixtureProject(
     configRepository: { path: join(FIXTURES, 'config-repo') },
     docker: { defaultImage: 'autobuilder/busybox:latest', network: 'none' },
     cloneUrlRewrites: [{ from: cloneUrl, to: repo.url }],
-    logLevel: 'silent',
+    logLevel: process.env['BENCH_SERVER_LOG_LEVEL'] ?? 'silent',
     ...settings,
   };
   await writeFile(configPath, JSON.stringify(config));

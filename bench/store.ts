@@ -36,7 +36,7 @@ import { sendDeliveries } from './webhook-sender.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const SECRET = 'store-secret';
-const BUILDS = 100_000;
+const BUILDS = Number(process.env['STORE_BENCH_BUILDS'] ?? 100_000);
 const WEBHOOKS_PER_SECOND = 200;
 const FINISHED_PER_SECOND = 20;
 const LOAD_SECONDS = 10;
