@@ -1,10 +1,8 @@
-import { join } from 'node:path';
-import { createLogger } from '../src/logger.js';
-import { startWorker, type RunningWorker } from '../src/worker/start-worker.js';
-import { loadWorkerConfig } from '../src/worker/worker-config.js';
 import { dispatchConformance } from './support/dispatch-conformance.js';
 import { startFixtureServer } from './support/fixture-server.js';
 import { startRedisServer } from './support/redis-server.js';
+import { startTestWorker } from './support/worker-process.js';
+import type { RunningWorker } from '../src/worker/start-worker.js';
 
 const API_TOKEN = 'conformance-api-token-0123456789';
 
@@ -31,21 +29,7 @@ dispatchConformance('bullmq, two workers', async () => {
   });
   const workers: RunningWorker[] = [];
   for (const [id, token] of Object.entries(tokens)) {
-    const config = loadWorkerConfig(
-      {
-        id,
-        serverUrl: f.server.url,
-        token,
-        redis: { url: redis.url },
-        capacity: 1,
-        dataDir: join(f.dir, `worker-${id}`),
-        docker: { network: 'none' },
-        heartbeatSeconds: 0.5,
-        logLevel: 'silent',
-      },
-      {},
-    );
-    workers.push(await startWorker(config, { log: createLogger({ level: 'silent' }) }));
+    workers.push(await startTestWorker({ id, token, serverUrl: f.server.url, redisUrl: redis.url, dir: f.dir }));
   }
   return {
     f,

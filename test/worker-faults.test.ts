@@ -79,6 +79,18 @@ describe('build workers: faults, draining, routing and what the server trusts', 
   };
   const containersOf = async (buildId: string) => docker.listContainers({ all: true, filters: { label: [`${BUILD_ID_LABEL}=${buildId}`] } });
 
+  /** Heartbeats as the test worker `rogue` (labels: rogue), every 0.5 s until the interval is cleared. */
+  const beatAsRogue = async (): Promise<NodeJS.Timeout> => {
+    const heartbeat = () =>
+      fetch(`${f.server.url}/api/workers/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKENS['rogue'] ?? ''}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: 'rogue', host: 'rogue', labels: ['rogue'], capacity: 1, running: [], version: 'test', draining: false }),
+      });
+    assert.equal((await heartbeat()).status, 200);
+    return setInterval(() => void heartbeat(), 500);
+  };
+
   before(async () => {
     redis = await startRedisServer({ password: 'fault-redis-password', persistence: true });
     f = await startFixtureServer('worker-faults', {
@@ -227,14 +239,7 @@ describe('build workers: faults, draining, routing and what the server trusts', 
 
   test('the server keeps an artifact only when its own sha256 agrees, and a success whose artifact it did not receive is an error', async () => {
     // a worker that uploads one thing and reports another
-    const heartbeat = () =>
-      fetch(`${f.server.url}/api/workers/heartbeat`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${TOKENS['rogue'] ?? ''}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ id: 'rogue', host: 'rogue', labels: ['rogue'], capacity: 1, running: [], version: 'test', draining: false }),
-      });
-    assert.equal((await heartbeat()).status, 200);
-    const beating = setInterval(() => void heartbeat(), 500);
+    const beating = await beatAsRogue();
     const connection = new Redis(toRedisOptions(redis.url));
     const uploaded = Buffer.from('what was uploaded\n');
     const payloads: string[] = [];
@@ -284,14 +289,7 @@ describe('build workers: faults, draining, routing and what the server trusts', 
   });
 
   test('a worker whose job fails without a result ends the build error with the reason, and does not hang it', async () => {
-    const heartbeat = () =>
-      fetch(`${f.server.url}/api/workers/heartbeat`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${TOKENS['rogue'] ?? ''}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ id: 'rogue', host: 'rogue', labels: ['rogue'], capacity: 1, running: [], version: 'test', draining: false }),
-      });
-    assert.equal((await heartbeat()).status, 200);
-    const beating = setInterval(() => void heartbeat(), 500);
+    const beating = await beatAsRogue();
     const connection = new Redis(toRedisOptions(redis.url));
     const failing = new Worker(
       workerQueueName('rogue'),

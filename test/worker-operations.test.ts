@@ -6,14 +6,13 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { io, type Socket } from 'socket.io-client';
 import type { Build } from '../src/builds/build.js';
-import { createLogger } from '../src/logger.js';
 import type { MonitorClientEvents, MonitorServerEvents, MonitorSnapshot, MonitorWorkersDelta } from '../src/monitor/index.js';
-import { startWorker, type RunningWorker } from '../src/worker/start-worker.js';
-import { loadWorkerConfig } from '../src/worker/worker-config.js';
 import { launchBrowser, openPage, waitForExpression } from './support/browser.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { startRedisServer, type RunningRedis } from './support/redis-server.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
+import { startTestWorker } from './support/worker-process.js';
+import type { RunningWorker } from '../src/worker/start-worker.js';
 
 // Page code runs in the browser: it is passed to playwright as strings (the test project has
 // no DOM types).
@@ -39,22 +38,15 @@ describe('operating build workers: metrics, the Workers table on /monitor, the w
   const workers: RunningWorker[] = [];
 
   const startOne = async (id: keyof typeof TOKENS, more: { labels?: string[]; capacity?: number; heartbeatSeconds?: number } = {}) => {
-    const config = loadWorkerConfig(
-      {
-        id,
-        serverUrl: f.server.url,
-        token: TOKENS[id],
-        redis: { url: redis.url },
-        labels: more.labels ?? [],
-        capacity: more.capacity ?? 1,
-        dataDir: join(f.dir, `worker-${id}`),
-        docker: { network: 'none' },
-        heartbeatSeconds: more.heartbeatSeconds ?? 0.5,
-        logLevel: 'silent',
-      },
-      {},
-    );
-    const worker = await startWorker(config, { log: createLogger({ level: 'silent' }), version: '9.8.7-test' });
+    const worker = await startTestWorker({
+      id,
+      token: TOKENS[id],
+      serverUrl: f.server.url,
+      redisUrl: redis.url,
+      dir: f.dir,
+      more: { labels: more.labels ?? [], capacity: more.capacity ?? 1, heartbeatSeconds: more.heartbeatSeconds ?? 0.5 },
+      version: '9.8.7-test',
+    });
     workers.push(worker);
     return worker;
   };

@@ -4,12 +4,11 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BuildView } from '../src/http/build-view.js';
-import { createLogger } from '../src/logger.js';
-import { startWorker, type RunningWorker } from '../src/worker/start-worker.js';
-import { loadWorkerConfig } from '../src/worker/worker-config.js';
+import type { RunningWorker } from '../src/worker/start-worker.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { startRedisServer, type RunningRedis } from './support/redis-server.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
+import { startTestWorker } from './support/worker-process.js';
 
 const API_TOKEN = 'workers-api-token-0123456789';
 const TOKENS = { w1: 'worker-one-token-0123456789', w2: 'worker-two-token-0123456789' } as const;
@@ -19,23 +18,8 @@ describe('build workers over BullMQ on Redis', () => {
   let f: FixtureServer;
   const workers: RunningWorker[] = [];
 
-  const startOne = async (id: keyof typeof TOKENS, more: { labels?: string[] } = {}) => {
-    const config = loadWorkerConfig(
-      {
-        id,
-        serverUrl: f.server.url,
-        token: TOKENS[id],
-        redis: { url: redis.url },
-        labels: more.labels ?? [],
-        capacity: 1,
-        dataDir: join(f.dir, `worker-${id}`),
-        docker: { network: 'none' },
-        heartbeatSeconds: 0.5,
-        logLevel: 'silent',
-      },
-      {},
-    );
-    const worker = await startWorker(config, { log: createLogger({ level: 'silent' }) });
+  const startOne = async (id: keyof typeof TOKENS) => {
+    const worker = await startTestWorker({ id, token: TOKENS[id], serverUrl: f.server.url, redisUrl: redis.url, dir: f.dir });
     workers.push(worker);
     return worker;
   };
@@ -161,21 +145,15 @@ describe('a worker over TLS to a password-protected Redis', () => {
     });
     let worker: RunningWorker | undefined;
     try {
-      const config = loadWorkerConfig(
-        {
-          id: 't1',
-          serverUrl: f.server.url,
-          token: TOKENS.w1,
-          redis: { url: redis.url, caPath: redis.caPath },
-          dataDir: join(f.dir, 'worker-t1'),
-          docker: { network: 'none' },
-          heartbeatSeconds: 0.5,
-          logLevel: 'silent',
-        },
-        {},
-      );
-      assert.match(config.redis.url, /^rediss:\/\//);
-      worker = await startWorker(config, { log: createLogger({ level: 'silent' }) });
+      worker = await startTestWorker({
+        id: 't1',
+        token: TOKENS.w1,
+        serverUrl: f.server.url,
+        redisUrl: redis.url,
+        dir: f.dir,
+        more: { redis: { url: redis.url, ...(redis.caPath === undefined ? {} : { caPath: redis.caPath }) } },
+      });
+      assert.match(redis.url, /^rediss:\/\//);
       const sha = f.repo.head as string;
       const response = await deliver(f.server.url, {
         event: 'push',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isAppError } from '../errors.js';
+import { buildRecord } from '../../test/support/build-record.js';
 import type { Build } from './build.js';
 import { assertTransition, TRANSITIONS, type BuildEnd, type BuildPhase, type StopReason } from './build-lifecycle.js';
 import type { BuildPriority } from './build-queue.js';
@@ -11,32 +12,16 @@ let clock = 0;
 /** A build record with a fresh, increasing id. */
 function record(ref: string, definition = 'build'): Build {
   clock += 1;
-  return {
+  return buildRecord({
     id: `b${String(clock).padStart(6, '0')}`,
-    repo: 'acme/widget',
     ref,
-    sha: 'a'.repeat(40),
     definition,
     context: `autobuilder/${definition}`,
     state: 'queued',
     exitCode: null,
     description: 'Queued',
-    cached: false,
-    coalesced: false,
-    incremental: false,
-    parentBuildId: null,
-    cacheKey: null,
-    cacheInputs: null,
-    sourceBuildId: null,
-    cacheMiss: null,
-    configSha: null,
-    worker: null,
-    deliveryId: null,
     queuedAt: new Date(clock).toISOString(),
-    startedAt: null,
-    finishedAt: null,
-    artifacts: [],
-  };
+  });
 }
 
 /** A scheduler over fake hooks: runs wait until the test ends them; every hook call is recorded. */

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { WorkerConfigInput } from '../../src/worker/worker-config.js';
+import { createLogger } from '../../src/logger.js';
+import { startWorker, type RunningWorker } from '../../src/worker/start-worker.js';
+import { loadWorkerConfig, type WorkerConfigInput } from '../../src/worker/worker-config.js';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -60,4 +62,35 @@ export async function spawnWorkerProcess(config: WorkerConfigInput & { id: strin
       return exited;
     },
   };
+}
+
+/**
+ * Starts a build worker in this process for `server`, as a test needs one: its data
+ * directory `<dir>/worker-<id>`, no network for builds, heartbeats every 0.5 s, silent logs.
+ * `more` overrides any setting (labels, capacity, heartbeatSeconds, redis.caPath, …).
+ */
+export async function startTestWorker(options: {
+  id: string;
+  token: string;
+  serverUrl: string;
+  redisUrl: string;
+  dir: string;
+  more?: Partial<WorkerConfigInput>;
+  version?: string;
+}): Promise<RunningWorker> {
+  const config = loadWorkerConfig(
+    {
+      id: options.id,
+      serverUrl: options.serverUrl,
+      token: options.token,
+      redis: { url: options.redisUrl },
+      dataDir: join(options.dir, `worker-${options.id}`),
+      docker: { network: 'none' },
+      heartbeatSeconds: 0.5,
+      logLevel: 'silent',
+      ...options.more,
+    },
+    {},
+  );
+  return startWorker(config, { log: createLogger({ level: 'silent' }), ...(options.version === undefined ? {} : { version: options.version }) });
 }
