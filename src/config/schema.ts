@@ -3,6 +3,32 @@ import { z } from 'zod';
 
 const nonEmpty = z.string().trim().min(1);
 
+/**
+ * The Docker engine and build container limits of a host: the server's `docker` and a build
+ * worker's (src/worker/worker-config.ts). A build gets the least of its host's, the server's
+ * and its definition's limits.
+ */
+export const dockerEngineFields = {
+  socketPath: nonEmpty.default('/var/run/docker.sock'),
+  /**
+   * Docker network of build containers: `autobuilder-builds` (made by scripts/host-setup.sh,
+   * cut off from the host and private ranges), another existing network, or `bridge`/`none`/`host`
+   */
+  network: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a Docker network name')
+    .default('autobuilder-builds'),
+  /** bytes of memory (and memory + swap) a build container may use */
+  memoryBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(2 * 1024 ** 3),
+  pidsLimit: z.number().int().positive().default(1024),
+  /** CPUs, fractional allowed */
+  cpus: z.number().positive().default(2),
+};
+
 /** One clone-URL rewrite: a clone URL starting with `from` has that prefix replaced by `to`. */
 export const cloneUrlRewriteSchema = z.object({ from: nonEmpty, to: nonEmpty }).strict();
 
@@ -59,23 +85,8 @@ export const configSchema = z
       .prefault({}),
     docker: z
       .object({
-        socketPath: nonEmpty.default('/var/run/docker.sock'),
+        ...dockerEngineFields,
         defaultImage: nonEmpty.default('autobuilder/debian-build:bookworm'),
-        /**
-         * Docker network of build containers: `autobuilder-builds` (made by scripts/host-setup.sh,
-         * cut off from the host and private ranges), another existing network, or `bridge`/`none`/`host`
-         */
-        network: z
-          .string()
-          .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a Docker network name')
-          .default('autobuilder-builds'),
-        memoryBytes: z
-          .number()
-          .int()
-          .positive()
-          .default(2 * 1024 ** 3),
-        pidsLimit: z.number().int().positive().default(1024),
-        cpus: z.number().positive().default(2),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { dockerEngineFields } from '../config/schema.js';
 import { AppError } from '../errors.js';
 import { labelSchema, workerIdSchema } from '../dispatch/protocol.js';
 
@@ -34,24 +35,8 @@ export const workerConfigSchema = z
     /** its own data directory (workspaces on Btrfs, git mirrors, temp files) */
     dataDir: nonEmpty.default('./worker-data'),
     snapshotDriver: z.enum(['auto', 'btrfs', 'copy']).default('auto'),
-    docker: z
-      .object({
-        socketPath: nonEmpty.default('/var/run/docker.sock'),
-        network: z
-          .string()
-          .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'a Docker network name')
-          .default('autobuilder-builds'),
-        /** this host's caps: a build gets the least of these, the server's and its definition's */
-        memoryBytes: z
-          .number()
-          .int()
-          .positive()
-          .default(2 * 1024 ** 3),
-        pidsLimit: z.number().int().positive().default(1024),
-        cpus: z.number().positive().default(2),
-      })
-      .strict()
-      .prefault({}),
+    /** this host's engine and caps: a build gets the least of these, the server's and its definition's */
+    docker: z.object(dockerEngineFields).strict().prefault({}),
     builds: z
       .object({
         gitTimeoutSeconds: z.number().int().positive().default(600),
