@@ -237,6 +237,31 @@ describe('the config repository: a revision that adds a repository registers its
       github: { apiUrl: github.url, token: 'test-token', registerWebhooks: true },
       configRepository: { url: config.url, repository: 'acme/config', pollSeconds: 0 },
     });
+    // as GitHub does, the stand-in lists the hooks made so far: the next run finds the widget's
+    github.answer('repos/list-webhooks', (request) => ({
+      status: 200,
+      body: github.requests
+        .filter((r) => r.operationId === 'repos/create-webhook' && r.params['repo'] === request.params['repo'])
+        .map((r, i) => {
+          const made = r.body as { events: string[]; active: boolean; config: Record<string, string> };
+          const self = `https://api.github.com/repos/acme/${request.params['repo'] ?? ''}/hooks/${i + 1}`;
+          return {
+            type: 'Repository',
+            id: i + 1,
+            name: 'web',
+            active: made.active,
+            events: made.events,
+            config: { ...made.config, secret: '********' },
+            updated_at: '2024-01-01T00:00:00Z',
+            created_at: '2024-01-01T00:00:00Z',
+            url: self,
+            test_url: `${self}/test`,
+            ping_url: `${self}/pings`,
+            deliveries_url: `${self}/deliveries`,
+            last_response: { code: null, status: 'unused', message: null },
+          };
+        }),
+    }));
     try {
       const created = (repo: string) => (r: { operationId: string; params: Record<string, string> }) =>
         r.operationId === 'repos/create-webhook' && r.params['repo'] === repo;
@@ -249,7 +274,11 @@ describe('the config repository: a revision that adds a repository registers its
       });
       const [hook] = await github.waitFor(created('gadget'), 1, 15_000);
       assert.equal((hook?.body as { config: { url: string } } | undefined)?.config.url, 'https://ci.example.com/hooks/github');
-      // the widget hook is not made again
+      // the run that made the gadget hook found the widget's and made it not again
+      const listed = (repo: string) => (r: { operationId: string; params: Record<string, string> }) =>
+        r.operationId === 'repos/list-webhooks' && r.params['repo'] === repo;
+      await github.waitFor(listed('widget'), 2, 15_000);
+      await new Promise((r) => setTimeout(r, 300));
       assert.equal(github.requests.filter(created('widget')).length, 1);
       assert.deepEqual(github.rejected, []);
     } finally {
