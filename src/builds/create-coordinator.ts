@@ -231,6 +231,10 @@ export function createCoordinator(options: {
         rlog.debug({ reason: lookup.reason }, 'no build definition matches');
         return { builds: [], reason: lookup.reason };
       }
+      // the first build in this process loads the container client now, before any build log
+      // of this request opens (its load pauses the event loop; lines waiting meanwhile would lag)
+      // (a client that cannot load is the build's error when it runs, not the request's)
+      if (options.executor === undefined) await runner.warmUp?.().catch(() => undefined);
       // resolved only once some definition matches: no network for refs nothing builds
       let sha = request.sha;
       if (sha === null) {

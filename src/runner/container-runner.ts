@@ -81,6 +81,13 @@ export interface ContainerRunner {
    * this process owns: what a killed process left. Returns their build ids.
    */
   removeOrphans(): Promise<string[]>;
+  /**
+   * Loads what running a container needs (a Docker client loaded on demand), so that the
+   * event loop's one long pause for it comes before a build's log opens, not while lines
+   * wait to be sent. Idempotent; resolves at once once done. Optional: a runner that loads
+   * nothing lazily has none.
+   */
+  warmUp?(): Promise<void>;
 }
 
 /** Longest piece of an output line handed to {@link ContainerSpec.onLines}, in bytes (64 KiB, what log readers show of a line). */

@@ -173,6 +173,9 @@ export function createDockerRunner(options: {
   return {
     imageId: (image) => images.imageId(image),
     close: () => images.close(),
+    async warmUp() {
+      await loadDockerode().catch((err: unknown) => Promise.reject(unreachable(err)));
+    },
     async removeOrphans() {
       const listed = await engine.call('GET', '/containers/json', { all: true, filters: { label: [`${INSTANCE_LABEL}=${instance}`] } });
       if (listed.status !== 200 || !Array.isArray(listed.body)) throw unreachable(`listing containers answered HTTP ${listed.status}`);
