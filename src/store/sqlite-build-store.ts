@@ -3,9 +3,8 @@ import type { Build, BuildState } from '../builds/build.js';
 import type { BuildRequest } from '../builds/build-request.js';
 import { AppError } from '../errors.js';
 import { BUILD_PAGE_SIZE, type BuildQuery, type BuildStore, type DeliveryRecord } from './build-store.js';
-import { openDatabase } from './open-database.js';
 import type { BuildRow } from './sqlite-write-ops.js';
-import { createSqliteWriter, type SqliteWriter } from './sqlite-writer.js';
+import { openStore, type SqliteWriter, type StoreOptions } from './sqlite-writer.js';
 
 /** A change not yet reported committed, with the sequence number of the write that made it. */
 interface Pending<T> {
@@ -60,17 +59,8 @@ const byId = (a: { id: string }, b: { id: string }): number => (a.id < b.id ? -1
  * a writer of its own: the stores of one file then share one thread and one commit order;
  * `close` closes the handle, and that handle's `onWriteError` is the one that hears.
  */
-export function createSqliteBuildStore(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void; writer?: SqliteWriter }): BuildStore {
-  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
-  const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
-  const writer: SqliteWriter =
-    options.writer ??
-    createSqliteWriter({
-      path: options.path,
-      db,
-      direct,
-      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
-    });
+export function createSqliteBuildStore(options: StoreOptions): BuildStore {
+  const { db, writer } = openStore(options);
   return createBuildStoreOver(db, writer);
 }
 

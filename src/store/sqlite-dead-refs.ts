@@ -1,5 +1,4 @@
-import { openDatabase } from './open-database.js';
-import { createSqliteWriter, type SqliteWriter } from './sqlite-writer.js';
+import { openStore, type StoreOptions } from './sqlite-writer.js';
 import type { DeadRef, DeadRefs } from './dead-refs.js';
 
 export type { DeadRef, DeadRefs } from './dead-refs.js';
@@ -15,17 +14,8 @@ const keyOf = (repo: string, ref: string): string => `${repo}\u0000${ref}`;
  * done again by the next retention pass). With `:memory:` or `direct: true`, each is
  * committed before it returns. `writer` is as the build store's (a shared handle).
  */
-export function createSqliteDeadRefs(options: { path: string; direct?: boolean; onWriteError?: (err: Error) => void; writer?: SqliteWriter }): DeadRefs {
-  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
-  const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
-  const writer: SqliteWriter =
-    options.writer ??
-    createSqliteWriter({
-      path: options.path,
-      db,
-      direct,
-      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
-    });
+export function createSqliteDeadRefs(options: StoreOptions): DeadRefs {
+  const { db, writer } = openStore(options);
   const all = db.prepare<[], { repo: string; ref: string; dead_at: string }>('SELECT repo, ref, dead_at FROM dead_refs ORDER BY dead_at, repo, ref');
   const get = db.prepare<[string, string], { dead_at: string }>('SELECT dead_at FROM dead_refs WHERE repo = ? AND ref = ?');
   /** marks as the uncommitted changes left them (null: forgotten), by repo and ref */

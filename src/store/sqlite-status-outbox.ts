@@ -1,5 +1,4 @@
-import { openDatabase } from './open-database.js';
-import { createSqliteWriter, type SqliteWriter } from './sqlite-writer.js';
+import { openStore, type StoreOptions } from './sqlite-writer.js';
 import type { OutboxEntry, StatusOutbox } from './status-outbox.js';
 
 export type { NewOutboxEntry, OutboxEntry, StatusOutbox } from './status-outbox.js';
@@ -42,22 +41,8 @@ const toEntry = (r: Row): OutboxEntry => ({
  * database file at a time. With `:memory:` or `direct: true`, each change is committed
  * (`synchronous=FULL`) before it returns. `writer` is as the build store's (a shared handle).
  */
-export function createSqliteStatusOutbox(options: {
-  path: string;
-  direct?: boolean;
-  onWriteError?: (err: Error) => void;
-  writer?: SqliteWriter;
-}): StatusOutbox {
-  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
-  const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
-  const writer: SqliteWriter =
-    options.writer ??
-    createSqliteWriter({
-      path: options.path,
-      db,
-      direct,
-      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
-    });
+export function createSqliteStatusOutbox(options: StoreOptions): StatusOutbox {
+  const { db, writer } = openStore(options);
   const due = db.prepare<[number, number], Row>('SELECT * FROM status_outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?');
   const get = db.prepare<[number], Row>('SELECT * FROM status_outbox WHERE id = ?');
   const sameKey = db.prepare<[string, string, string, string], { id: number }>(

@@ -2,6 +2,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
+import { openDatabase } from './open-database.js';
 import { createWriteOps, type WriteOp, type WriteResult } from './sqlite-write-ops.js';
 
 /**
@@ -281,4 +282,33 @@ export function createSqliteWriter(options: {
     return writer;
   };
   return open(options.onWriteError);
+}
+
+/** How a store of the database file opens (see {@link openStore}). */
+export interface StoreOptions {
+  path: string;
+  /** writes applied and committed on the caller's thread (also for `:memory:`) */
+  direct?: boolean;
+  onWriteError?: (err: Error) => void;
+  /** a handle of a writer on the same file, shared with the other stores (see {@link SqliteWriter.share}) */
+  writer?: SqliteWriter;
+}
+
+/**
+ * The connection and writer of one store: a read-only connection and a writer of its own
+ * (or the shared handle given), or, with `direct` or `:memory:`, one writing connection
+ * that the writer commits on directly.
+ */
+export function openStore(options: StoreOptions): { db: Database.Database; writer: SqliteWriter } {
+  const direct = options.writer === undefined && (options.direct === true || options.path === ':memory:');
+  const db = openDatabase(options.path, { role: direct ? 'writer' : 'reader' });
+  const writer =
+    options.writer ??
+    createSqliteWriter({
+      path: options.path,
+      db,
+      direct,
+      ...(options.onWriteError === undefined ? {} : { onWriteError: options.onWriteError }),
+    });
+  return { db, writer };
 }
