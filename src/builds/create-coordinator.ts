@@ -12,6 +12,7 @@ import type { BuildEvents } from './build-events.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import type { DiskReserve } from './disk-reserve.js';
 import type { BuildPriority } from './build-queue.js';
+import type { BuildEnd } from './build-lifecycle.js';
 import { createLocalExecutor, type BuildExecutor } from './build-execution.js';
 import type { BuildRequest } from './build-request.js';
 import { diffCacheInputs } from './cache-key.js';
@@ -103,6 +104,14 @@ export function createCoordinator(options: {
     statuses.publish(build).catch((err: unknown) => log.error({ buildId: build.id, err: toMessage(err) }, 'commit status could not be queued'));
   }
 
+  /** Ends a build: stores its final state (description masked), closes its log with it, posts its status. */
+  function finish(build: Build, buildLog: BuildLogWriter, how: BuildEnd): void {
+    save(build, { ...how, description: how.description === null ? null : mask(how.description), finishedAt: now().toISOString() });
+    buildLog.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
+    buildLog.close();
+    publish(build);
+  }
+
   /** Why a build that must run could not reuse an earlier one. */
   function cacheMissOf(build: Build, request: BuildRequest): Build['cacheMiss'] {
     const previous = store.findPrevious(build.repo, build.definition, build.id);
@@ -122,12 +131,7 @@ export function createCoordinator(options: {
         save(job.build, changes);
         if (withStatus) publish(job.build);
       },
-      end({ build, payload }, how) {
-        save(build, { ...how, description: how.description === null ? null : mask(how.description), finishedAt: now().toISOString() });
-        payload.log.line(`[autobuilder] ${build.state}: ${build.description ?? ''}`);
-        payload.log.close();
-        publish(build);
-      },
+      end: ({ build, payload }, how) => finish(build, payload.log, how),
       run: ({ build, payload }, signal) =>
         executor.execute({ build, definition: payload.definition, request: payload.request, log: payload.log }, signal, (changes) => save(build, changes)),
       leading: ({ build, payload }) => ({ cacheMiss: cacheMissOf(build, payload.request) }),
@@ -338,14 +342,7 @@ export function createCoordinator(options: {
           log.warn({ buildId: build.id, err: toMessage(err) }, 'definitions of a resumed build could not be read');
         }
         if (request === null || definition === undefined) {
-          save(build, {
-            state: 'error',
-            description: 'could not be resumed after a restart: its request or definition is gone',
-            finishedAt: now().toISOString(),
-          });
-          buildLog.line(`[autobuilder] error: ${build.description ?? ''}`);
-          buildLog.close();
-          publish(build);
+          finish(build, buildLog, { state: 'error', description: 'could not be resumed after a restart: its request or definition is gone' });
           continue;
         }
         await decideOrFail(admit(build, definition, request, buildLog));
