@@ -1,10 +1,7 @@
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { pathToFileURL } from 'node:url';
-import { ensureWebhookSecret, loadConfig } from './config/index.js';
-import { AppError, isAppError, toMessage } from './errors.js';
+import { ensureWebhookSecret } from './config/index.js';
+import { readConfigFile } from './config/read-config-file.js';
+import { isAppError } from './errors.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 
@@ -14,11 +11,9 @@ import { startServer } from './server.js';
  * the server. SIGINT/SIGTERM close it; a signal while it closes is logged and waits with it.
  */
 async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  const file = resolve(env['AUTOBUILDER_CONFIG'] ?? 'config.ts');
-  const input: unknown = existsSync(file) ? (await importConfigModule(file)).default : {};
-  const config = loadConfig(input, env);
+  const { config, file } = await readConfigFile({ env });
   const log = createLogger({ level: config.logLevel });
-  log.info({ file: existsSync(file) ? file : null }, 'configuration loaded');
+  log.info({ file }, 'configuration loaded');
   const secret = await ensureWebhookSecret(config.github.webhookSecret, resolve(config.dataDir));
   if (secret.file !== null) {
     log.warn(
@@ -48,28 +43,6 @@ async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-}
-
-/**
- * Imports the config module `file`. From source (tsx), or a `.js`/`.mjs` file: a plain
- * import. Compiled (`node dist/main.js`), Node 20 cannot import a TypeScript file itself:
- * a short-lived child process imports it through tsx and hands its default export over as
- * JSON (the config is plain data), so that tsx's loader thread (about 15 MiB) is not kept
- * for the life of the server. Throws AppError `CONFIG_INVALID` with the child's report when it fails.
- */
-async function importConfigModule(file: string): Promise<{ default?: unknown }> {
-  const url = pathToFileURL(file).href;
-  if (import.meta.url.endsWith('.ts') || !/\.[mc]?ts$/.test(file)) return (await import(url)) as { default?: unknown };
-  const script = `const m = await import(${JSON.stringify(url)}); process.stdout.write(JSON.stringify({ default: m.default }));`;
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', script], {
-    maxBuffer: 16 * 1024 ** 2,
-  }).catch((err: unknown) => {
-    const stderr = (err as { stderr?: string }).stderr ?? '';
-    // the child's own report of the problem (esbuild's "file:line:column: ERROR: …")
-    const problem = (/^.*ERROR:.*$/m.exec(stderr) ?? /^\w*Error:.*$/m.exec(stderr))?.[0] ?? (stderr.trim() || toMessage(err));
-    throw new AppError('CONFIG_INVALID', `${file} could not be read: ${problem}`, { cause: err });
-  });
-  return JSON.parse(stdout) as { default?: unknown };
 }
 
 main().catch((err: unknown) => {
