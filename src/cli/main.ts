@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { addGlobalOptions } from './cli-context.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 /**
@@ -11,6 +12,7 @@ export function createProgram(): Command {
     .description('Self-hosted GitHub CI: run a build worker, drive a server, check a config repository')
     .showHelpAfterError()
     .exitOverride();
+  addGlobalOptions(program);
   program
     .command('worker')
     .description('run a build worker (configuration: worker.config.ts or AUTOBUILDER_WORKER_CONFIG; see README, Scaling out)')
