@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
+import { toMatchAnswer } from '../config-repo/match-answer.js';
 import { AppError } from '../errors.js';
 import type { RouteGuards } from './route-access.js';
 
@@ -12,7 +13,7 @@ const one = (value: string | string[] | undefined): string | undefined => (Array
  *   with every problem (file, line, key, message), and the last reload;
  * - `GET /api/config/match?repo=owner/name&ref=refs/heads/x`: a dry run: which builds that
  *   ref would run, from which files, and why each file of the repository matched or not
- *   (400 for a missing or unsafe `repo` or `ref`);
+ *   ({@link toMatchAnswer}; 400 for a missing or unsafe `repo` or `ref`);
  * - `POST /api/config/reload` (bearer token): reloads now and answers the outcome.
  * The reads are protected (the definitions carry their `env`).
  */
@@ -28,22 +29,7 @@ export function createConfigRoutes(deps: { access: RouteGuards; configRepository
       throw new AppError('BAD_REQUEST', 'give repo=owner/name and ref=refs/heads/<branch> or refs/tags/<tag>', { status: 400 });
     const [owner, name, ...rest] = repo.split('/');
     if (owner === undefined || name === undefined || rest.length > 0) throw new AppError('BAD_REQUEST', 'repo must be owner/name', { status: 400 });
-    const lookup = await deps.configRepository.lookup({ owner, repo: name, ref });
-    ctx.body = {
-      repo,
-      ref,
-      configSha: lookup.configSha,
-      wouldRun: lookup.definitions.map((d) => ({
-        name: d.name,
-        context: `autobuilder/${d.name}`,
-        file: d.file,
-        script: d.script,
-        baseimage: d.baseimage,
-        incremental: d.incremental,
-      })),
-      reason: lookup.reason,
-      candidates: lookup.candidates,
-    };
+    ctx.body = toMatchAnswer(repo, ref, await deps.configRepository.lookup({ owner, repo: name, ref }));
   });
   router.post('/api/config/reload', deps.access.token, async (ctx) => {
     ctx.body = await deps.configRepository.reload('api');
