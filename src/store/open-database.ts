@@ -59,6 +59,13 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX IF NOT EXISTS builds_repo_ref_queued ON builds (repo, ref, queued_at, id);
    DROP INDEX IF EXISTS builds_repo_ref;
    DROP INDEX IF EXISTS builds_state;`,
+  // check runs on their way to GitHub (sqlite-check-run-outbox.ts): the whole entry as JSON
+  `CREATE TABLE IF NOT EXISTS check_run_outbox (
+     key TEXT PRIMARY KEY,
+     next_attempt_at INTEGER NOT NULL,
+     doc TEXT NOT NULL
+   );
+   CREATE INDEX IF NOT EXISTS check_run_outbox_due ON check_run_outbox (next_attempt_at, key);`,
 ];
 
 /** The schema version {@link openDatabase} brings a database to. */
@@ -67,7 +74,7 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 /**
  * Opens the autobuilder database at `path` (a file, or `:memory:`): WAL, `synchronous=FULL`
  * (a committed transaction survives a crash and a power loss), `busy_timeout` 5 s, and the
- * schema of every table (builds, deliveries, status outbox, dead refs) brought up to date.
+ * schema of every table (builds, deliveries, status outbox, check run outbox, dead refs) brought up to date.
  * The one place where connections are set up: the stores on the main thread, the writer
  * thread and the delivery writer thread all open theirs here.
  *

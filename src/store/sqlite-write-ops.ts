@@ -31,6 +31,9 @@ export type WriteOp =
   | { kind: 'outbox.enqueue'; id: number; entry: NewOutboxEntry; now: number }
   | { kind: 'outbox.remove'; id: number }
   | { kind: 'outbox.retry'; id: number; nextAttemptAt: number; error: string }
+  /** a check run's whole outbox entry (JSON), replacing the one of its key */
+  | { kind: 'checks.put'; key: string; nextAttemptAt: number; doc: string }
+  | { kind: 'checks.remove'; key: string }
   | { kind: 'deadRefs.mark'; ref: DeadRef }
   | { kind: 'deadRefs.forget'; repo: string; ref: string };
 
@@ -66,6 +69,10 @@ export function createWriteOps(db: Database.Database): { apply(op: WriteOp): Wri
   const retryStatus = db.prepare<[number, string, number]>(
     'UPDATE status_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?',
   );
+  const putCheck = db.prepare<[string, number, string]>(
+    'INSERT INTO check_run_outbox (key, next_attempt_at, doc) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET next_attempt_at = excluded.next_attempt_at, doc = excluded.doc',
+  );
+  const removeCheck = db.prepare<[string]>('DELETE FROM check_run_outbox WHERE key = ?');
   const markDead = db.prepare('INSERT INTO dead_refs (repo, ref, dead_at) VALUES (@repo, @ref, @deadAt) ON CONFLICT (repo, ref) DO NOTHING');
   const forgetDead = db.prepare<[string, string]>('DELETE FROM dead_refs WHERE repo = ? AND ref = ?');
 
@@ -99,6 +106,12 @@ export function createWriteOps(db: Database.Database): { apply(op: WriteOp): Wri
         return undefined;
       case 'outbox.retry':
         retryStatus.run(op.nextAttemptAt, op.error, op.id);
+        return undefined;
+      case 'checks.put':
+        putCheck.run(op.key, op.nextAttemptAt, op.doc);
+        return undefined;
+      case 'checks.remove':
+        removeCheck.run(op.key);
         return undefined;
       case 'deadRefs.mark':
         markDead.run(op.ref);
