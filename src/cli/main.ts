@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { addGlobalOptions } from './cli-context.js';
+import { registerConfigCommands } from './config-commands.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 /**
@@ -20,6 +21,7 @@ export function createProgram(): Command {
       const { runWorkerCommand } = await import('../worker/main.js');
       await runWorkerCommand();
     });
+  registerConfigCommands(program);
   return program;
 }
 
