@@ -55,6 +55,8 @@ describe('parseDefinitionFile', () => {
         resources: { memoryBytes: null, cpus: null, pidsLimit: null, diskBytes: null },
         runsOn: [],
         retry: 0,
+        dockerfile: null,
+        params: {},
         file: FILE,
       },
       {
@@ -71,6 +73,8 @@ describe('parseDefinitionFile', () => {
         resources: { memoryBytes: null, cpus: null, pidsLimit: null, diskBytes: null },
         runsOn: [],
         retry: 0,
+        dockerfile: null,
+        params: {},
         file: FILE,
       },
     ]);
@@ -297,6 +301,95 @@ function measure(run: () => void): { ms: number; heapBytes: number } {
 }
 
 const VALID = 'buildscripts: [a.sh]\na.sh:\n  archives: /x\n  artifact: y\n';
+
+describe('dockerfile, context and buildArgs', () => {
+  const one = (options: string) => parseDefinitionFile(`buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n${options}`, FILE)[0];
+
+  test('a Dockerfile of the built commit, its context defaulting to its directory', () => {
+    assert.deepEqual(one('  dockerfile: ci/env/Dockerfile\n')?.dockerfile, { source: 'commit', path: 'ci/env/Dockerfile', context: 'ci/env', buildArgs: {} });
+    assert.deepEqual(one('  dockerfile: Dockerfile\n')?.dockerfile, { source: 'commit', path: 'Dockerfile', context: '.', buildArgs: {} });
+  });
+
+  test('a Dockerfile of the config repository, with a wider context and build arguments', () => {
+    const d = one('  dockerfile: config:envs/go/Dockerfile\n  context: envs\n  buildArgs: { GO_VERSION: "1.22", _X: "" }\n');
+    assert.deepEqual(d?.dockerfile, { source: 'config', path: 'envs/go/Dockerfile', context: 'envs', buildArgs: { GO_VERSION: '1.22', _X: '' } });
+    assert.equal(d.baseimage, null);
+  });
+
+  test('refuses a context that does not hold the Dockerfile, naming the key', () => {
+    assert.match(
+      invalid('buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n  dockerfile: ci/Dockerfile\n  context: other\n'),
+      /:6: b\.sh\.context: must hold the Dockerfile ci\/Dockerfile/,
+    );
+  });
+
+  for (const path of ['../Dockerfile', '/etc/Dockerfile', 'config:../x/Dockerfile', 'a/../../Dockerfile', 'config:', '.', 'a//Dockerfile']) {
+    test(`refuses the dockerfile ${JSON.stringify(path)}`, () => {
+      assert.match(
+        invalid(`buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n  dockerfile: ${JSON.stringify(path)}\n`),
+        /b\.sh\.dockerfile: must be a path/,
+      );
+    });
+  }
+
+  test('refuses baseimage beside dockerfile, and context or buildArgs without dockerfile', () => {
+    assert.match(
+      invalid('buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n  dockerfile: Dockerfile\n  baseimage: debian\n'),
+      /b\.sh\.baseimage: give either/,
+    );
+    const message = invalid('buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n  context: ci\n  buildArgs: { A: "1" }\n');
+    assert.match(message, /b\.sh\.context: goes with "dockerfile" only/);
+    assert.match(message, /b\.sh\.buildArgs: goes with "dockerfile" only/);
+  });
+
+  test('refuses a build argument that is not a name, or holds a NUL', () => {
+    assert.match(invalid('buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n  dockerfile: Dockerfile\n  buildArgs: { "A B": "1" }\n'), /buildArgs/);
+    assert.match(invalid('buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n  dockerfile: Dockerfile\n  buildArgs: { A: "\\0" }\n'), /NUL/);
+  });
+});
+
+describe('params', () => {
+  const one = (options: string) => parseDefinitionFile(`buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n${options}`, FILE)[0];
+  const bad = (options: string) => invalid(`buildscripts: [b.sh]\nb.sh:\n  archives: /out\n  artifact: x\n${options}`);
+
+  test('reads declarations with default, pattern, values and description; a bare name takes any value', () => {
+    const d = one(
+      '  params:\n    GOOS: { default: linux, values: [linux, darwin], description: target OS }\n    GOARCH: { default: amd64, pattern: "amd64|arm64" }\n    NOTE:\n    _nonce: {}\n',
+    );
+    assert.deepEqual(d?.params, {
+      GOOS: { default: 'linux', pattern: null, values: ['linux', 'darwin'], description: 'target OS' },
+      GOARCH: { default: 'amd64', pattern: 'amd64|arm64', values: null, description: null },
+      NOTE: { default: null, pattern: null, values: null, description: null },
+      _nonce: { default: null, pattern: null, values: null, description: null },
+    });
+    assert.deepEqual(one('')?.params, {});
+  });
+
+  test('refuses a default its own pattern or values do not allow', () => {
+    assert.match(
+      bad('  params:\n    GOARCH: { default: sparc, pattern: "amd64|arm64" }\n'),
+      /b\.sh\.params\.GOARCH\.default: the default is not allowed: "sparc" does not match/,
+    );
+    assert.match(bad('  params:\n    GOOS: { default: plan9, values: [linux] }\n'), /GOOS\.default: the default is not allowed: "plan9" is not one of "linux"/);
+  });
+
+  test('refuses a default for an opaque parameter', () => {
+    assert.match(bad('  params:\n    _nonce: { default: x }\n'), /_nonce\.default: an opaque parameter/);
+  });
+
+  test('refuses an invalid name, an invalid pattern, a non-string value and an unknown key', () => {
+    assert.match(bad('  params:\n    9LIVES: {}\n'), /must be a parameter name/);
+    assert.match(bad('  params:\n    A: { pattern: "(" }\n'), /A\.pattern: not a valid regular expression/);
+    assert.match(bad('  params:\n    A: { default: 1.20 }\n'), /A\.default/);
+    assert.match(bad('  params:\n    A: { defualt: x }\n'), /defualt/);
+  });
+
+  test('refuses a default over 1 KiB and more than 32 parameters', () => {
+    assert.match(bad(`  params:\n    A: { default: "${'x'.repeat(1025)}" }\n`), /longer than 1024 bytes/);
+    const many = Array.from({ length: 33 }, (_, i) => `    P${i}: {}`).join('\n');
+    assert.match(bad(`  params:\n${many}\n`), /33 parameters; at most 32/);
+  });
+});
 
 describe('DefinitionError', () => {
   test('carries every problem structured, one per line of its message', () => {

@@ -2,6 +2,8 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import { decodeDefinitionBytes } from './decode-definition-bytes.js';
 import { DefinitionError, type DefinitionProblem } from './definition-error.js';
+import { buildArgsSchema, contextSchema, dockerfileSchema, toDockerfileSpec, type DockerfileSpec } from './dockerfile-spec.js';
+import { paramsSchema, toParamSpecs, type ParamSpec } from './param-spec.js';
 import { readDefinitionYaml } from './read-definition-yaml.js';
 
 // server.ts reads formatProblem from here; new code imports it from definition-error.ts
@@ -37,6 +39,10 @@ export interface BuildDefinition {
   runsOn: string[];
   /** times a build whose worker was lost is tried again on another worker (0 or 1) */
   retry: number;
+  /** the image is built from this Dockerfile instead of being `baseimage`; null: `baseimage` or the server's default */
+  dockerfile: DockerfileSpec | null;
+  /** parameters a manual build may set, by name (each reaches the build as `AUTOBUILDER_PARAM_<NAME>`) */
+  params: Readonly<Record<string, ParamSpec>>;
   /** the config-repository file this came from, relative to its root */
   file: string;
 }
@@ -87,6 +93,10 @@ const scriptOptions = z
       .max(16)
       .optional(),
     retry: z.union([z.literal(0), z.literal(1)], { error: 'must be 0 or 1' }).optional(),
+    dockerfile: dockerfileSchema.optional(),
+    context: contextSchema.optional(),
+    buildArgs: buildArgsSchema.optional(),
+    params: paramsSchema.optional(),
   })
   .strict();
 
@@ -188,6 +198,22 @@ export function parseDefinitionDocument(input: string | Uint8Array, file: string
     }
     const o = options.data;
     const name = o.tag ?? script;
+    // the image is named or built, not both; context and buildArgs only go with a Dockerfile
+    let dockerfile: DockerfileSpec | null = null;
+    if (o.dockerfile !== undefined) {
+      const made = toDockerfileSpec(o.dockerfile, o.context, o.buildArgs);
+      if (made.problem !== null) problems.push({ file, line: lineOf([script, 'context']), key: `${script}.context`, message: made.problem });
+      if (o.baseimage !== undefined) {
+        problems.push({ file, line: lineOf([script, 'baseimage']), key: `${script}.baseimage`, message: 'give either "baseimage" or "dockerfile", not both' });
+      }
+      if (made.spec === null || o.baseimage !== undefined) return;
+      dockerfile = made.spec;
+    } else {
+      for (const key of ['context', 'buildArgs'] as const) {
+        if (o[key] !== undefined) problems.push({ file, line: lineOf([script, key]), key: `${script}.${key}`, message: 'goes with "dockerfile" only' });
+      }
+      if (o.context !== undefined || o.buildArgs !== undefined) return;
+    }
     if (names.has(name)) {
       problems.push({ file, line: lineOf([script]), key: script, message: `two builds are named ${JSON.stringify(name)}; give one a distinct "tag"` });
       return;
@@ -212,6 +238,8 @@ export function parseDefinitionDocument(input: string | Uint8Array, file: string
       },
       runsOn: [...new Set(o['runs-on'] ?? [])].sort(),
       retry: o.retry ?? 0,
+      dockerfile,
+      params: toParamSpecs(o.params),
       file,
     });
   });

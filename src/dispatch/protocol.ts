@@ -86,6 +86,21 @@ export const buildJobSchema = z
       }),
       runsOn: z.array(labelSchema).max(16),
       retry: z.number().int().min(0).max(1),
+      dockerfile: z
+        .object({ source: z.enum(['commit', 'config']), path: z.string().min(1), context: z.string().min(1), buildArgs: z.record(z.string(), z.string()) })
+        .nullable()
+        .default(null),
+      params: z
+        .record(
+          z.string(),
+          z.object({
+            default: z.string().nullable(),
+            pattern: z.string().nullable(),
+            values: z.array(z.string()).nullable(),
+            description: z.string().nullable(),
+          }),
+        )
+        .default({}),
       file: z.string(),
     }),
     request: z.object({
