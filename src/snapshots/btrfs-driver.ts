@@ -34,15 +34,22 @@ async function findNestedSubvolumes(root: string): Promise<string[]> {
 
 /**
  * Parses the row of the subvolume's own qgroup (`0/<id>`) from
- * `btrfs qgroup show -e --raw -f <path>`: columns qgroupid, referenced, exclusive, max
- * exclusive (`none` when unlimited), path.
+ * `btrfs qgroup show -r -e --raw -f <path>`: columns qgroupid, referenced, exclusive, max
+ * referenced, max exclusive (each max `none` when unlimited), path.
  * @throws AppError `SNAPSHOT_FAILED` when no such row is found
  */
 export function toQuotaUsage(output: string, path: string): QuotaUsage {
+  const limitOf = (value: string | undefined) => (value !== undefined && /^\d+$/.test(value) ? Number(value) : null);
   for (const line of output.split('\n')) {
-    const [id, , exclusive, max] = line.trim().split(/\s+/);
+    const [id, referenced, exclusive, maxReferenced, maxExclusive] = line.trim().split(/\s+/);
     if (id === undefined || !/^0\/\d+$/.test(id) || exclusive === undefined || !/^\d+$/.test(exclusive)) continue;
-    return { exclusiveBytes: Number(exclusive), limitBytes: max !== undefined && /^\d+$/.test(max) ? Number(max) : null };
+    if (referenced === undefined || !/^\d+$/.test(referenced)) continue;
+    return {
+      exclusiveBytes: Number(exclusive),
+      limitBytes: limitOf(maxExclusive),
+      referencedBytes: Number(referenced),
+      referencedLimitBytes: limitOf(maxReferenced),
+    };
   }
   throw new AppError('SNAPSHOT_FAILED', `no qgroup of ${path} in: ${output.trim().slice(0, 300)}`);
 }
@@ -52,8 +59,9 @@ export function toQuotaUsage(output: string, path: string): QuotaUsage {
  * the limit is on its *exclusive* bytes (`btrfs qgroup limit -e`), so a snapshot of a big
  * lineage head starts near zero and only what the build writes (new or rewritten extents)
  * counts; a limit on *referenced* bytes would count the inherited tree too. A snapshot
- * inherits its source's limit, so every workspace gets its own set (or lifted). Stale qgroups
- * of deleted subvolumes are dropped by the kernel (6.x) on its own.
+ * inherits its source's limit, so every workspace gets its own set (or lifted). A persistent
+ * cache is bounded on its *referenced* bytes instead (its whole size, see caches.ts). Stale
+ * qgroups of deleted subvolumes are dropped by the kernel (6.x) on its own.
  */
 function createBtrfsQuota(btrfs: string): WorkspaceQuota {
   return {
@@ -63,12 +71,13 @@ function createBtrfsQuota(btrfs: string): WorkspaceQuota {
       await run(btrfs, ['quota', 'enable', dir]);
       await run(btrfs, ['quota', 'rescan', '-W', dir]);
     },
-    async limit(path, bytes) {
-      await run(btrfs, ['qgroup', 'limit', '-e', bytes === null ? 'none' : String(bytes), '--', path]);
+    async limit(path, bytes, kind = 'exclusive') {
+      // without -e, `qgroup limit` bounds the referenced bytes
+      await run(btrfs, ['qgroup', 'limit', ...(kind === 'exclusive' ? ['-e'] : []), bytes === null ? 'none' : String(bytes), '--', path]);
     },
     async usage(path) {
       // --sync commits the transaction first: accounting is only updated at commit
-      return toQuotaUsage(await run(btrfs, ['qgroup', 'show', '-e', '--raw', '--sync', '-f', '--', path]), path);
+      return toQuotaUsage(await run(btrfs, ['qgroup', 'show', '-r', '-e', '--raw', '--sync', '-f', '--', path]), path);
     },
   };
 }

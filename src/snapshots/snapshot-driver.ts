@@ -25,13 +25,20 @@ export interface SnapshotDriver {
   readonly quota?: WorkspaceQuota;
 }
 
-/** How much a workspace holds of its own and how much it may, in bytes. */
+/** How much a workspace holds (of its own, and in all) and how much it may, in bytes. */
 export interface QuotaUsage {
   /** bytes only this workspace references (what it added over the snapshot it was made from) */
   exclusiveBytes: number;
   /** the limit on `exclusiveBytes`; null when none is set */
   limitBytes: number | null;
+  /** every byte the workspace references, shared with other snapshots or not: its whole size */
+  referencedBytes: number;
+  /** the limit on `referencedBytes`; null when none is set */
+  referencedLimitBytes: number | null;
 }
+
+/** What a quota limit bounds: the bytes a workspace adds over its source, or its whole size. */
+export type QuotaKind = 'exclusive' | 'referenced';
 
 /**
  * Per-workspace disk quotas.
@@ -42,12 +49,13 @@ export interface QuotaUsage {
  * - `limit(path, bytes)` bounds what the workspace at `path` (made by `create` or `snapshot`)
  *   may add: writes that would take its exclusive bytes past `bytes` fail with EDQUOT.
  *   Data it shares with the workspace it was snapshotted from does not count. `null` lifts
- *   the limit (a snapshot may inherit its source's).
+ *   the limit (a snapshot may inherit its source's). With `kind` `referenced` the limit is on
+ *   the workspace's whole size instead, shared data included (a persistent cache's cap).
  * - `usage(path)` reads the current numbers after flushing pending writes.
  * - All three throw AppError `SNAPSHOT_FAILED` when the filesystem refuses.
  */
 export interface WorkspaceQuota {
   enable(dir: string): Promise<void>;
-  limit(path: string, bytes: number | null): Promise<void>;
+  limit(path: string, bytes: number | null, kind?: QuotaKind): Promise<void>;
   usage(path: string): Promise<QuotaUsage>;
 }
