@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import { Octokit } from '@octokit/rest';
 import { GitHubStandInError, startGitHubStandIn, type GitHubStandIn } from './support/github-stand-in.js';
@@ -228,5 +229,154 @@ test('waitFor times out with a message listing what was recorded', async (t) => 
       assert.match(error.message, new RegExp(`POST /repos/${owner}/${repo}/statuses/${sha} repos/create-commit-status`));
       return true;
     },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// App mode: JWTs, installations and installation tokens.
+
+const appKeys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const APP_ID = 777;
+
+/** A JWT signed (RS256) with `key`, with the claims given (GitHub's: iss, iat, exp). */
+function jwt(claims: Record<string, unknown>, key: KeyObject = appKeys.privateKey): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const unsigned = `${part({ alg: 'RS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${unsigned}.${sign('RSA-SHA256', Buffer.from(unsigned), key).toString('base64url')}`;
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+const goodClaims = () => ({ iss: APP_ID, iat: nowSeconds() - 30, exp: nowSeconds() + 540 });
+
+async function startApp(t: TestContext, tokenTtlSeconds = 3600): Promise<GitHubStandIn> {
+  const standIn = await startGitHubStandIn({
+    app: {
+      appId: APP_ID,
+      publicKeyPem: appKeys.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      tokenTtlSeconds,
+      installations: { [`${owner}/${repo}`]: 55 },
+    },
+  });
+  t.after(() => standIn.close());
+  return standIn;
+}
+
+/** POST /app/installations/{id}/access_tokens with `bearer`, as the raw answer. */
+async function createToken(standIn: GitHubStandIn, bearer: string, installationId = 55) {
+  const response = await fetch(`${standIn.url}/app/installations/${installationId}/access_tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${bearer}`, 'user-agent': 'test', accept: 'application/vnd.github+json' },
+  });
+  return { status: response.status, body: (await response.json()) as { token?: string; expires_at?: string; message?: string } };
+}
+
+test('app mode: finds the installation and issues a token for a JWT signed with the App key', async (t) => {
+  const standIn = await startApp(t);
+  const app = new Octokit({ baseUrl: standIn.url, log: silent, auth: jwt(goodClaims()) });
+  const installation = await app.rest.apps.getRepoInstallation({ owner, repo });
+  assert.equal(installation.data.id, 55);
+  assert.equal(installation.data.app_id, APP_ID);
+
+  const issued = await createToken(standIn, jwt(goodClaims()));
+  assert.equal(issued.status, 201);
+  assert.match(issued.body.token ?? '', /^ghs_[0-9a-f]{36}$/);
+  assert.match(issued.body.expires_at ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.deepEqual(
+    standIn.issuedTokens.map((i) => [i.token, i.installationId]),
+    [[issued.body.token, 55]],
+  );
+
+  const installed = new Octokit({ baseUrl: standIn.url, log: silent, auth: issued.body.token });
+  await installed.rest.repos.createCommitStatus({ owner, repo, sha, state: 'success' });
+  assert.deepEqual(
+    standIn.requests.map((r) => r.credential),
+    [
+      { kind: 'jwt', appId: APP_ID },
+      { kind: 'jwt', appId: APP_ID },
+      { kind: 'installation', installationId: 55, token: issued.body.token },
+    ],
+  );
+  assert.deepEqual(standIn.rejected, []);
+});
+
+test('app mode: refuses JWTs GitHub refuses, with GitHub’s messages', async (t) => {
+  const standIn = await startApp(t);
+  const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+  const cases: [string, string][] = [
+    [jwt(goodClaims(), other), 'A JSON web token could not be decoded'],
+    [jwt({ ...goodClaims(), iss: APP_ID + 1 }), 'A JSON web token could not be decoded'],
+    ['not.a-jwt', 'A JSON web token could not be decoded'],
+    [
+      jwt({ ...goodClaims(), iat: nowSeconds() + 120, exp: nowSeconds() + 600 }),
+      "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued",
+    ],
+    [
+      jwt({ ...goodClaims(), iat: nowSeconds() - 700, exp: nowSeconds() - 100 }),
+      "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires",
+    ],
+    [jwt({ ...goodClaims(), exp: nowSeconds() + 900 }), "'Expiration time' claim ('exp') is too far in the future"],
+  ];
+  for (const [bearer, message] of cases) {
+    const answer = await createToken(standIn, bearer);
+    assert.equal(answer.status, 401, message);
+    assert.equal(answer.body.message, message);
+  }
+  // a JWT within GitHub's 60 s of clock skew is taken
+  assert.equal((await createToken(standIn, jwt({ iss: String(APP_ID), iat: nowSeconds() + 50, exp: nowSeconds() + 600 }))).status, 201);
+  // an installation token does not open the App's own operations
+  const token = standIn.issuedTokens[0]?.token ?? '';
+  assert.equal((await createToken(standIn, token)).status, 401);
+  assert.equal(standIn.issuedTokens.length, 1);
+  assert.equal(standIn.requests.length, 1);
+});
+
+test('app mode: 404 for a repository or installation the App is not installed on', async (t) => {
+  const standIn = await startApp(t);
+  const app = new Octokit({ baseUrl: standIn.url, log: silent, auth: jwt(goodClaims()) });
+  const missing = await requestError(app.rest.apps.getRepoInstallation({ owner, repo: 'not-installed' }));
+  assert.equal(missing.status, 404);
+  assert.equal((await createToken(standIn, jwt(goodClaims()), 99)).status, 404);
+  standIn.install(`${owner}/not-installed`, 56);
+  assert.equal((await app.rest.apps.getRepoInstallation({ owner, repo: 'not-installed' })).data.id, 56);
+  assert.equal((await createToken(standIn, jwt(goodClaims()), 56)).status, 201);
+});
+
+test('app mode: an expired or unknown token gets 401, a token of another installation 403', async (t) => {
+  const standIn = await startApp(t, 1);
+  standIn.install('someone/else', 66);
+  const issued = await createToken(standIn, jwt(goodClaims()));
+  const installed = new Octokit({ baseUrl: standIn.url, log: silent, auth: issued.body.token });
+  await installed.rest.repos.createCommitStatus({ owner, repo, sha, state: 'pending' });
+  const foreign = await requestError(installed.rest.repos.createCommitStatus({ owner: 'someone', repo: 'else', sha, state: 'pending' }));
+  assert.equal(foreign.status, 403);
+  const unknown = await requestError(octokitFor(standIn, 'ghs_000000000000000000000000000000000000').rest.repos.get({ owner, repo }));
+  assert.equal(unknown.status, 401);
+
+  await new Promise((resolve) => setTimeout(resolve, (standIn.issuedTokens[0]?.expiresAt.getTime() ?? 0) - Date.now() + 50));
+  const expired = await requestError(installed.rest.repos.createCommitStatus({ owner, repo, sha, state: 'success' }));
+  assert.equal(expired.status, 401);
+  assert.deepEqual(
+    standIn.rejected.map((r) => [r.status, r.errors]),
+    [
+      [403, ['app mode: Resource not accessible by integration']],
+      [401, ['app mode: Bad credentials']],
+      [401, ['app mode: Bad credentials']],
+    ],
+  );
+});
+
+test('app mode: requests are still validated against the description', async (t) => {
+  const standIn = await startApp(t);
+  const issued = await createToken(standIn, jwt(goodClaims()));
+  const error = await requestError(octokitFor(standIn, issued.body.token ?? '').request(createStatusRoute, { owner, repo, sha, state: 'bogus' }));
+  assert.equal(error.status, 422);
+  assert.equal(standIn.rejected[0]?.status, 422);
+});
+
+test('install() outside app mode throws GITHUB_STAND_IN_NOT_APP', async (t) => {
+  const standIn = await start(t);
+  assert.throws(
+    () => standIn.install(`${owner}/${repo}`, 1),
+    (error: unknown) => error instanceof GitHubStandInError && error.code === 'GITHUB_STAND_IN_NOT_APP',
   );
 });

@@ -156,6 +156,55 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig: GitHub App settings', () => {
+  const PEM = '-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----\n';
+
+  test('takes the App id and key from the file', () => {
+    const config = loadConfig({ github: { app: { appId: 12, privateKey: PEM } } }, {});
+    assert.deepEqual(config.github.app, { appId: 12, privateKey: PEM });
+    assert.equal(config.github.reporting, undefined);
+  });
+
+  test('GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY make the App block, a one-line key gets its line breaks back', () => {
+    const config = loadConfig({}, { GITHUB_APP_ID: '345', GITHUB_APP_PRIVATE_KEY: PEM.replaceAll('\n', '\\n') });
+    assert.deepEqual(config.github.app, { appId: 345, privateKey: PEM });
+    assertDeeplyFrozen(config);
+  });
+
+  test('a key from the environment replaces the file named by privateKeyPath', () => {
+    const config = loadConfig({ github: { app: { appId: 1, privateKeyPath: '/etc/autobuilder/app.pem' } } }, { GITHUB_APP_PRIVATE_KEY: PEM });
+    assert.deepEqual(config.github.app, { appId: 1, privateKey: PEM });
+  });
+
+  test("the App's webhook secret is the one deliveries are verified with; GITHUB_WEBHOOK_SECRET still overrides it", () => {
+    const input = { github: { webhookSecret: 'hooks', app: { appId: 1, privateKeyPath: '/k.pem', webhookSecret: 'app-hook' } } };
+    assert.equal(loadConfig(input, {}).github.webhookSecret, 'app-hook');
+    assert.equal(loadConfig(input, { GITHUB_WEBHOOK_SECRET: 'env' }).github.webhookSecret, 'env');
+  });
+
+  for (const [what, input, env, key] of [
+    ['an App without a key', { github: { app: { appId: 1 } } }, {}, 'github.app.privateKey'],
+    ['an App with both a key and a key file', { github: { app: { appId: 1, privateKey: PEM, privateKeyPath: '/k.pem' } } }, {}, 'github.app.privateKey'],
+    ['a key that is no PEM', { github: { app: { appId: 1, privateKey: 'ssh-rsa AAAA' } } }, {}, 'github.app.privateKey'],
+    ['an App id that is not a number', {}, { GITHUB_APP_ID: 'my-app', GITHUB_APP_PRIVATE_KEY: PEM }, 'github.app.appId'],
+    ['a key without an App id', {}, { GITHUB_APP_PRIVATE_KEY: PEM }, 'github.app.appId'],
+    ['check runs in token mode', { github: { token: 't', reporting: 'checks' } }, {}, 'github.reporting'],
+    ['an unknown reporting', { github: { reporting: 'emails' } }, {}, 'github.reporting'],
+  ] as const) {
+    test(`refuses ${what}, naming ${key}`, () => {
+      let message = '';
+      try {
+        loadConfig(input, env);
+      } catch (err) {
+        assert.ok(isAppError(err, 'CONFIG_INVALID'));
+        message = err.message;
+      }
+      assert.ok(message.includes(key), message);
+      assert.doesNotMatch(message, /MIIBOgIBAAJBAK|AAAA/, 'the key is never quoted');
+    });
+  }
+});
+
 describe('ensureWebhookSecret', () => {
   let tmp: string;
   before(async () => {

@@ -80,9 +80,35 @@ export const configSchema = z
          * it needs a token allowed to manage hooks (admin:repo_hook) and a publicUrl GitHub reaches
          */
         registerWebhooks: z.boolean().default(false),
+        /**
+         * GitHub App mode (see README, GitHub App): the App's id and private key (PEM text, or a
+         * file holding it); installation tokens per repository replace `token`. `GITHUB_APP_ID`
+         * and `GITHUB_APP_PRIVATE_KEY` override them.
+         */
+        app: z
+          .object({
+            appId: z.number().int().positive(),
+            privateKey: z.string().includes('PRIVATE KEY-----', { message: 'a PEM private key ("-----BEGIN … PRIVATE KEY-----")' }).optional(),
+            privateKeyPath: nonEmpty.optional(),
+            /** the App's webhook secret: when set, deliveries are verified with it (over `webhookSecret`) */
+            webhookSecret: nonEmpty.optional(),
+          })
+          .strict()
+          .refine((a) => (a.privateKey === undefined) !== (a.privateKeyPath === undefined), {
+            message: 'give one of privateKey (or GITHUB_APP_PRIVATE_KEY) and privateKeyPath',
+            path: ['privateKey'],
+          })
+          .optional(),
+        /** what a build reports on its commit: commit statuses, check runs or both; default `checks` in App mode, else `statuses` */
+        reporting: z.enum(['statuses', 'checks', 'both']).optional(),
       })
       .strict()
-      .prefault({}),
+      .prefault({})
+      // https://docs.github.com/rest/checks/runs: only a GitHub App may write check runs
+      .refine((g) => g.reporting === undefined || g.reporting === 'statuses' || g.app !== undefined, {
+        message: 'check runs need GitHub App mode (github.app)',
+        path: ['reporting'],
+      }),
     docker: z
       .object({
         ...dockerEngineFields,

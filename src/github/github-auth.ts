@@ -31,13 +31,52 @@ export interface GitHubAuth {
    * The token git sends (as `x-access-token`) to fetch `repository` over HTTPS from the GitHub
    * host, or undefined in mode `none`. Rejects as the interface says.
    */
-  gitTokenFor(repository: string): Promise<string | undefined>;
+  gitTokenFor(repository: string, options?: GitTokenOptions): Promise<string | undefined>;
+  /**
+   * How each of `repositories` (`owner/name`) is reached: in App mode its installation id or
+   * why there is none (discovered as {@link octokitFor} would, from the same cache); in token
+   * mode and mode `none` no GitHub call is made. Never rejects; never holds a secret.
+   */
+  status(repositories: readonly string[]): Promise<GitHubAuthStatus>;
+  /**
+   * Drops what is cached about an installation (`installationId`: its token and every
+   * repository found in it) and about `repositories`, so that the next call discovers them
+   * again: for `installation` and `installation_repositories` webhooks. No-op outside App mode.
+   */
+  forget(change: { installationId?: number | null | undefined; repositories?: readonly string[] | undefined }): void;
   /** Stops timers; later calls may still work but nothing is refreshed in the background. */
   close(): void;
 }
 
+/** Options of {@link GitHubAuth.gitTokenFor}. */
+export interface GitTokenOptions {
+  /**
+   * ms the token must stay valid at least (default: the auth's own refresh margin); a token
+   * handed to a remote worker may wait in its queue before git uses it
+   */
+  validForMs?: number | undefined;
+}
+
+/** What `GET /api/github` shows: the mode, the App id, and per repository its installation or the error. */
+export interface GitHubAuthStatus {
+  mode: GitHubAuthMode;
+  /** the App's id in App mode, else null */
+  appId: number | null;
+  repositories: RepositoryAuthStatus[];
+}
+
+/** How one repository is reached; in token mode and mode `none` both fields are null. */
+export interface RepositoryAuthStatus {
+  repository: string;
+  /** the App installation the repository is in (App mode, installed) */
+  installationId: number | null;
+  /** why the repository cannot be reached (App mode); the message is safe to show */
+  error: { code: GitHubAuthErrorCode; message: string } | null;
+}
+
 /** Codes of {@link GitHubAuthError}. */
-export type GitHubAuthErrorCode = 'GITHUB_AUTH_NONE' | 'GITHUB_APP_NOT_INSTALLED' | 'GITHUB_APP_KEY_REFUSED' | 'GITHUB_APP_UNREACHABLE';
+export type GitHubAuthErrorCode =
+  'GITHUB_AUTH_NONE' | 'GITHUB_APP_NOT_INSTALLED' | 'GITHUB_APP_KEY_INVALID' | 'GITHUB_APP_KEY_REFUSED' | 'GITHUB_APP_UNREACHABLE';
 
 /** Why credentials for a repository could not be had; `message` is safe to log and show. */
 export class GitHubAuthError extends Error {
@@ -73,6 +112,14 @@ export function createTokenAuth(options: {
     gitTokenFor() {
       return Promise.resolve(token);
     },
+    status(repositories) {
+      return Promise.resolve({
+        mode: token === undefined ? 'none' : 'token',
+        appId: null,
+        repositories: repositories.map((repository) => ({ repository, installationId: null, error: null })),
+      });
+    },
+    forget() {},
     close() {},
   };
 }

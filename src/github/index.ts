@@ -18,3 +18,16 @@ export {
   type WebhookRegistrationRun,
   type WebhookSetting,
 } from './webhook-registration.js';
+export { createGitHubAuth } from './create-github-auth.js';
+export { createGitHubAppAuth, readGitHubAppKey, toRefreshAt, type GitHubAppSettings } from './github-app-auth.js';
+export {
+  createTokenAuth,
+  GitHubAuthError,
+  type GitHubAuth,
+  type GitHubAuthErrorCode,
+  type GitHubAuthMode,
+  type GitHubAuthStatus,
+  type GitTokenOptions,
+  type RepositoryAuthStatus,
+} from './github-auth.js';
+export { toReporting, type Reporting } from './reporting.js';

@@ -1,3 +1,4 @@
+import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
@@ -21,6 +22,47 @@ export interface RecordedRequest {
   headers: Record<string, string | undefined>;
   /** Parsed JSON body; a string for text bodies, a Buffer for binary ones, `undefined` when empty. */
   body: unknown;
+  /**
+   * What the request authenticated with: a GitHub App's JWT, an installation token the
+   * stand-in issued (App mode), or any other token (the `authorization` value after its scheme).
+   */
+  credential: RequestCredential;
+}
+
+/** The credential of a recorded request (see {@link RecordedRequest.credential}). */
+export type RequestCredential =
+  { kind: 'jwt'; appId: number } | { kind: 'installation'; installationId: number; token: string } | { kind: 'token'; token: string };
+
+/** An installation access token the stand-in issued in App mode. */
+export interface IssuedToken {
+  /** `ghs_` and 36 random characters, as GitHub's look */
+  token: string;
+  installationId: number;
+  issuedAt: Date;
+  /**
+   * from this moment on the stand-in answers 401 to it (it is `expires_at`, whole seconds); a
+   * test may set it earlier to revoke the token
+   */
+  expiresAt: Date;
+}
+
+/**
+ * GitHub App mode of the stand-in (https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app).
+ * `GET /repos/{owner}/{repo}/installation` and every `/app…` operation answer only a JWT
+ * signed (RS256) with the App's key, whose `iss` is the App id, `iat` not more than 60 s in
+ * the future, `exp` not past and at most 10 minutes after `iat`; otherwise 401 with GitHub's
+ * message. Every other request must carry an installation token the stand-in issued, not
+ * expired (401 `Bad credentials` otherwise), for a repository of that installation (403
+ * `Resource not accessible by integration` otherwise).
+ */
+export interface GitHubStandInAppOptions {
+  appId: number;
+  /** the App's public key (PEM, SPKI or PKCS#1), the pair of the private key the server signs with */
+  publicKeyPem: string;
+  /** seconds an issued installation token lives; default 3600, as GitHub's */
+  tokenTtlSeconds?: number;
+  /** `owner/repo` → installation id, for the repositories the App is installed on */
+  installations?: Record<string, number>;
 }
 
 /** One request the stand-in refused, with the HTTP status it answered and every reason found. */
@@ -87,6 +129,13 @@ export interface GitHubStandIn {
    * operationId GitHub's description does not have.
    */
   answer(operationId: string, responder: CannedResponder | null): void;
+  /** Installation tokens issued so far, oldest first (App mode; empty otherwise). */
+  readonly issuedTokens: readonly IssuedToken[];
+  /**
+   * Installs the App on `repository` (`owner/repo`) as installation `installationId`, or, with
+   * null, uninstalls it there. Throws `GITHUB_STAND_IN_NOT_APP` when the stand-in is not in App mode.
+   */
+  install(repository: string, installationId: number | null): void;
   /** Stops listening, drops open connections and rejects pending `waitFor` calls. */
   close(): Promise<void>;
 }
@@ -95,13 +144,20 @@ export interface GitHubStandIn {
 export interface GitHubStandInOptions {
   /** Interface to listen on; default `127.0.0.1`. The port is always chosen by the system. */
   host?: string;
-  /** Clock for `created_at`/`updated_at` in answers; default `() => new Date()`. */
+  /** Clock for `created_at`/`updated_at` in answers, JWT checks and token expiry; default `() => new Date()`. */
   now?: () => Date;
+  /** GitHub App mode (see {@link GitHubStandInAppOptions}); off by default (any token is accepted). */
+  app?: GitHubStandInAppOptions;
 }
 
 /** Stable codes of {@link GitHubStandInError}. */
 export type GitHubStandInErrorCode =
-  'GITHUB_STAND_IN_TIMEOUT' | 'GITHUB_STAND_IN_CLOSED' | 'GITHUB_STAND_IN_BAD_STATUS' | 'GITHUB_STAND_IN_UNKNOWN_OPERATION' | 'GITHUB_STAND_IN_SPEC_INVALID';
+  | 'GITHUB_STAND_IN_TIMEOUT'
+  | 'GITHUB_STAND_IN_CLOSED'
+  | 'GITHUB_STAND_IN_BAD_STATUS'
+  | 'GITHUB_STAND_IN_UNKNOWN_OPERATION'
+  | 'GITHUB_STAND_IN_SPEC_INVALID'
+  | 'GITHUB_STAND_IN_NOT_APP';
 
 /** Error raised by the stand-in itself (not by the server under test); match on `code`. */
 export class GitHubStandInError extends Error {
@@ -135,6 +191,7 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
   let nextId = 1;
   let closed: Promise<void> | undefined;
   let url = '';
+  const app = options.app === undefined ? null : createAppMode(options.app);
 
   const reject = (res: ServerResponse, entry: RejectedRequest, body: Record<string, unknown>): void => {
     rejected.push(entry);
@@ -203,6 +260,17 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       return;
     }
 
+    const credential = app === null ? toPlainCredential(authorization) : app.authenticate(operation, params, authorization, now());
+    if ('refusal' in credential) {
+      const { status, message } = credential.refusal;
+      reject(
+        res,
+        { method, path, status, errors: [`app mode: ${message}`] },
+        { message, documentation_url: operation.documentationUrl, status: String(status) },
+      );
+      return;
+    }
+
     const body = parseBody(operation, headers['content-type'], raw);
     if (!body.ok) {
       reject(
@@ -247,9 +315,10 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       params,
       headers,
       body: body.value,
+      credential,
     };
     record(recorded);
-    const canned = responders.get(operation.operationId)?.(recorded);
+    const canned = responders.get(operation.operationId)?.(recorded) ?? app?.answer(operation, recorded, now());
     if (canned !== undefined) sendCanned(res, canned, { id: nextId++, now: now() });
     else sendSuccess(res, operation, recorded, { id: nextId++, now: now(), url });
   };
@@ -338,6 +407,14 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
       }
       failStatus = status;
     },
+    get issuedTokens() {
+      return app?.issued ?? [];
+    },
+    install(repository, installationId) {
+      if (app === null) throw new GitHubStandInError('GITHUB_STAND_IN_NOT_APP', 'install() needs a stand-in started with the app option');
+      if (installationId === null) app.installations.delete(repository.toLowerCase());
+      else app.installations.set(repository.toLowerCase(), installationId);
+    },
     answer(operationId, responder) {
       if (![...catalogue.byMethod.values()].some((operations) => operations.some((o) => o.operationId === operationId))) {
         throw new GitHubStandInError('GITHUB_STAND_IN_UNKNOWN_OPERATION', `GitHub's REST description has no operation ${JSON.stringify(operationId)}`);
@@ -353,6 +430,120 @@ export async function startGitHubStandIn(options: GitHubStandInOptions = {}): Pr
         server.closeAllConnections();
       });
       return closed;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// App mode: JWTs, installations and installation tokens.
+
+/** What the App mode decided about a request's credential: who it is, or the refusal GitHub would answer. */
+type CredentialCheck = RequestCredential | { refusal: { status: 401 | 403; message: string } };
+
+/** GitHub's answers to a JWT it refuses (as its API words them). */
+const JWT_UNDECODABLE = 'A JSON web token could not be decoded';
+const JWT_IAT_FUTURE = "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
+const JWT_EXPIRED = "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+const JWT_EXP_TOO_FAR = "'Expiration time' claim ('exp') is too far in the future";
+
+/** Outside App mode any token is accepted: it is recorded as it came. */
+function toPlainCredential(authorization: string): RequestCredential {
+  return { kind: 'token', token: authorization.replace(/^\S+\s+/, '') };
+}
+
+/** The operations only an App's JWT may call: `/app…` and the `…/installation` lookups. */
+function needsJwt(operation: Operation): boolean {
+  return operation.template === '/app' || operation.template.startsWith('/app/') || operation.template.endsWith('/installation');
+}
+
+/**
+ * Checks a JWT as GitHub does for an App (https://docs.github.com/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app):
+ * RS256 over `header.payload` with the App's key, `iss` the App id (a number or its decimal
+ * string), `iat` at most 60 s ahead of `nowSeconds`, `exp` in the future and at most 600 s after `iat`.
+ */
+function checkJwt(jwt: string, key: KeyObject, appId: number, nowSeconds: number): string | null {
+  const [header = '', payload = '', signature = '', ...rest] = jwt.split('.');
+  if (rest.length > 0 || signature === '') return JWT_UNDECODABLE;
+  let claims: Record<string, unknown>;
+  try {
+    const head: unknown = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+    if (!isRecord(head) || head['alg'] !== 'RS256') return JWT_UNDECODABLE;
+    if (!verify('RSA-SHA256', Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, 'base64url'))) return JWT_UNDECODABLE;
+    const parsed: unknown = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    if (!isRecord(parsed)) return JWT_UNDECODABLE;
+    claims = parsed;
+  } catch {
+    return JWT_UNDECODABLE;
+  }
+  // GitHub cannot tell a key of another App from a wrong `iss`: both are undecodable to it
+  if (String(claims['iss']) !== String(appId)) return JWT_UNDECODABLE;
+  const { iat, exp } = claims;
+  if (typeof iat !== 'number' || !Number.isInteger(iat) || iat > nowSeconds + 60) return JWT_IAT_FUTURE;
+  if (typeof exp !== 'number' || exp <= nowSeconds) return JWT_EXPIRED;
+  if (exp - iat > 600) return JWT_EXP_TOO_FAR;
+  return null;
+}
+
+/** The state of the App mode: its key, where it is installed, the tokens it issued. */
+function createAppMode(options: GitHubStandInAppOptions) {
+  const key = createPublicKey(options.publicKeyPem);
+  const ttlMs = (options.tokenTtlSeconds ?? 3600) * 1000;
+  const installations = new Map(Object.entries(options.installations ?? {}).map(([repository, id]) => [repository.toLowerCase(), id]));
+  const issued: IssuedToken[] = [];
+  const byToken = new Map<string, IssuedToken>();
+  const installed = (id: number) => [...installations.values()].includes(id);
+
+  return {
+    installations,
+    issued,
+    /** The credential of a request in App mode, or GitHub's refusal of it. */
+    authenticate(operation: Operation, params: Record<string, string>, authorization: string, now: Date): CredentialCheck {
+      const [, scheme = '', value = ''] = /^(\S+)\s+(\S+)$/.exec(authorization) ?? [];
+      if (needsJwt(operation)) {
+        // GitHub takes the JWT as a bearer token only
+        const problem = scheme.toLowerCase() === 'bearer' ? checkJwt(value, key, options.appId, Math.floor(now.getTime() / 1000)) : JWT_UNDECODABLE;
+        return problem === null ? { kind: 'jwt', appId: options.appId } : { refusal: { status: 401, message: problem } };
+      }
+      const token = byToken.get(value);
+      if (token === undefined || now.getTime() >= token.expiresAt.getTime()) return { refusal: { status: 401, message: 'Bad credentials' } };
+      const { owner, repo } = params;
+      if (owner !== undefined && repo !== undefined && installations.get(`${owner}/${repo}`.toLowerCase()) !== token.installationId) {
+        return { refusal: { status: 403, message: 'Resource not accessible by integration' } };
+      }
+      return { kind: 'installation', installationId: token.installationId, token: token.token };
+    },
+    /** The answer of the App's own operations: an installation lookup, a new installation token. */
+    answer(operation: Operation, recorded: RecordedRequest, now: Date): CannedAnswer | undefined {
+      const example = isRecord(operation.success.example) ? operation.success.example : {};
+      const notFound = { status: 404, body: { message: 'Not Found', documentation_url: operation.documentationUrl, status: '404' } };
+      if (operation.operationId === 'apps/get-repo-installation') {
+        const { owner = '', repo = '' } = recorded.params;
+        const id = installations.get(`${owner}/${repo}`.toLowerCase());
+        if (id === undefined) return notFound;
+        const account = isRecord(example['account']) ? example['account'] : {};
+        return { status: 200, body: { ...example, id, app_id: options.appId, account: { ...account, login: owner }, repository_selection: 'selected' } };
+      }
+      if (operation.operationId === 'apps/create-installation-access-token') {
+        const id = Number(recorded.params['installation_id']);
+        if (!installed(id)) return notFound;
+        // GitHub's expires_at has whole seconds; the token expires then, not later
+        const expiresAt = new Date(Math.floor((now.getTime() + ttlMs) / 1000) * 1000);
+        const token: IssuedToken = { token: `ghs_${randomBytes(18).toString('hex')}`, installationId: id, issuedAt: now, expiresAt };
+        issued.push(token);
+        byToken.set(token.token, token);
+        const { repositories: _repositories, ...rest } = example;
+        return {
+          status: 201,
+          body: {
+            ...rest,
+            token: token.token,
+            expires_at: expiresAt.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+            permissions: { checks: 'write', statuses: 'write', contents: 'read', metadata: 'read', pull_requests: 'read' },
+            repository_selection: 'selected',
+          },
+        };
+      }
+      return undefined;
     },
   };
 }
