@@ -21,6 +21,8 @@ export type AppErrorCode =
   | 'SNAPSHOT_FAILED'
   | 'CONTAINER_FAILED'
   | 'ILLEGAL_TRANSITION'
+  | 'PARAMS_INVALID'
+  | 'IMAGE_BUILD_FAILED'
   | 'INTERNAL';
 
 /**

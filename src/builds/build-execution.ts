@@ -9,6 +9,7 @@ import type { PreparedWorkspace, Workspaces } from '../snapshots/workspaces.js';
 import type { Build } from './build.js';
 import type { BuildEnd, StopReason } from './build-lifecycle.js';
 import type { BuildLogWriter } from './build-log.js';
+import { toParamEnv } from './build-params.js';
 import type { BuildRequest } from './build-request.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 import { parseBuildRef, toLineageBranch } from './refs.js';
@@ -43,7 +44,7 @@ export interface ExecutionPolicy {
 /** One build to run: its record, definition, request and log. */
 export interface ExecutionJob {
   /** the build's record (read only here: changes go through `report`) */
-  build: Readonly<Pick<Build, 'id' | 'repo' | 'ref' | 'sha' | 'cacheInputs'>>;
+  build: Readonly<Pick<Build, 'id' | 'repo' | 'ref' | 'sha' | 'cacheInputs' | 'params'>>;
   definition: BuildDefinition;
   request: BuildRequest;
   log: BuildLogWriter;
@@ -212,6 +213,7 @@ export function createLocalExecutor(deps: {
           AUTOBUILDER_ARCHIVES: definition.archives,
           AUTOBUILDER_ARTIFACT: definition.artifact,
           ...(request.pullRequest === undefined ? {} : { AUTOBUILDER_PULL_REQUEST: String(request.pullRequest) }),
+          ...toParamEnv(build.params ?? {}),
         },
         collect: posix.join(definition.archives, definition.artifact),
         collectTo,

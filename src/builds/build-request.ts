@@ -33,6 +33,11 @@ export interface BuildRequest {
   deliveryId: string | null;
   /** run even when an identical build succeeded before (no cache hit, no coalescing) */
   force?: boolean;
+  /**
+   * values of the parameters the definitions declare, by name (manual builds; checked by
+   * `assertRequestParams`); absent: every build gets its defaults, as webhook builds do
+   */
+  params?: Record<string, string>;
 }
 
 /** One pull request of one repository (the base repository, where its statuses go). */

@@ -80,6 +80,12 @@ export interface Build {
   configSha: string | null;
   /** the build worker that ran it (bullmq dispatch); null when it ran on the server or not at all */
   worker: string | null;
+  /**
+   * the parameters it was built with, by name: those its request gave, else the defaults its
+   * definition declares (see build-params.ts); absent or `{}` for a build without any (one
+   * stored before parameters existed has none)
+   */
+  params?: Record<string, string>;
   /** the X-GitHub-Delivery that asked for it, if a webhook did */
   deliveryId: string | null;
   /** ISO 8601 timestamps */

@@ -26,6 +26,7 @@ describe('cache key', () => {
       image: { ...base, imageId: `sha256:${'e'.repeat(64)}` },
       script: { ...base, scriptBlob: 'f'.repeat(40) },
       env: { ...base, env: { A: '1', B: '3' } },
+      params: { ...base, params: 'd'.repeat(64) },
     };
     for (const name of CACHE_INPUT_NAMES) {
       const inputs = toCacheInputs(variants[name]);
@@ -68,6 +69,17 @@ describe('cache key', () => {
     assert.notEqual(toCacheKey(inputs, { repository: 'acceptance-org/twin-a' }), toCacheKey(inputs, { repository: 'other-org/twin-b' }));
     assert.equal(toCacheKey(inputs, { repository: 'Acme/Widget' }), toCacheKey(inputs, at));
     assert.notEqual(toCacheKey(inputs, { repository: 'acme/widget', scope: 'x' }), toCacheKey(inputs, { repository: 'acme/widgetx' }));
+  });
+
+  test('parameters are an input only when a build has some: a build without keeps its key', () => {
+    const without = toCacheInputs(base);
+    assert.equal('params' in without, false);
+    assert.equal(toCacheKey(toCacheInputs({ ...base, params: null }), at), toCacheKey(without, at));
+    const a = toCacheInputs({ ...base, params: 'a'.repeat(64) });
+    const b = toCacheInputs({ ...base, params: 'b'.repeat(64) });
+    assert.notEqual(toCacheKey(a, at), toCacheKey(b, at));
+    assert.deepEqual(diffCacheInputs(a, b), ['params']);
+    assert.deepEqual(diffCacheInputs(without, a), ['params']);
   });
 
   test('a missing script is an input of its own', () => {

@@ -20,10 +20,15 @@ export interface CacheInputs {
   script: string;
   /** sha256 of the build's environment */
   env: string;
+  /**
+   * sha256 of the build's parameters that are not opaque (see build-params.ts); absent when it
+   * has none, so a build without parameters keeps the key it had before there were any
+   */
+  params?: string | undefined;
 }
 
 /** The names of {@link CacheInputs}, in a fixed order. */
-export const CACHE_INPUT_NAMES = ['tree', 'definition', 'image', 'script', 'env'] as const satisfies readonly (keyof CacheInputs)[];
+export const CACHE_INPUT_NAMES = ['tree', 'definition', 'image', 'script', 'env', 'params'] as const satisfies readonly (keyof CacheInputs)[];
 
 /** The `script` input of a build decided from a push payload's tree id before its commit was fetched. */
 export const SCRIPT_NOT_YET_READ = 'not yet read';
@@ -63,6 +68,8 @@ export function toCacheInputs(input: {
   imageId: string;
   scriptBlob: string | null;
   env: Readonly<Record<string, string>>;
+  /** the digest of the build's keyed parameters (see `toParamsDigest`); absent or null: none */
+  params?: string | null;
 }): CacheInputs {
   return {
     tree: input.tree,
@@ -70,6 +77,7 @@ export function toCacheInputs(input: {
     image: input.imageId,
     script: input.scriptBlob ?? 'missing',
     env: sha256(toCanonicalJson(input.env)),
+    ...(input.params === undefined || input.params === null ? {} : { params: input.params }),
   };
 }
 
@@ -84,7 +92,9 @@ export function toCacheInputs(input: {
  */
 export function toCacheKey(inputs: CacheInputs, where: { repository: string; scope?: string | undefined }): string {
   const repository = where.repository.toLowerCase();
-  const { script: _script, ...keyed } = inputs;
+  const { script: _script, params, ...rest } = inputs;
+  // absent and undefined alike: no parameters, and the key a build had before there were any
+  const keyed = params === undefined ? rest : { ...rest, params };
   return sha256(
     toCanonicalJson(where.scope === undefined ? { v: KEY_VERSION, repository, ...keyed } : { v: KEY_VERSION, repository, ...keyed, scope: where.scope }),
   );

@@ -33,6 +33,7 @@ export interface Coordinator {
    * already has one for that repository, tag and commit (unless it ended `error` or
    * `cancelled`): the tag's push and create events build once. A bad definition or a ref
    * that no longer exists is not thrown: it is logged and returned as `reason`.
+   * @throws AppError `PARAMS_INVALID` (422) when `request.params` names a parameter no matching definition declares or gives one a value it does not allow
    * @throws AppError `GIT_FAILED` when the ref could not be resolved (the delivery is retried at the next start)
    */
   submit(request: BuildRequest): Promise<SubmitResult>;

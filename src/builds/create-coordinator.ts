@@ -15,6 +15,7 @@ import type { BuildPriority } from './build-queue.js';
 import type { BuildEnd } from './build-lifecycle.js';
 import { createLocalExecutor, type BuildExecutor } from './build-execution.js';
 import type { BuildRequest } from './build-request.js';
+import { assertRequestParams, hasOpaqueParams, resolveParams } from './build-params.js';
 import { diffCacheInputs } from './cache-key.js';
 import { createCacheKeyReader } from './read-cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
@@ -118,7 +119,7 @@ export function createCoordinator(options: {
     return {
       comparedWith: previous?.id ?? null,
       differs: previous?.cacheInputs && build.cacheInputs ? diffCacheInputs(previous.cacheInputs, build.cacheInputs) : [],
-      forced: request.force === true,
+      forced: request.force === true || hasOpaqueParams(build.params ?? {}),
     };
   }
 
@@ -157,7 +158,8 @@ export function createCoordinator(options: {
     const { definition, request, log: buildLog } = payload;
     const { cacheInputs, cacheKey } = await readCacheKey(build, definition, request, signal);
     save(build, { cacheKey, cacheInputs });
-    const force = request.force === true;
+    // an opaque parameter (`_NAME`) forces a new build without changing what is built
+    const force = request.force === true || hasOpaqueParams(build.params ?? {});
     const hit = force ? null : store.findSuccessByCacheKey(cacheKey);
     if (hit !== null) {
       buildLog.line(`[autobuilder] cache hit: build ${hit.id} had the same inputs (cache key ${cacheKey})`);
@@ -235,6 +237,8 @@ export function createCoordinator(options: {
         rlog.debug({ reason: lookup.reason }, 'no build definition matches');
         return { builds: [], reason: lookup.reason };
       }
+      // before any network: parameters a definition does not declare or allow are the caller's mistake (422)
+      if (request.params !== undefined) assertRequestParams(lookup.definitions, request.params);
       // the first build in this process loads the container client now, before any build log
       // of this request opens (its load pauses the event loop; lines waiting meanwhile would lag)
       // (a client that cannot load is the build's error when it runs, not the request's)
@@ -289,6 +293,7 @@ export function createCoordinator(options: {
         cacheMiss: null,
         configSha: lookup.configSha,
         worker: null,
+        params: resolveParams(definition, request.params),
         deliveryId: request.deliveryId,
         queuedAt: now().toISOString(),
         startedAt: null,

@@ -2,6 +2,7 @@ import type { BuildDefinition } from '../config-repo/definition.js';
 import { AppError } from '../errors.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
 import type { Build } from './build.js';
+import { toParamsDigest } from './build-params.js';
 import type { BuildRequest } from './build-request.js';
 import { SCRIPT_NOT_YET_READ, toCacheInputs, toCacheKey, type CacheInputs } from './cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
@@ -9,7 +10,7 @@ import { toLineageBranch } from './refs.js';
 
 /** Reads the cache inputs and key of a build (see cache-key.ts). */
 export type CacheKeyReader = (
-  build: Pick<Build, 'repo' | 'ref' | 'sha'>,
+  build: Pick<Build, 'repo' | 'ref' | 'sha' | 'params'>,
   definition: BuildDefinition,
   request: BuildRequest,
   signal: AbortSignal,
@@ -62,6 +63,7 @@ export function createCacheKeyReader(deps: {
       imageId,
       scriptBlob: inputs.scriptBlob,
       env: definition.env,
+      params: toParamsDigest(build.params ?? {}),
     });
     // results are shared only within a repository; a fork's only within its pull request, like its workspace lineage
     const cacheKey = toCacheKey(cacheInputs, { repository: build.repo, scope: request.fromFork === true ? toLineageBranch(build.ref) : undefined });

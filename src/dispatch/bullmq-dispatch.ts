@@ -131,7 +131,14 @@ export function createBullmqDispatch(deps: {
       v: DISPATCH_PROTOCOL_VERSION,
       buildId: build.id,
       attempt,
-      build: { id: build.id, repo: build.repo, ref: build.ref, sha: build.sha, cacheInputs: build.cacheInputs as NonNullable<Build['cacheInputs']> },
+      build: {
+        id: build.id,
+        repo: build.repo,
+        ref: build.ref,
+        sha: build.sha,
+        cacheInputs: build.cacheInputs as NonNullable<Build['cacheInputs']>,
+        params: { ...build.params },
+      },
       definition: { ...definition, env: { ...definition.env }, resources: { ...definition.resources }, runsOn: [...definition.runsOn] },
       request: {
         owner: request.owner,

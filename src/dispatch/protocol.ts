@@ -47,7 +47,14 @@ const envSchema = z.record(
   z.string().refine((v) => !v.includes('\0')),
 );
 
-const cacheInputsSchema = z.object({ tree: z.string(), definition: z.string(), image: z.string(), script: z.string(), env: z.string() });
+const cacheInputsSchema = z.object({
+  tree: z.string(),
+  definition: z.string(),
+  image: z.string(),
+  script: z.string(),
+  env: z.string(),
+  params: z.string().optional(),
+});
 
 /** A build's end as an attempt reports it. */
 export const buildEndSchema = z.object({
@@ -66,7 +73,15 @@ export const buildJobSchema = z
     v: z.literal(DISPATCH_PROTOCOL_VERSION),
     buildId,
     attempt: z.number().int().min(1).max(10),
-    build: z.object({ id: buildId, repo: z.string().regex(/^[^/\s]+\/[^/\s]+$/), ref: z.string().startsWith('refs/'), sha, cacheInputs: cacheInputsSchema }),
+    build: z.object({
+      id: buildId,
+      repo: z.string().regex(/^[^/\s]+\/[^/\s]+$/),
+      ref: z.string().startsWith('refs/'),
+      sha,
+      cacheInputs: cacheInputsSchema,
+      /** the build's parameters (given or defaults), by name */
+      params: envSchema.default({}),
+    }),
     definition: z.object({
       name: z.string().min(1),
       script: z.string().min(1),

@@ -58,6 +58,13 @@ export function toDuration(from: string | null, to: string | null): string {
   return seconds < 60 ? `${seconds}s` : `${Math.floor(seconds / 60)}m ${String(seconds % 60).padStart(2, '0')}s`;
 }
 
+/** A build's parameters as `NAME=value` chips, or `none`. */
+const paramsHtml = (params: Readonly<Record<string, string>>): string => {
+  const entries = Object.entries(params);
+  if (entries.length === 0) return '<span class="muted">none</span>';
+  return entries.map(([name, value]) => `<code class="param">${escapeHtml(name)}=${escapeHtml(value)}</code>`).join(' ');
+};
+
 const buildLink = (id: string | null) => (id === null ? '' : `<a href="/builds/${escapeHtml(id)}">${escapeHtml(id)}</a>`);
 
 /**
@@ -88,6 +95,7 @@ ${row('repository', 'repo', escapeHtml(build.repo))}
 ${row('ref', 'ref', `<code>${escapeHtml(build.ref)}</code>`)}
 ${row('commit', 'sha', `<code>${escapeHtml(build.sha)}</code>`)}
 ${row('definition', 'definition', escapeHtml(build.definition))}
+${row('parameters', 'params', paramsHtml(build.params))}
 <dt data-label="worker"${build.worker === null ? ' hidden' : ''}>worker</dt><dd data-field="worker"${build.worker === null ? ' hidden' : ''}>${escapeHtml(build.worker ?? '')}</dd>
 ${row('exit code', 'exitCode', build.exitCode === null ? '' : String(build.exitCode))}
 ${row('queued', 'queuedAt', time(build.queuedAt))}

@@ -22,6 +22,8 @@ const triggerSchema = z
       .regex(/^[0-9a-f]{40}$/, '40 hex')
       .optional(),
     force: z.boolean().optional(),
+    /** parameter values by name; names and values are checked against the definitions (422 naming each bad one) */
+    params: z.record(z.string().max(256), z.string().max(64 * 1024)).optional(),
   })
   .strict();
 
@@ -84,6 +86,7 @@ export function createControlRoutes(deps: {
       defaultBranch: known?.defaultBranch ?? null,
       deliveryId: null,
       ...(input.force === undefined ? {} : { force: input.force }),
+      ...(input.params === undefined ? {} : { params: input.params }),
     };
     const { status, body } = answer(await coordinator.submit(request));
     ctx.status = status;

@@ -23,6 +23,7 @@ import { renderLineText } from './log-view.js';
  * @property {string | null} startedAt
  * @property {string | null} finishedAt
  * @property {string | null} worker the build worker that ran it (bullmq dispatch)
+ * @property {Record<string, string>} [params] the build's parameters by name
  * @property {string} pageUrl
  */
 
@@ -136,9 +137,10 @@ function buildLink(build) {
   return a;
 }
 
-/** The build's definition as a link to its page, and the worker it ran on when it has one. @param {BuildView} build */
+/** The build's definition as a link to its page, its parameters, and the worker it ran on when it has one. @param {BuildView} build */
 function buildCell(build) {
   const cell = el('span', {}, [buildLink(build)]);
+  for (const [name, value] of Object.entries(build.params ?? {})) cell.append(' ', el('code', { className: 'param', text: `${name}=${value}` }));
   if (build.worker !== null) cell.append(' ', el('span', { className: 'worker muted', text: `on ${build.worker}` }));
   return cell;
 }
