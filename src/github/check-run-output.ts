@@ -1,7 +1,7 @@
-import { stripVTControlCharacters } from 'node:util';
 import type { Build, BuildState } from '../builds/build.js';
 import type { DefinitionProblem } from '../config-repo/definition-error.js';
 import type { CheckRunConclusion, CheckRunState, CheckRunStatus, StoredAnnotation } from '../store/check-run-outbox.js';
+import { stripAnsi } from './annotations.js';
 
 /**
  * Most characters of a check run's `output.summary` and of its `output.text` each
@@ -83,10 +83,13 @@ export function toConclusion(build: Pick<Build, 'state' | 'description'>): Check
   }
 }
 
-/** `text` without terminal escape sequences and control characters (tab kept), for GitHub's pages. */
+/**
+ * `text` without terminal escape sequences and control characters (tab kept), for GitHub's
+ * pages; linear in the text whatever it holds ({@link stripAnsi}).
+ */
 export function toPlainText(text: string): string {
   // eslint-disable-next-line no-control-regex -- control characters are what it removes
-  return stripVTControlCharacters(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '');
+  return stripAnsi(text).replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '');
 }
 
 /** Cuts `text` to at most `max` characters (UTF-16 code units, never inside a pair), marking the cut with `…`. */
@@ -141,7 +144,8 @@ export function toBytesClipped(text: string, maxBytes: number): string {
  * Returns the block and how many lines it holds.
  */
 export function toLogBlock(lines: readonly string[], maxBytes: number): { block: string; shown: number } {
-  const clean = lines.map((line) => toClipped(toPlainText(line), MAX_LOG_LINE));
+  // cut before the escapes go, so a long line costs no more than a short one
+  const clean = lines.map((line) => toClipped(toPlainText(line.slice(0, 4 * MAX_LOG_LINE)), MAX_LOG_LINE));
   const longest = Math.max(0, ...clean.flatMap((line) => (line.match(/`+/g) ?? []).map((run) => run.length)));
   const fence = '`'.repeat(Math.max(3, longest + 1));
   let budget = maxBytes - bytes(`${fence}text\n\n${fence}`);
@@ -218,9 +222,12 @@ export function toBuildOutput(build: Build, context: BuildOutputContext): NonNul
   const base = context.publicUrl.replace(/\/+$/, '');
   const link = (id: string) => `[${toCodeSpan(id)}](${base}/builds/${encodeURIComponent(id)})`;
   const word = STATE_WORDS[build.state];
-  const title = toTitle(build.description === null || build.description === '' ? word : `${word}: ${build.description}`);
+  // "Queued: all 2 slots busy" says its state already
+  const description = build.description === null || build.description.trim() === '' ? null : build.description;
+  const saysState = description !== null && description.toLowerCase().startsWith(word.toLowerCase());
+  const title = toTitle(description === null ? word : saysState ? description : `${word}: ${description}`);
 
-  const lines: string[] = [`**${word}**${build.description === null ? '' : ` · ${toCodeSpan(build.description)}`}`, ''];
+  const lines: string[] = [`**${word}**${description === null || description === word ? '' : ` · ${toCodeSpan(description)}`}`, ''];
   const item = (label: string, text: string) => lines.push(`- **${label}:** ${text}`);
   item('Build', `${link(build.id)} of ${toCodeSpan(build.repo)} ${toCodeSpan(build.ref)} at ${toCodeSpan(build.sha)}`);
   const ran = toDuration(build.startedAt, build.finishedAt);

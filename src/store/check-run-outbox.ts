@@ -46,6 +46,8 @@ export interface CheckRunEntry {
   /** `external_id`: the build id, or the key for a check run of no build */
   externalId: string;
   detailsUrl: string;
+  /** buttons the check run carries (`actions`; GitHub takes at most 3) */
+  actions: { label: string; description: string; identifier: string }[];
   /** GitHub's id of the check run once it is created; every later change PATCHes this one */
   checkRunId: number | null;
   /** the newest state, to be sent */

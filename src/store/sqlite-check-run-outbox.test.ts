@@ -15,6 +15,7 @@ const entry = (over: Partial<CheckRunEntry> = {}): CheckRunEntry => ({
   name: 'autobuilder/x',
   externalId: 'b1',
   detailsUrl: 'http://ci.test/builds/b1',
+  actions: [],
   checkRunId: null,
   desired: { status: 'queued', conclusion: null, startedAt: null, completedAt: null, output: { title: 'Queued', summary: 'Queued', text: null } },
   version: 1,
