@@ -59,6 +59,8 @@ export interface AppDeps {
   workers: WorkerDispatch | null;
   /** bytes a build's artifact may have (a worker's upload too) */
   maxArtifactBytes: number;
+  /** the GitHub App's id (config `github.app.appId`), whose check runs a re-run webhook may name; absent without an App */
+  githubAppId?: number | undefined;
 }
 
 /**
@@ -83,6 +85,8 @@ export function createApp(deps: AppDeps): Koa {
       access,
       verify: deps.verify,
       inbox: deps.inbox,
+      store: deps.store,
+      appId: deps.githubAppId,
       deadRefs: deps.deadRefs,
       coordinator: deps.coordinator,
       configRepository: deps.configRepository,

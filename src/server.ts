@@ -88,7 +88,19 @@ export async function startServer(
     log,
   });
   const pageAuth = createPageAuth({ credentials: config.pages.credentials });
-  const intake = await openIntake({ dataDir, store, deadRefs, coordinator, configRepository, pageAuth, apiToken: config.api.token, webhookSecret, log });
+  const githubAppId = config.github.app?.appId;
+  const intake = await openIntake({
+    dataDir,
+    store,
+    deadRefs,
+    coordinator,
+    configRepository,
+    pageAuth,
+    apiToken: config.api.token,
+    webhookSecret,
+    githubAppId,
+    log,
+  });
 
   // wiring, then the start: webhooks are taken in while the config loads and builds recover
   github.follow(configRepository);
@@ -116,6 +128,7 @@ export async function startServer(
     pageAuth,
     workers,
     maxArtifactBytes: config.builds.maxArtifactBytes,
+    githubAppId,
   });
   gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own

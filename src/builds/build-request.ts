@@ -38,6 +38,11 @@ export interface BuildRequest {
    * `assertRequestParams`); absent: every build gets its defaults, as webhook builds do
    */
   params?: Record<string, string>;
+  /**
+   * names of the build definitions to build (a rebuild of some of a commit's builds, e.g. a
+   * re-run check run); absent: every definition that matches
+   */
+  definitions?: string[];
 }
 
 /** One pull request of one repository (the base repository, where its statuses go). */

@@ -25,9 +25,10 @@ export interface BuildPolicy extends ExecutionPolicy {
 export interface Coordinator {
   /**
    * Looks up the definitions for the request (those of `definitionsRef` when given) and
-   * makes one build per build script. A request without a sha has its ref resolved at the
-   * repository first. Each build is answered from the cache (`cached`, no container), joins
-   * an identical build in flight (`coalesced`), or is queued (superseding waiting builds of
+   * makes one build per build script (per one named in `request.definitions`, when given).
+   * A request without a sha has its ref resolved at the repository first. Each build is
+   * answered from the cache (`cached`, no container), joins an identical build in flight
+   * (`coalesced`), or is queued (superseding waiting builds of
    * the same ref and definition); statuses are posted for each. Resolves once every build is
    * decided, not run. A webhook's request for a tag makes no build of a definition that
    * already has one for that repository, tag and commit (unless it ended `error` or

@@ -237,6 +237,16 @@ export function createCoordinator(options: {
         rlog.debug({ reason: lookup.reason }, 'no build definition matches');
         return { builds: [], reason: lookup.reason };
       }
+      if (request.definitions !== undefined) {
+        const wanted = new Set(request.definitions);
+        const kept = lookup.definitions.filter((d) => wanted.has(d.name));
+        if (kept.length === 0) {
+          const reason = `no build definition ${request.definitions.join(', ')} matches ${request.definitionsRef ?? request.ref} any more`;
+          rlog.debug({ reason }, 'no build definition matches');
+          return { builds: [], reason };
+        }
+        lookup = { ...lookup, definitions: kept };
+      }
       // before any network: parameters a definition does not declare or allow are the caller's mistake (422)
       if (request.params !== undefined) assertRequestParams(lookup.definitions, request.params);
       // the first build in this process loads the container client now, before any build log

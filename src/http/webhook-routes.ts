@@ -1,14 +1,17 @@
 import { createHash } from 'node:crypto';
 import Router from '@koa/router';
+import type { BuildRequest } from '../builds/build-request.js';
 import type { Coordinator } from '../builds/coordinator.js';
 import { toPullRequestRef } from '../builds/refs.js';
 import { AppError, toMessage } from '../errors.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import type { Logger } from '../logger.js';
+import type { BuildStore } from '../store/build-store.js';
 import type { DeadRefs } from '../store/sqlite-dead-refs.js';
 import type { Inbox } from '../webhooks/inbox.js';
 import { readBody } from '../webhooks/read-body.js';
 import { toBuildRequest } from '../webhooks/to-build-request.js';
+import { toRebuildRequests } from '../webhooks/to-rebuild-requests.js';
 import type { SignatureVerifier } from '../webhooks/verify-signature.js';
 import type { RouteGuards } from './route-access.js';
 
@@ -34,8 +37,9 @@ export function toDeliveryId(headerValue: string | string[] | undefined, body: B
  * `POST /hooks/github`: GitHub webhook receiver. Order matters: the body is read raw
  * (25 MB cap, 413), the signature checked over those bytes (401), then decoded as UTF-8
  * and parsed (400). Every delivery is stored under {@link toDeliveryId}.
- * Answers `ping` and ignored events with 200 and the reason, build requests and closed
- * pull requests with 202 and the delivery id; the build lookup and queueing, and the
+ * Answers `ping` and ignored events with 200 and the reason, build requests, re-runs of check
+ * runs and suites (see to-rebuild-requests.ts) and closed pull requests with 202 and the
+ * delivery id; the build lookup and queueing, and the
  * cancelling of a closed pull request's waiting builds, happen after the answer.
  * Each delivery writes one line at info, `delivery handled`, with its `deliveryId`, `event`,
  * `repo`, `ref`, `outcome` and `ms` (since it came in), once its outcome is known: for a build
@@ -50,6 +54,10 @@ export function createWebhookRoutes(deps: {
   coordinator: Pick<Coordinator, 'cancelPullRequest'>;
   /** a push to the config repository's branch reloads it (after the answer) */
   configRepository: Pick<ConfigRepository, 'isConfigPush' | 'reload'>;
+  /** the builds a re-run check run or suite names, and the requests they were made for */
+  store: Pick<BuildStore, 'get' | 'getRequest' | 'findBySha'>;
+  /** the GitHub App's id (config `github.app.appId`): re-runs of other apps' check runs are ignored; null or absent without an App */
+  appId?: number | null | undefined;
   /** marks deleted branches and tags and closed pull requests, whose lineage heads retention drops later */
   deadRefs?: Pick<DeadRefs, 'mark'> | undefined;
   log: Logger;
@@ -121,6 +129,37 @@ export function createWebhookRoutes(deps: {
         ctx.status = 202;
         ctx.body = { accepted: true, event, deliveryId };
         setImmediate(() => void inbox.handOn(deliveryId, request, { log, startedAt }));
+        return;
+      }
+      case 'rebuild': {
+        const { target } = outcome;
+        const subject = { repo: `${target.owner}/${target.repo}`, sha: target.headSha, trigger: target.trigger };
+        const resolved = toRebuildRequests(target, { store: deps.store, appId: deps.appId ?? null, deliveryId });
+        if (resolved.kind === 'ignored') {
+          await inbox.record({ id: deliveryId, event, receivedAt, outcome: `ignored: ${resolved.reason}` });
+          log.info({ ...subject, outcome: 'ignored', reason: resolved.reason, ms: ms() }, 'delivery handled');
+          ctx.status = 200;
+          ctx.body = { ignored: true, event, deliveryId, reason: resolved.reason };
+          return;
+        }
+        // each request stored before the answer, under its own delivery id (see RebuildOutcome)
+        const accepted: BuildRequest[] = [];
+        for (const { request } of resolved.requests) {
+          if (await inbox.accept({ id: request.deliveryId ?? deliveryId, event, receivedAt, outcome: 'accepted' }, request)) accepted.push(request);
+        }
+        const rebuilds = resolved.requests.flatMap((r) => r.rebuilds.map((b) => b.id));
+        if (accepted.length === 0) {
+          log.info({ ...subject, outcome: 'duplicate', ms: ms() }, 'delivery handled');
+          ctx.status = 200;
+          ctx.body = { duplicate: true, event, deliveryId, reason: 'this delivery was received before' };
+          return;
+        }
+        log.debug({ ...subject, rebuilds, ms: ms() }, 'delivery accepted');
+        ctx.status = 202;
+        ctx.body = { accepted: true, event, deliveryId, rebuilds };
+        setImmediate(() => {
+          for (const request of accepted) void inbox.handOn(request.deliveryId ?? deliveryId, request, { log, startedAt });
+        });
         return;
       }
       case 'cancel': {

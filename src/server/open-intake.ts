@@ -39,6 +39,8 @@ export async function openIntake(options: {
   pageAuth: PageAuth;
   apiToken: string | undefined;
   webhookSecret: string;
+  /** the GitHub App's id (config `github.app.appId`), whose check runs a re-run webhook may name; absent without an App */
+  githubAppId?: number | undefined;
   log: Logger;
 }): Promise<Intake> {
   const { coordinator, log } = options;
@@ -52,6 +54,8 @@ export async function openIntake(options: {
     access: createRouteGuards({ pageAuth: options.pageAuth, token: options.apiToken }),
     verify,
     inbox,
+    store: options.store,
+    appId: options.githubAppId,
     deadRefs: options.deadRefs,
     coordinator: { cancelPullRequest: async (target, reason) => whenResumed.then(() => coordinator.cancelPullRequest(target, reason)) },
     configRepository: options.configRepository,

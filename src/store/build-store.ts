@@ -82,6 +82,8 @@ export interface BuildStore {
   findSuccessByCacheKey(cacheKey: string): Build | null;
   /** Every build of `repo` + `ref` + `sha` + `definition`, newest first (one build per tag and commit). */
   findByCommit(query: { repo: string; ref: string; sha: string; definition: string }): Build[];
+  /** Every build of `repo` at commit `sha`, whatever its ref, newest first (a re-run check suite), at most `limit` (default 100, max 500). */
+  findBySha(query: { repo: string; sha: string; limit?: number }): Build[];
   /** The newest build of `repo` + `definition` older than `beforeId` that has cache inputs. */
   findPrevious(repo: string, definition: string, beforeId: string): Build | null;
   /** Every build id with its repo, ref, definition and state, oldest first (retention). */

@@ -66,6 +66,8 @@ const MIGRATIONS: readonly string[] = [
      doc TEXT NOT NULL
    );
    CREATE INDEX IF NOT EXISTS check_run_outbox_due ON check_run_outbox (next_attempt_at, key);`,
+  // a re-run check suite names a commit: its builds in one repository (the sha is in the document only)
+  `CREATE INDEX IF NOT EXISTS builds_repo_sha ON builds (repo, json_extract(doc, '$.sha'), id);`,
 ];
 
 /** The schema version {@link openDatabase} brings a database to. */

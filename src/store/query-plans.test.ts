@@ -35,6 +35,11 @@ const cases: [string, string, Record<string, string | number>][] = [
     { limit: 50, state: 's', olderQueuedAt: 'x', olderId: 'y' },
   ],
   ['the count of one state (/metrics)', 'SELECT COUNT(*) AS n FROM builds WHERE state = @state', { state: 'queued' }],
+  [
+    "a commit's builds in one repository (a re-run check suite)",
+    "SELECT doc FROM builds WHERE repo = @repo AND json_extract(doc, '$.sha') = @sha ORDER BY id DESC LIMIT @limit",
+    { repo: 'r', sha: 's', limit: 100 },
+  ],
 ];
 
 describe('query plans of pages and counts', () => {

@@ -75,6 +75,9 @@ function createBuildStoreOver(db: Database.Database, writer: SqliteWriter): Buil
   const byCommit = db.prepare<[string, string, string, string], { doc: string }>(
     "SELECT doc FROM builds WHERE repo = ? AND ref = ? AND definition = ? AND json_extract(doc, '$.sha') = ? ORDER BY id DESC",
   );
+  const bySha = db.prepare<[string, string, number], { doc: string }>(
+    "SELECT doc FROM builds WHERE repo = ? AND json_extract(doc, '$.sha') = ? ORDER BY id DESC LIMIT ?",
+  );
   const previous = db.prepare<[string, string, string, number], { doc: string }>(
     'SELECT doc FROM builds WHERE repo = ? AND definition = ? AND id < ? AND cache_key IS NOT NULL ORDER BY id DESC LIMIT ?',
   );
@@ -201,6 +204,13 @@ function createBuildStoreOver(db: Database.Database, writer: SqliteWriter): Buil
       ]
         .sort(byId)
         .reverse();
+    },
+    findBySha({ repo, sha, limit = 100 }) {
+      const max = Math.min(Math.max(limit, 1), BUILD_PAGE_SIZE);
+      return [...stored(bySha.all(repo, sha, max + builds.size)), ...pendingWhere((b) => b.repo === repo && b.sha === sha).map(copy)]
+        .sort(byId)
+        .reverse()
+        .slice(0, max);
     },
     findPrevious(repo, definition, beforeId) {
       const candidates = [

@@ -309,3 +309,91 @@ describe('the tree id of a push', () => {
     assert.equal(b.kind === 'build' ? b.request.tree : 'x', null);
   });
 });
+
+describe('toBuildRequest of check runs and check suites', () => {
+  const example = (event: string, action: string): Record<string, unknown> => {
+    const found = examplePayloads(event).find((p) => p['action'] === action);
+    assert.ok(found, `the examples hold a ${event} ${action}`);
+    return found;
+  };
+  const withCheckRun = (payload: Record<string, unknown>, changes: Record<string, unknown>) => ({
+    ...payload,
+    check_run: { ...(payload['check_run'] as Record<string, unknown>), ...changes },
+  });
+
+  test('maps the rerequested check run example onto a rebuild of its external_id, with its app and head sha', () => {
+    const payload = withCheckRun(example('check_run', 'rerequested'), { external_id: 'mfx1k2p3-9f3a2c1d' });
+    assert.deepEqual(toBuildRequest('check_run', payload, 'd-1'), {
+      kind: 'rebuild',
+      target: {
+        kind: 'check_run',
+        owner: 'github',
+        repo: 'hello-world',
+        appId: 2,
+        trigger: 'rerequested',
+        checkRunId: (payload['check_run'] as { id: number }).id,
+        externalId: 'mfx1k2p3-9f3a2c1d',
+        headSha: 'd6fde92930d4715a2b49857d24b940956b26d2d3',
+      },
+    });
+  });
+
+  test("maps the rebuild-no-cache button onto a rebuild, and ignores another app's button", () => {
+    const payload = example('check_run', 'requested_action');
+    const ours = { ...withCheckRun(payload, { external_id: 'b1' }), requested_action: { identifier: 'rebuild-no-cache' } };
+    const outcome = toBuildRequest('check_run', ours, null);
+    assert.equal(outcome.kind, 'rebuild');
+    assert.equal(outcome.target.trigger, 'rebuild-no-cache');
+    assert.equal(outcome.target.kind === 'check_run' ? outcome.target.externalId : null, 'b1');
+    // the example's own button: lgtm|26764
+    const theirs = toBuildRequest('check_run', payload, null);
+    assert.equal(theirs.kind, 'ignored');
+    assert.match(theirs.reason, /"lgtm\|26764" is not one of autobuilder's/);
+  });
+
+  test('ignores created and completed check runs with a reason naming the action', () => {
+    for (const action of ['created', 'completed']) {
+      const outcome = toBuildRequest('check_run', example('check_run', action), null);
+      assert.equal(outcome.kind, 'ignored', action);
+      assert.match(outcome.reason, new RegExp(`check_run action "${action}" does not trigger builds`));
+    }
+  });
+
+  test('maps the rerequested check suite example onto a rebuild of its head sha', () => {
+    assert.deepEqual(toBuildRequest('check_suite', example('check_suite', 'rerequested'), null), {
+      kind: 'rebuild',
+      target: {
+        kind: 'check_suite',
+        owner: 'Codertocat',
+        repo: 'Hello-World',
+        appId: 29310,
+        trigger: 'rerequested',
+        headSha: 'ec26c3e57ca3a959ca5aad62de7213c562f8c821',
+      },
+    });
+  });
+
+  test('ignores requested and completed check suites with a reason naming the action', () => {
+    for (const action of ['requested', 'completed']) {
+      const outcome = toBuildRequest('check_suite', example('check_suite', action), null);
+      assert.equal(outcome.kind, 'ignored', action);
+      assert.match(outcome.reason, new RegExp(`check_suite action "${action}" does not trigger builds`));
+    }
+  });
+
+  test('ignores malformed re-runs with a reason, without throwing, and bounds a long external_id', () => {
+    const run = example('check_run', 'rerequested');
+    const suite = example('check_suite', 'rerequested');
+    const cases: [string, Record<string, unknown>][] = [
+      ['check_run', { ...run, check_run: 'nope' }],
+      ['check_run', { ...run, repository: { full_name: 'a/b/c', clone_url: 'x' } }],
+      ['check_suite', { ...suite, check_suite: { ...(suite['check_suite'] as object), head_sha: 'main' } }],
+      ['check_suite', { ...suite, check_suite: null }],
+    ];
+    for (const [event, payload] of cases) assert.equal(toBuildRequest(event, payload, null).kind, 'ignored', JSON.stringify(payload).slice(0, 80));
+    const long = toBuildRequest('check_run', withCheckRun(run, { external_id: 'x'.repeat(10_000), head_sha: 'not a sha', app: null }), null);
+    assert.equal(long.kind, 'rebuild');
+    assert.ok(long.target.kind === 'check_run' && long.target.externalId.length === 100 && long.target.headSha === null);
+    assert.equal(long.target.appId, null);
+  });
+});

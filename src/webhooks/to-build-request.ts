@@ -10,9 +10,23 @@ export type WebhookOutcome =
   | { kind: 'build'; request: BuildRequest }
   | { kind: 'cancel'; target: PullRequestTarget; reason: string }
   | { kind: 'ping'; zen: string | null }
+  | { kind: 'rebuild'; target: RebuildTarget }
   | { kind: 'ignored'; reason: string; deletedRef?: { owner: string; repo: string; ref: string } };
 
 type Ignored = Extract<WebhookOutcome, { kind: 'ignored' }>;
+
+/**
+ * What a re-run on GitHub asks to build again, before the builds are looked up (see
+ * to-rebuild-requests.ts): one check run's build (`check_run`, its `external_id`), or the
+ * builds of a commit (`check_suite`). `appId` is the id of the GitHub App the check run or
+ * suite belongs to (null when the payload names none); `trigger` what was clicked.
+ */
+export type RebuildTarget = { owner: string; repo: string; appId: number | null; trigger: 'rerequested' | 'rebuild-no-cache' } & (
+  { kind: 'check_run'; checkRunId: number | null; externalId: string; headSha: string | null } | { kind: 'check_suite'; headSha: string }
+);
+
+/** The identifier of the check run action button that rebuilds without the cache (see README, Check runs). */
+export const REBUILD_NO_CACHE_ACTION = 'rebuild-no-cache';
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -146,11 +160,75 @@ function fromPullRequest(payload: Record<string, unknown>, deliveryId: string | 
   };
 }
 
+const appIdOf = (holder: Record<string, unknown>): number | null => {
+  const app = holder['app'];
+  const id = isRecord(app) ? app['id'] : null;
+  return typeof id === 'number' && Number.isSafeInteger(id) ? id : null;
+};
+
+/**
+ * `check_run`: `rerequested` (the run's "Re-run" button) and `requested_action` with the
+ * {@link REBUILD_NO_CACHE_ACTION} button rebuild the build its `external_id` names; other
+ * actions and buttons are ignored. https://docs.github.com/webhooks/webhook-events-and-payloads#check_run
+ */
+function fromCheckRun(payload: Record<string, unknown>): WebhookOutcome {
+  const action = str(payload['action']) ?? '';
+  let trigger: RebuildTarget['trigger'];
+  if (action === 'rerequested') trigger = 'rerequested';
+  else if (action === 'requested_action') {
+    const requested = isRecord(payload['requested_action']) ? payload['requested_action'] : {};
+    const identifier = str(requested['identifier']) ?? '';
+    if (identifier !== REBUILD_NO_CACHE_ACTION) return ignored(`check run action ${quote(identifier)} is not one of autobuilder's`);
+    trigger = 'rebuild-no-cache';
+  } else return ignored(`check_run action ${quote(action)} does not trigger builds`);
+  const checkRun = payload['check_run'];
+  if (!isRecord(checkRun)) return ignored('check_run without a check_run');
+  const repository = toRepository(payload, 'check_run');
+  if ('kind' in repository) return repository;
+  const id = checkRun['id'];
+  const headSha = str(checkRun['head_sha']);
+  return {
+    kind: 'rebuild',
+    target: {
+      kind: 'check_run',
+      owner: repository.owner,
+      repo: repository.repo,
+      appId: appIdOf(checkRun),
+      trigger,
+      checkRunId: typeof id === 'number' && Number.isSafeInteger(id) ? id : null,
+      // bounded: it is quoted in reasons and logs
+      externalId: (str(checkRun['external_id']) ?? '').slice(0, 100),
+      headSha: headSha !== null && isSha(headSha) ? headSha : null,
+    },
+  };
+}
+
+/**
+ * `check_suite`: `rerequested` (the suite's "Re-run all checks") rebuilds the builds of its
+ * `head_sha`; `requested` and `completed` are ignored (a push or pull request event builds).
+ * https://docs.github.com/webhooks/webhook-events-and-payloads#check_suite
+ */
+function fromCheckSuite(payload: Record<string, unknown>): WebhookOutcome {
+  const action = str(payload['action']) ?? '';
+  if (action !== 'rerequested') return ignored(`check_suite action ${quote(action)} does not trigger builds`);
+  const checkSuite = payload['check_suite'];
+  if (!isRecord(checkSuite)) return ignored('check_suite without a check_suite');
+  const headSha = str(checkSuite['head_sha']);
+  if (headSha === null || !isSha(headSha)) return ignored('check_suite without a head_sha');
+  const repository = toRepository(payload, 'check_suite');
+  if ('kind' in repository) return repository;
+  return {
+    kind: 'rebuild',
+    target: { kind: 'check_suite', owner: repository.owner, repo: repository.repo, appId: appIdOf(checkSuite), trigger: 'rerequested', headSha },
+  };
+}
+
 /**
  * Maps a verified, parsed delivery onto what it asks for. Pure: no I/O, never throws.
  * Handles `ping`; `push` of `refs/heads/*` and `refs/tags/*` (a deleted ref is ignored, naming it in `deletedRef`);
  * `create` of a tag; `pull_request` opened, synchronize, reopened (build) and closed
- * (cancel). `delete`, every other event, action or ref is ignored with the reason.
+ * (cancel); `check_run` rerequested or its rebuild-without-cache button and `check_suite`
+ * rerequested (rebuild). `delete`, every other event, action or ref is ignored with the reason.
  * Payload shapes: https://docs.github.com/webhooks/webhook-events-and-payloads
  */
 export function toBuildRequest(event: string, payload: unknown, deliveryId: string | null): WebhookOutcome {
@@ -164,6 +242,10 @@ export function toBuildRequest(event: string, payload: unknown, deliveryId: stri
       return fromCreate(payload, deliveryId);
     case 'pull_request':
       return fromPullRequest(payload, deliveryId);
+    case 'check_run':
+      return fromCheckRun(payload);
+    case 'check_suite':
+      return fromCheckSuite(payload);
     case 'delete':
       // queued builds of a deleted ref still run: their commits are fetched by sha
       return ignored(`deleting ${str(payload['ref_type']) ?? 'a ref'} ${quote(str(payload['ref']) ?? '')} builds nothing`);
