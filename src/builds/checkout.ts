@@ -81,14 +81,58 @@ export interface Checkout {
   checkout(input: { owner: string; repo: string; sha: string; workspace: string; signal?: AbortSignal | undefined }): Promise<{ dir: string }>;
 }
 
+/** Tree reads remembered by {@link Checkout.inspectTree}. */
+const TREE_MEMO_ENTRIES = 1000;
+
+/**
+ * Where git's credential for the GitHub host comes from: one token per repository, asked for
+ * at each fetch (a GitHub App's installation tokens expire within the hour; see GitHubAuth.gitTokenFor).
+ * `tokenFor` rejects when there is none for the repository (e.g. the App is not installed there).
+ */
+export interface GitCredentials {
+  /** the GitHub host (`github.com`, a GHES host): only https URLs of this host get a token */
+  host: string;
+  tokenFor(repository: string): Promise<string | undefined>;
+}
+
+/**
+ * The `owner/name` a clone URL of `host` names (`https://<host>/<owner>/<name>[.git]`), or null
+ * for any other URL (another host, another scheme, another path).
+ */
+export function toRepositoryOfUrl(url: string, host: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== 'https:' || parsed.host !== host) return null;
+  const match = /^\/([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+?)(?:\.git)?\/?$/.exec(parsed.pathname);
+  return match === null ? null : `${match[1]}/${match[2]}`;
+}
+
+/**
+ * git's environment for fetching `url` with `credentials`: a token of the repository the URL
+ * names when it is an https URL of the credentials' host (see {@link gitAuthEnv}), asked for
+ * now, so that it is fresh; `{}` for any other URL, without asking. When no token can be had
+ * the fetch goes without (a public repository still works) and `problem` says why.
+ */
+export async function gitAuthEnvFor(url: string, credentials: GitCredentials | undefined): Promise<{ env: Record<string, string>; problem: string | null }> {
+  const repository = credentials === undefined ? null : toRepositoryOfUrl(url, credentials.host);
+  if (credentials === undefined || repository === null) return { env: {}, problem: null };
+  try {
+    const token = await credentials.tokenFor(repository);
+    return { env: gitAuthEnv(url, token === undefined ? undefined : { value: token, host: credentials.host }), problem: null };
+  } catch (err) {
+    return { env: {}, problem: `no GitHub token for ${repository}: ${toMessage(err)}` };
+  }
+}
+
 /**
  * For an https URL of the token's host: the token as an `Authorization` header, given to
  * git through its environment (`GIT_CONFIG_*`), so it is never in a URL, a process
  * argument or a log; any other URL gets `{}` and never sees it.
  */
-/** Tree reads remembered by {@link Checkout.inspectTree}. */
-const TREE_MEMO_ENTRIES = 1000;
-
 export function gitAuthEnv(url: string, token: { value: string; host: string } | undefined): Record<string, string> {
   if (token === undefined || !url.startsWith('https://') || new URL(url).host !== token.host) return {};
   return {
@@ -99,7 +143,8 @@ export function gitAuthEnv(url: string, token: { value: string; host: string } |
 }
 
 /**
- * Creates the checkout service. Git objects live in bare mirrors at
+ * Creates the checkout service. git's credential for the GitHub host is `credentials` (a token
+ * per repository, asked for at each fetch and ls-remote), or the one `token`. Git objects live in bare mirrors at
  * `<mirrorsDir>/<owner>/<repo>.git`, outside every workspace: a build can write anything
  * in its workspace, and a `.git/config` there (hooks, `core.fsmonitor`) would otherwise run
  * on the host at the next checkout. The index sits beside `src/`, not inside it, so the
@@ -108,12 +153,17 @@ export function gitAuthEnv(url: string, token: { value: string; host: string } |
 export function createCheckout(options: {
   mirrorsDir: string;
   token?: { value: string; host: string };
+  /** per-repository tokens, over `token` */
+  credentials?: GitCredentials | undefined;
   /** ms a git process may go without output before it is stopped (a remote that accepts and never answers); default 10 minutes */
   timeoutMs?: number;
 }): Checkout {
   const serial = createSerializeByKey();
   const timeoutMs = options.timeoutMs ?? 600_000;
-  const authFor = (url: string): Record<string, string> => gitAuthEnv(url, options.token);
+  const fixed = options.token;
+  const credentials: GitCredentials | undefined =
+    options.credentials ?? (fixed === undefined ? undefined : { host: fixed.host, tokenFor: () => Promise.resolve(fixed.value) });
+  const authFor = (url: string) => gitAuthEnvFor(url, credentials);
   const git = (baseDir?: string, env?: Record<string, string>, signal?: AbortSignal): SimpleGit => createHardenedGit({ baseDir, env, signal, timeoutMs });
 
   async function ensureMirror(owner: string, repo: string): Promise<string> {
@@ -147,7 +197,7 @@ export function createCheckout(options: {
    */
   const treeMemo = new Map<string, (string | null)[]>();
 
-  const gitFailed = (what: string, err: unknown): AppError => {
+  const gitFailed = (what: string, err: unknown, problem: string | null = null): AppError => {
     if (err instanceof AppError) return err;
     const why =
       err instanceof GitPluginError && err.plugin === 'timeout'
@@ -156,7 +206,7 @@ export function createCheckout(options: {
           ? 'stopped (the build was cancelled)'
           : toMessage(err).trim().split('\n').slice(-3).join(' ');
     // git's stderr and our own message name the URL, maybe with a token in it
-    return new AppError('GIT_FAILED', withoutCredentials(`${what}: ${why}`), { cause: err });
+    return new AppError('GIT_FAILED', withoutCredentials(`${what}: ${why}${problem === null ? '' : ` (${problem})`}`), { cause: err });
   };
   /** `work` once the mirror's lock is ours, or an abort of `signal` while waiting for it. */
   const whenFree = <T>(mirror: string, signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> => {
@@ -173,6 +223,7 @@ export function createCheckout(options: {
   return {
     async fetch({ owner, repo, cloneUrl, sha, paths, signal, token }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });
+      let problem: string | null = null;
       try {
         const mirror = await ensureMirror(owner, repo);
         await whenFree(mirror, signal, async () => {
@@ -182,8 +233,10 @@ export function createCheckout(options: {
               (t) => t.trim() === 'commit',
               () => false,
             );
-          if (!present)
-            await git(mirror, token === undefined ? authFor(cloneUrl) : gitAuthEnv(cloneUrl, token), signal).raw([
+          if (!present) {
+            const auth = token === undefined ? await authFor(cloneUrl) : { env: gitAuthEnv(cloneUrl, token), problem: null };
+            problem = auth.problem;
+            await git(mirror, auth.env, signal).raw([
               'fetch',
               '--quiet',
               '--no-tags',
@@ -192,20 +245,22 @@ export function createCheckout(options: {
               cloneUrl,
               `+${sha}:refs/autobuilder/${sha}`,
             ]);
+          }
         });
         const tree = (await git(mirror).raw(['rev-parse', '--verify', `${sha}^{tree}`])).trim();
         return { tree, blobs: await blobsIn(mirror, tree, paths) };
       } catch (err) {
-        throw gitFailed(`cannot fetch ${sha} from ${cloneUrl}`, err);
+        throw gitFailed(`cannot fetch ${sha} from ${cloneUrl}`, err, problem);
       }
     },
     async resolveRef({ cloneUrl, ref, signal }) {
       let out: string;
+      const auth = await authFor(cloneUrl);
       try {
         // `<ref>^{}` lists the commit an annotated tag points at; a branch has no such line
-        out = await git(undefined, authFor(cloneUrl), signal).raw(['ls-remote', '--', cloneUrl, ref, `${ref}^{}`]);
+        out = await git(undefined, auth.env, signal).raw(['ls-remote', '--', cloneUrl, ref, `${ref}^{}`]);
       } catch (err) {
-        throw gitFailed(`cannot list refs of ${cloneUrl}`, err);
+        throw gitFailed(`cannot list refs of ${cloneUrl}`, err, auth.problem);
       }
       const lines = out.split('\n');
       const line = lines.find((l) => l.endsWith(`\t${ref}^{}`)) ?? lines.find((l) => l.endsWith(`\t${ref}`));

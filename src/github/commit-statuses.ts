@@ -1,11 +1,8 @@
-import { retry } from '@octokit/plugin-retry';
-import { throttling } from '@octokit/plugin-throttling';
-import { Octokit } from '@octokit/rest';
-import Bottleneck from 'bottleneck';
 import type { Build, BuildState } from '../builds/build.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createSqliteStatusOutbox, type NewOutboxEntry, type OutboxEntry, type StatusOutbox } from '../store/sqlite-status-outbox.js';
+import { createTokenAuth, GitHubAuthError, type GitHubAuth } from './github-auth.js';
 
 /** GitHub's commit status states (https://docs.github.com/rest/commits/statuses). */
 export type CommitStatusState = 'pending' | 'success' | 'failure' | 'error';
@@ -63,60 +60,18 @@ export function toRetryDelay(attempts: number): number {
   return Math.min(1000 * 2 ** attempts, 60_000);
 }
 
-/** True for answers that will not change by trying again (a 4xx other than 408 and 429). */
+/**
+ * True for answers that will not change by trying again: a 4xx other than 408 and 429, and a
+ * repository the GitHub App is not installed on (a refused or unreadable key may be fixed, and
+ * its statuses are kept for then).
+ */
 function isPermanent(err: unknown): boolean {
+  if (err instanceof GitHubAuthError) return err.code === 'GITHUB_APP_NOT_INSTALLED' || err.code === 'GITHUB_AUTH_NONE';
   const status = typeof err === 'object' && err !== null && 'status' in err ? Number((err as { status: unknown }).status) : NaN;
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
-const RetryingOctokit = Octokit.plugin(retry, throttling);
-
-/**
- * How an Octokit authenticates: a token (sent as `Authorization: token …`), or an auth
- * strategy with its options (https://github.com/octokit/authentication-strategies.js), e.g.
- * @octokit/auth-app's `createAppAuth` for the App's JWT.
- */
-export type OctokitCredentials = string | { authStrategy: (options: never) => unknown; auth: Record<string, unknown> };
-
-/**
- * Creates the Octokit every GitHub call of the server goes through: @octokit/rest with the
- * retry plugin (one retry of a 5xx or network failure) and the throttling plugin (rate-limit
- * answers are waited out twice, then given up; writes go one at a time, at least
- * `writeIntervalMs` apart), following
- * https://docs.github.com/rest/using-the-rest-api/best-practices-for-using-the-rest-api.
- * `apiUrl` is GitHub's REST base URL (`https://api.github.com`, a GHES `/api/v3` URL, or a
- * test stand-in); `token` is a token or an auth strategy ({@link OctokitCredentials}); Octokit's own warnings and
- * errors go to `log`. `fetch` may be injected. Throws nothing; requests reject with
- * Octokit's `RequestError` (`status`, `message`).
- */
-export function createOctokit(options: {
-  apiUrl: string;
-  token: OctokitCredentials;
-  log: Logger;
-  fetch?: typeof globalThis.fetch | undefined;
-  writeIntervalMs?: number | undefined;
-}): Octokit {
-  const { log, token } = options;
-  return new RetryingOctokit({
-    ...(typeof token === 'string' ? { auth: token } : { authStrategy: token.authStrategy, auth: token.auth }),
-    baseUrl: options.apiUrl.replace(/\/+$/, ''),
-    userAgent: 'autobuilder',
-    log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log.warn(m), error: (m: string) => log.error(m) },
-    retry: { retries: 1 },
-    throttle: {
-      write: new Bottleneck.Group({ maxConcurrent: 1, minTime: options.writeIntervalMs ?? 0 }),
-      onRateLimit: (retryAfter: number, _options: unknown, _octokit: unknown, retryCount: number) => {
-        log.warn({ retryAfter, retryCount }, 'GitHub rate limit reached');
-        return retryCount < 2;
-      },
-      onSecondaryRateLimit: (retryAfter: number, _options: unknown, _octokit: unknown, retryCount: number) => {
-        log.warn({ retryAfter, retryCount }, 'GitHub secondary rate limit reached');
-        return retryCount < 2;
-      },
-    },
-    ...(options.fetch === undefined ? {} : { request: { fetch: options.fetch } }),
-  });
-}
+export { createOctokit, type OctokitCredentials } from './create-octokit.js';
 
 /**
  * Creates the publisher: statuses go through the durable `outbox` (in memory when not
@@ -125,13 +80,18 @@ export function createOctokit(options: {
  * A failed post is tried again with a growing delay (see {@link toRetryDelay}) until GitHub
  * accepts it, across restarts; a 4xx other than 408/429 is given up, logged. `apiUrl` is
  * GitHub's REST base URL (`https://api.github.com`, a GHES `/api/v3` URL, or a test
- * stand-in). With no `token` every post is skipped, said once in the log. `fetch` may be
- * injected. `writeIntervalMs` is the least time between two posts (GitHub suggests 1000 for
- * heavy traffic; rate-limit answers are honoured whatever it is). The client is {@link createOctokit}'s.
+ * stand-in). Each status is posted with `auth.octokitFor(owner/repo)` (an App's installation
+ * token, or the one token); without `auth`, a token auth is made of `token`, `apiUrl`, `fetch`
+ * and `writeIntervalMs`. In mode `none` (no `token`, no `auth`) every post is skipped, said once
+ * in the log. `fetch` may be injected. `writeIntervalMs` is the least time between two posts
+ * (GitHub suggests 1000 for heavy traffic; rate-limit answers are honoured whatever it is).
+ * The client is {@link createOctokit}'s.
  */
 export function createCommitStatusPublisher(options: {
   apiUrl: string;
   token: string | undefined;
+  /** the server's credentials; over `token` */
+  auth?: GitHubAuth;
   publicUrl: string;
   log: Logger;
   fetch?: typeof globalThis.fetch;
@@ -141,12 +101,13 @@ export function createCommitStatusPublisher(options: {
 }): CommitStatusPublisher {
   const { log, publicUrl } = options;
   const now = options.now ?? Date.now;
-  if (options.token === undefined) {
-    log.info('no GitHub token configured: commit statuses are skipped');
+  const auth =
+    options.auth ?? createTokenAuth({ apiUrl: options.apiUrl, token: options.token, log, fetch: options.fetch, writeIntervalMs: options.writeIntervalMs });
+  if (auth.mode === 'none') {
+    log.info('no GitHub credentials configured: commit statuses are skipped');
     return { publish: async () => undefined, publishStatus: async () => undefined, flush: async () => undefined, close: () => options.outbox?.close() };
   }
   const outbox = options.outbox ?? createSqliteStatusOutbox({ path: ':memory:' });
-  const octokit = createOctokit({ apiUrl: options.apiUrl, token: options.token, log, fetch: options.fetch, writeIntervalMs: options.writeIntervalMs });
 
   let draining: Promise<void> | null = null;
   let again = false;
@@ -158,6 +119,7 @@ export function createCommitStatusPublisher(options: {
   async function post(entry: OutboxEntry): Promise<void> {
     const fields = { buildId: entry.buildId, state: entry.state, context: entry.context, attempt: entry.attempts + 1 };
     try {
+      const octokit = await auth.octokitFor(`${entry.owner}/${entry.repo}`);
       await octokit.rest.repos.createCommitStatus({
         owner: entry.owner,
         repo: entry.repo,

@@ -5,7 +5,7 @@ import type { Octokit } from '@octokit/rest';
 import type { Config } from '../config/schema.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { createOctokit } from './commit-statuses.js';
+import { createOctokit } from './create-octokit.js';
 import { GitHubAuthError, type GitHubAuth, type GitHubAuthErrorCode } from './github-auth.js';
 
 /** The `github.app` settings: the App's id and its private key, as text or in a file. */

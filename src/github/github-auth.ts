@@ -1,6 +1,6 @@
 import type { Octokit } from '@octokit/rest';
 import type { Logger } from '../logger.js';
-import { createOctokit } from './commit-statuses.js';
+import { createOctokit } from './create-octokit.js';
 
 /**
  * How the server authenticates to GitHub: `token` (a personal access token or fine-grained

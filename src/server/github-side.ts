@@ -3,12 +3,16 @@ import { formatProblem } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import { toMessage } from '../errors.js';
 import { createCommitStatusPublisher, createOctokit, type CommitStatusPublisher } from '../github/commit-statuses.js';
+import { createGitHubAuth } from '../github/create-github-auth.js';
+import type { GitHubAuth } from '../github/github-auth.js';
 import { createWebhookRegistrar, type WebhookRegistrar } from '../github/webhook-registration.js';
 import type { Logger } from '../logger.js';
 import type { StatusOutbox } from '../store/status-outbox.js';
 
 /** What the server says to GitHub: commit statuses (through the durable outbox) and its webhooks. */
 export interface GitHubSide {
+  /** the one source of GitHub credentials (token, App installation tokens, or none); closed by the caller */
+  auth: GitHubAuth;
   statuses: CommitStatusPublisher;
   /** null when `github.registerWebhooks` is off or cannot work (see {@link createWebhookRegistrarFor}) */
   webhookRegistrar: WebhookRegistrar | null;
@@ -22,9 +26,10 @@ export interface GitHubSide {
 }
 
 /**
- * Creates the GitHub side: the commit status publisher over `outbox` (closed by its `close`), with
- * `fetch` (instrumented by the metrics), and the webhook registrar, which uses the plain
- * `registrarFetch` (the metrics' failure counter is about commit statuses).
+ * Creates the GitHub side: the credentials ({@link createGitHubAuth}) and the commit status
+ * publisher over `outbox` (closed by its `close`), both with `fetch` (instrumented by the
+ * metrics), and the webhook registrar, which uses the plain `registrarFetch` (the metrics'
+ * failure counter is about commit statuses).
  */
 export function createGitHubSide(options: {
   config: Readonly<Config>;
@@ -36,7 +41,9 @@ export function createGitHubSide(options: {
   log: Logger;
 }): GitHubSide {
   const { config, publicUrl, log } = options;
+  const auth = createGitHubAuth(config, { log, fetch: options.fetch });
   const statuses = createCommitStatusPublisher({
+    auth,
     outbox: options.outbox,
     writeIntervalMs: config.github.writeIntervalMs,
     apiUrl: config.github.apiUrl,
@@ -61,6 +68,7 @@ export function createGitHubSide(options: {
   };
 
   return {
+    auth,
     statuses,
     webhookRegistrar,
     follow(configRepository) {
@@ -102,7 +110,8 @@ export function createGitHubSide(options: {
 /**
  * The webhook registrar when `github.registerWebhooks` is on (hook URL `<publicUrl>/hooks/github`),
  * else null; also null, with one warning, when `publicUrl` or `github.token` is missing: GitHub
- * must reach the URL, and only a token may manage hooks.
+ * must reach the URL, and only a token may manage hooks. In GitHub App mode it is null, said
+ * once: the App's one webhook (set in its settings) brings the events of every installation.
  */
 function createWebhookRegistrarFor(
   config: Readonly<Config>,
@@ -110,6 +119,10 @@ function createWebhookRegistrarFor(
 ): WebhookRegistrar | null {
   if (!config.github.registerWebhooks) return null;
   const log = options.log.child({ component: 'webhook-registration' });
+  if (config.github.app !== undefined) {
+    log.info('GitHub App mode: webhooks are not registered per repository; the App has one webhook (its settings on GitHub)');
+    return null;
+  }
   const token = config.github.token;
   if (config.publicUrl === undefined || token === undefined) {
     const missing = [...(config.publicUrl === undefined ? ['publicUrl'] : []), ...(token === undefined ? ['github.token'] : [])];
