@@ -175,6 +175,17 @@ describe('toRebuildRequests', () => {
     assert.equal(outcome.requests[1].request.definitionsRef, 'refs/heads/main');
   });
 
+  test('finds a build of the commit right after its insert, before any flush', () => {
+    const sha = '4'.repeat(40);
+    store.insertForRequest([build('m0000009-00000009', { sha })], { ...branchRequest, sha });
+    const outcome = resolve(checkSuite({ headSha: sha }));
+    assert.equal(outcome.kind, 'rebuild');
+    assert.deepEqual(
+      outcome.requests.flatMap((r) => r.rebuilds.map((b) => b.id)),
+      ['m0000009-00000009'],
+    );
+  });
+
   test('ignores a check suite of a commit with no build in the repository', () => {
     assert.deepEqual(resolve(checkSuite({ headSha: '9'.repeat(40) })), {
       kind: 'ignored',
