@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import type { BuildView } from '../src/http/build-view.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
@@ -64,6 +65,8 @@ describe('re-run webhooks: check_run and check_suite rebuild, forced', () => {
   });
   after(async () => {
     await f.close();
+    // the fixture's data (snapshots included) goes with it
+    await rm(f.dir, { recursive: true, force: true }).catch(() => undefined);
   });
 
   test('the commit was built once per context: one success, one failure', () => {
