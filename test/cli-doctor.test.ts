@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -7,6 +7,7 @@ import type { DoctorReport, DoctorRow } from '../src/cli/doctor.js';
 import type { ConfigInput } from '../src/config/index.js';
 import { runCliProcess } from './support/cli-process.js';
 import { makeTestDir } from './support/data-dir.js';
+import { createGitRepository } from './support/git-repository.js';
 
 const EXAMPLE = resolve(import.meta.dirname, '..', 'projects-config-repo-example');
 
@@ -124,6 +125,25 @@ describe('autobuilder doctor', () => {
     expectFail('free space', /reserve 100000000 MiB .*new builds would wait/, /builds\.diskReserveMiB/);
     expectFail('config repository', /octocat\/hello-make\/main\.yaml:4: autobuild\/build\.sh\.archive: /, /autobuilder config check/);
     assert.equal(rows.get('definition images'), undefined, 'no images are read from a config repository that is refused');
+  });
+
+  test('fetches a git config repository as the server would, into a directory of its own, and validates it', async () => {
+    const repo = await createGitRepository(join(dir, 'config-origin'), EXAMPLE);
+    const file = await writeConfig('git-mode.mjs', { configRepository: { url: repo.url, branch: 'main' } });
+    const run = await runCliProcess(['--json', 'doctor', '--config', file]);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.equal(
+      rowsOf(run.stdout).get('config repository')?.detail,
+      `${repo.url} (main): valid, 5 definition files, 8 builds, 1 repository at ${repo.head?.slice(0, 12)}`,
+    );
+    // the server's own copy of the config repository is left alone
+    await assert.rejects(stat(join(dataDir, 'config-repo.git')), { code: 'ENOENT' });
+    const missing = await writeConfig('git-no-branch.mjs', { configRepository: { url: repo.url, branch: 'no-such-branch' } });
+    const refused = await runCliProcess(['--json', 'doctor', '--config', missing]);
+    assert.equal(refused.code, 1);
+    const r = rowsOf(refused.stdout).get('config repository');
+    assert.match(r?.detail ?? '', /\(no-such-branch\) cannot be fetched: .*couldn't find remote ref refs\/heads\/no-such-branch/);
+    assert.match(r?.todo ?? '', /configRepository\.url/);
   });
 
   test('finds the webhook secret as the server does, and never prints it', async () => {
