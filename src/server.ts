@@ -70,19 +70,21 @@ export async function startServer(
   const github = createGitHubSide({
     config,
     outbox: storage.outbox,
+    checkOutbox: storage.checkRuns,
+    logs,
     publicUrl,
     webhookSecret,
     fetch: metrics.instrumentFetch(options.fetch ?? globalThis.fetch),
     registrarFetch: options.fetch,
     log,
   });
-  const { statuses, webhookRegistrar } = github;
+  const { statuses, checks, webhookRegistrar } = github;
   const { checkout, runner, coordinator, retention, workers } = await createBuilds({
     config,
     dataDir,
     storage,
     configRepository,
-    statuses,
+    reports: github.reports,
     events,
     webhookSecret,
     log,
@@ -186,6 +188,8 @@ export async function startServer(
       await intake.close();
       await statuses.flush();
       statuses.close();
+      await checks.flush();
+      checks.close();
       store.close();
       deadRefs.close();
     },

@@ -274,7 +274,7 @@ describe('a retention pass with one workspace that cannot be deleted', () => {
       logs: await createBuildLogs({ dir: join(dir, 'logs') }),
       workspaces,
       artifacts: createArtifactStore({ root: join(dir, 'artifacts') }),
-      statuses,
+      reports: statuses,
       keepPerBranch: 1,
       artifactGraceMs: 0,
       log: createLogger({ level: 'info', destination: sink }),

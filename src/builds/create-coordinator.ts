@@ -2,13 +2,13 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { BuildDefinition } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import { AppError, isAppError, toMessage } from '../errors.js';
-import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build } from './build.js';
 import type { BuildEvents } from './build-events.js';
+import type { BuildReporter } from './build-reporter.js';
 import type { BuildLogs, BuildLogWriter } from './build-log.js';
 import type { DiskReserve } from './disk-reserve.js';
 import type { BuildPriority } from './build-queue.js';
@@ -49,7 +49,7 @@ const priorityOf = (request: BuildRequest): BuildPriority => {
  * Creates the build coordinator: it turns requests into stored builds, decides each from
  * its inputs (cache hit, join an identical build, or queue), and hands the rest to the
  * scheduler ({@link createScheduler}: every build's place and phase) and the executor
- * ({@link BuildExecutor}: running one build). Logs, statuses and events follow each change.
+ * ({@link BuildExecutor}: running one build). Logs, reports (commit statuses, check runs) and events follow each change.
  */
 export function createCoordinator(options: {
   store: BuildStore;
@@ -59,7 +59,8 @@ export function createCoordinator(options: {
   workspaces: Workspaces;
   runner: ContainerRunner;
   artifacts: ArtifactStore;
-  statuses: CommitStatusPublisher;
+  /** where builds are reported on GitHub: at the changes commit statuses show (`publish`), and at every other (`progress`) */
+  reports: BuildReporter;
   events: BuildEvents;
   log: Logger;
   concurrency: number;
@@ -73,7 +74,7 @@ export function createCoordinator(options: {
   executor?: BuildExecutor;
   now?: () => Date;
 }): Coordinator {
-  const { store, logs, configRepository, checkout, runner, statuses, events, log, policy } = options;
+  const { store, logs, configRepository, checkout, runner, reports, events, log, policy } = options;
   const now = options.now ?? (() => new Date());
   const mask = options.mask ?? createSecretMasker([]);
   const executor =
@@ -98,11 +99,13 @@ export function createCoordinator(options: {
     if (changes.state === 'running') events.emit('build.started', copy);
     else if (changes.finishedAt !== undefined) events.emit('build.finished', copy);
     else events.emit('build.updated', copy);
+    // statuses report at `publish`; a check run also shows that it started, its workspace, …
+    if (!isTerminal(build.state)) reports.progress?.(copy);
   }
 
-  /** Posts the build's commit status; the outbox retries, so a failure here is only logged. */
+  /** Reports the build (its commit status, check run); the outboxes retry, so a failure here is only logged. */
   function publish(build: Build): void {
-    statuses.publish(build).catch((err: unknown) => log.error({ buildId: build.id, err: toMessage(err) }, 'commit status could not be queued'));
+    reports.publish(build).catch((err: unknown) => log.error({ buildId: build.id, err: toMessage(err) }, 'build report could not be queued'));
   }
 
   /** Ends a build: stores its final state (description masked), closes its log with it, posts its status. */

@@ -1,10 +1,10 @@
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
-import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import { DELIVERY_RETENTION_DAYS } from '../webhooks/inbox.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build, type BuildState } from './build.js';
+import type { BuildReporter } from './build-reporter.js';
 import type { DeadRefs } from '../store/sqlite-dead-refs.js';
 import type { BuildLogs } from './build-log.js';
 import type { MirrorRefs } from './mirror-refs.js';
@@ -42,7 +42,7 @@ export interface Retention {
   run(): Promise<RetentionReport>;
   /**
    * At start, before any build runs: ends builds a previous process left running as
-   * `error` (posting their status), and removes workspaces of builds that did not succeed
+   * `error` (reporting their end: status, check run), and removes workspaces of builds that did not succeed
    * or fail — what a crash left half-made — plus stale artifact temp files.
    * Lineage heads are never touched, so a crash between a build's end and its promotion
    * leaves the previous head in place. A workspace that cannot be removed is logged and
@@ -65,7 +65,8 @@ export function createRetention(options: {
   logs: BuildLogs;
   workspaces: Workspaces;
   artifacts: ArtifactStore;
-  statuses: CommitStatusPublisher;
+  /** where a build a previous process left running is reported ended */
+  reports: Pick<BuildReporter, 'publish'>;
   keepPerBranch: number;
   artifactGraceMs: number;
   /** marks of deleted refs and closed pull requests; without it none are cleaned up */
@@ -77,7 +78,7 @@ export function createRetention(options: {
   log: Logger;
   now?: () => number;
 }): Retention {
-  const { store, logs, workspaces, artifacts, statuses, log } = options;
+  const { store, logs, workspaces, artifacts, reports, log } = options;
   const now = options.now ?? Date.now;
 
   async function isHead(build: { id: string; repo: string; ref: string; definition: string }): Promise<boolean> {
@@ -213,7 +214,7 @@ export function createRetention(options: {
       for (const build of listAll(store, { state: 'running' })) {
         Object.assign(build, { state: 'error', finishedAt: new Date(now()).toISOString(), description: 'autobuilder restarted while the build was running' });
         store.update(build);
-        await statuses.publish(build);
+        await reports.publish(build);
         interrupted++;
       }
       let workspacesRemoved = 0;

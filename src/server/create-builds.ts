@@ -4,12 +4,12 @@ import { createCheckout, toGitHost, type Checkout } from '../builds/checkout.js'
 import type { Coordinator } from '../builds/coordinator.js';
 import { createCoordinator } from '../builds/create-coordinator.js';
 import type { BuildEvents } from '../builds/build-events.js';
+import type { BuildReporter } from '../builds/build-reporter.js';
 import { createMirrorRefs } from '../builds/mirror-refs.js';
 import { createRetention, type Retention } from '../builds/retention.js';
 import { createSecretMasker } from '../builds/secret-masker.js';
 import type { Config } from '../config/schema.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
-import type { CommitStatusPublisher } from '../github/commit-statuses.js';
 import type { Logger } from '../logger.js';
 import { createDockerRunner, type DockerRunner } from '../runner/docker-runner.js';
 import type { Storage } from './open-storage.js';
@@ -36,19 +36,20 @@ export async function createBuilds(options: {
   dataDir: string;
   storage: Storage;
   configRepository: ConfigRepository;
-  statuses: CommitStatusPublisher;
+  /** where builds are reported on GitHub (commit statuses, check runs or both) */
+  reports: BuildReporter;
   events: BuildEvents;
   webhookSecret: string;
   log: Logger;
 }): Promise<BuildParts> {
-  const { config, dataDir, storage, configRepository, statuses, events, log } = options;
+  const { config, dataDir, storage, configRepository, reports, events, log } = options;
   const { store, logs, workspaces, artifacts, reserve, deadRefs } = storage;
   const retention = createRetention({
     store,
     logs,
     workspaces,
     artifacts,
-    statuses,
+    reports,
     keepPerBranch: config.retention.keepPerBranch,
     artifactGraceMs: config.retention.artifactGraceSeconds * 1000,
     deadRefs,
@@ -92,7 +93,7 @@ export async function createBuilds(options: {
     workspaces,
     runner,
     artifacts,
-    statuses,
+    reports,
     log: log.child({ component: 'builds' }),
     concurrency: config.jobConcurrency,
     policy: { ...policy, cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede, backlog: config.jobBacklog ?? 2 * config.jobConcurrency },

@@ -1,24 +1,38 @@
+import type { BuildLogs } from '../builds/build-log.js';
+import type { BuildReporter } from '../builds/build-reporter.js';
 import type { Config } from '../config/schema.js';
 import { formatProblem } from '../config-repo/definition.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
 import { toMessage } from '../errors.js';
+import { createBuildReporter } from '../github/build-reporting.js';
+import { toConfigOutput, toProblemAnnotations } from '../github/check-run-output.js';
+import { createCheckRunPublisher, type CheckRunPublisher } from '../github/check-runs.js';
 import { createCommitStatusPublisher, createOctokit, type CommitStatusPublisher } from '../github/commit-statuses.js';
 import { createGitHubAuth } from '../github/create-github-auth.js';
 import type { GitHubAuth } from '../github/github-auth.js';
+import { toReporting, type Reporting } from '../github/reporting.js';
 import { createWebhookRegistrar, type WebhookRegistrar } from '../github/webhook-registration.js';
 import type { Logger } from '../logger.js';
+import type { CheckRunOutbox } from '../store/check-run-outbox.js';
 import type { StatusOutbox } from '../store/status-outbox.js';
 
-/** What the server says to GitHub: commit statuses (through the durable outbox) and its webhooks. */
+/** What the server says to GitHub: commit statuses and check runs (each through its durable outbox) and its webhooks. */
 export interface GitHubSide {
   /** the one source of GitHub credentials (token, App installation tokens, or none); closed by the caller */
   auth: GitHubAuth;
   statuses: CommitStatusPublisher;
+  /** check runs of builds and of config repository commits (when `github.reporting` is `checks` or `both`) */
+  checks: CheckRunPublisher;
+  /** the effective `github.reporting` (see `toReporting`) */
+  reporting: Reporting;
+  /** where builds are reported: commit statuses, check runs or both, by `reporting` */
+  reports: BuildReporter;
   /** null when `github.registerWebhooks` is off or cannot work (see {@link createWebhookRegistrarFor}) */
   webhookRegistrar: WebhookRegistrar | null;
   /**
-   * Posts `autobuilder/config` on each config repository commit a reload activates or
-   * refuses, and registers webhooks again when a revision adds or removes a repository.
+   * Reports `autobuilder/config` on each config repository commit a reload activates or
+   * refuses (a commit status, a check run with an annotation at each problem, or both, by
+   * `reporting`), and registers webhooks again when a revision adds or removes a repository.
    */
   follow(configRepository: ConfigRepository): void;
   /** Registers the webhooks of the repositories configured now, in the background (failures are logged, never thrown). */
@@ -34,6 +48,10 @@ export interface GitHubSide {
 export function createGitHubSide(options: {
   config: Readonly<Config>;
   outbox: StatusOutbox;
+  /** the check runs' outbox (closed by the publisher's `close`) */
+  checkOutbox: CheckRunOutbox;
+  /** build logs, whose lines become each check run's annotations and log tail */
+  logs: Pick<BuildLogs, 'onAppend' | 'onClose' | 'readLines' | 'stat'>;
   publicUrl: string;
   webhookSecret: string;
   fetch: typeof globalThis.fetch;
@@ -52,6 +70,17 @@ export function createGitHubSide(options: {
     log: log.child({ component: 'github' }),
     fetch: options.fetch,
   });
+  const reporting = toReporting(config);
+  const checks = createCheckRunPublisher({
+    auth,
+    outbox: options.checkOutbox,
+    logs: options.logs,
+    publicUrl,
+    log: log.child({ component: 'check-runs' }),
+  });
+  const reports = createBuildReporter({ reporting, statuses, checks });
+  const withStatuses = reporting === 'statuses' || reporting === 'both';
+  const withChecks = reporting === 'checks' || reporting === 'both';
   const webhookRegistrar = createWebhookRegistrarFor(config, {
     publicUrl,
     webhookSecret: options.webhookSecret,
@@ -70,6 +99,9 @@ export function createGitHubSide(options: {
   return {
     auth,
     statuses,
+    checks,
+    reporting,
+    reports,
     webhookRegistrar,
     follow(configRepository) {
       configRepository.onReload((outcome, status) => {
@@ -77,6 +109,29 @@ export function createGitHubSide(options: {
         if (repository === null || outcome.sha === null || (outcome.outcome !== 'activated' && outcome.outcome !== 'rejected')) return;
         const [owner = '', repo = ''] = repository.split('/');
         const { problems } = outcome;
+        const sha = outcome.sha;
+        if (withChecks) {
+          const activated = outcome.outcome === 'activated';
+          const output = toConfigOutput(
+            activated ? { activated, files: status.active?.files.length ?? 0 } : { activated, problems },
+            `${publicUrl}/api/config`,
+          );
+          const at = outcome.at;
+          checks
+            .publishCheck({
+              key: `config:${repository}@${sha}`,
+              owner,
+              repo,
+              headSha: sha,
+              name: 'autobuilder/config',
+              externalId: `config@${sha.slice(0, 12)}`,
+              detailsUrl: `${publicUrl}/api/config`,
+              state: { status: 'completed', conclusion: activated ? 'success' : 'failure', startedAt: at, completedAt: at, output },
+              annotations: activated ? [] : toProblemAnnotations(problems),
+            })
+            .catch((err: unknown) => log.error({ err: toMessage(err), sha }, 'config check run not queued'));
+        }
+        if (!withStatuses) return;
         statuses
           .publishStatus({
             buildId: `config@${outcome.sha.slice(0, 12)}`,

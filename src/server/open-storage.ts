@@ -10,6 +10,7 @@ import { createWorkspaces, type Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
 import { createSqliteBuildStore } from '../store/sqlite-build-store.js';
 import { createSqliteDeadRefs, type DeadRefs } from '../store/sqlite-dead-refs.js';
+import { createSqliteCheckRunOutbox, type CheckRunOutbox } from '../store/sqlite-check-run-outbox.js';
 import { createSqliteStatusOutbox, type StatusOutbox } from '../store/sqlite-status-outbox.js';
 import { createSqliteWriter } from '../store/sqlite-writer.js';
 
@@ -23,13 +24,15 @@ export interface Storage {
   deadRefs: DeadRefs;
   /** commit statuses not yet posted */
   outbox: StatusOutbox;
+  /** check runs not yet created or updated */
+  checkRuns: CheckRunOutbox;
   /** the free-space floor of the data volume, checked once already */
   reserve: DiskReserve;
 }
 
 /**
  * Opens the data directory `dataDir` (absolute): the SQLite stores (builds and deliveries,
- * dead refs, the status outbox: one database file, one writer thread shared by the three,
+ * dead refs, the status and check run outboxes: one database file, one writer thread shared by them,
  * so their changes are committed in call order; each store's `close` closes its handle and
  * the last one stops the thread), build logs, the artifact
  * store, the workspaces over `driver` (with Btrfs quotas turned on when
@@ -74,5 +77,6 @@ export async function openStorage(options: {
   await reserve.check();
   const deadRefs = createSqliteDeadRefs({ path, writer: writer.share() });
   const outbox = createSqliteStatusOutbox({ path, writer: writer.share() });
-  return { store, logs, artifacts, workspaces, deadRefs, outbox, reserve };
+  const checkRuns = createSqliteCheckRunOutbox({ path, writer: writer.share() });
+  return { store, logs, artifacts, workspaces, deadRefs, outbox, checkRuns, reserve };
 }
