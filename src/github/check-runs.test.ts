@@ -101,7 +101,8 @@ describe('createCheckRunPublisher', () => {
   const finished = (build: Build, changes: Partial<Build>): Build => ({ ...build, finishedAt: new Date().toISOString(), ...changes });
 
   test('a build goes queued → in_progress → completed on one check run, with its summary, log tail and annotations', async () => {
-    const { publisher } = start();
+    // a change of status is not held back by coalescing, however long the interval
+    const { publisher } = start({ intervalMs: 60_000 });
     const queued = newBuild();
     const buildLog = logs.open(queued.id);
     await publisher.publish(queued);

@@ -182,7 +182,7 @@ export function createCheckRunPublisher(options: {
     key: string,
     base: Omit<
       CheckRunEntry,
-      'desired' | 'version' | 'sentVersion' | 'annotations' | 'droppedAnnotations' | 'checkRunId' | 'lastSentAt' | 'attempts' | 'nextAttemptAt'
+      'desired' | 'version' | 'sentVersion' | 'sentStatus' | 'annotations' | 'droppedAnnotations' | 'checkRunId' | 'lastSentAt' | 'attempts' | 'nextAttemptAt'
     >,
     state: CheckRunState,
     final: { annotations: StoredAnnotation[]; dropped: number } | null,
@@ -195,6 +195,7 @@ export function createCheckRunPublisher(options: {
       desired: state,
       version: 0,
       sentVersion: 0,
+      sentStatus: null,
       annotations: [],
       droppedAnnotations: 0,
       lastSentAt: null,
@@ -208,7 +209,7 @@ export function createCheckRunPublisher(options: {
       entry.annotations = final.annotations;
       entry.droppedAnnotations = final.dropped;
     }
-    const at = state.status === 'completed' || entry.lastSentAt === null ? now() : Math.max(now(), entry.lastSentAt + intervalMs);
+    const at = isPrompt(entry) ? now() : Math.max(now(), (entry.lastSentAt ?? 0) + intervalMs);
     entry.nextAttemptAt = entry.attempts > 0 && existing !== null && existing.nextAttemptAt !== IDLE ? Math.max(at, existing.nextAttemptAt) : at;
     outbox.put(entry);
     return true;
@@ -333,6 +334,7 @@ export function createCheckRunPublisher(options: {
     const current = outbox.get(key);
     if (current === null) return;
     current.checkRunId ??= checkRunId;
+    if (version >= current.sentVersion) current.sentStatus = entry.desired.status;
     current.sentVersion = Math.max(current.sentVersion, version);
     // a newer completed state brought its own annotations
     if (batch.length > 0 && current.version === version) current.annotations = current.annotations.slice(batch.length);
@@ -340,6 +342,15 @@ export function createCheckRunPublisher(options: {
     current.attempts = 0;
     log.debug({ ...fields, checkRunId: current.checkRunId, annotations: batch.length }, 'check run sent');
     settle(current);
+  }
+
+  /**
+   * True when the newest state of `entry` goes at once: the first one, a change of status
+   * (queued → in_progress → completed) or the completed one; other changes (a running build's
+   * summary and log tail) wait an interval after the last one GitHub took (coalescing).
+   */
+  function isPrompt(entry: CheckRunEntry): boolean {
+    return entry.lastSentAt === null || entry.desired.status === 'completed' || entry.desired.status !== entry.sentStatus;
   }
 
   /** Stores what is left of `entry` to send, and when; removes it when nothing is. */
@@ -351,8 +362,8 @@ export function createCheckRunPublisher(options: {
         return;
       }
       entry.nextAttemptAt = IDLE;
-    } else if (pending && entry.desired.status !== 'completed' && entry.lastSentAt !== null) {
-      entry.nextAttemptAt = Math.max(now(), entry.lastSentAt + intervalMs);
+    } else if (pending && !isPrompt(entry)) {
+      entry.nextAttemptAt = Math.max(now(), (entry.lastSentAt ?? 0) + intervalMs);
     } else {
       entry.nextAttemptAt = now();
     }

@@ -56,6 +56,8 @@ export interface CheckRunEntry {
   version: number;
   /** the version GitHub has (0: none yet) */
   sentVersion: number;
+  /** the status GitHub has (null: none yet): a change of status is sent at once, not coalesced */
+  sentStatus: CheckRunStatus | null;
   /** annotations not yet sent: they go with the completed state, at most 50 a request */
   annotations: StoredAnnotation[];
   /** annotations found beyond the cap (said in the summary, never sent) */

@@ -20,6 +20,7 @@ const entry = (over: Partial<CheckRunEntry> = {}): CheckRunEntry => ({
   desired: { status: 'queued', conclusion: null, startedAt: null, completedAt: null, output: { title: 'Queued', summary: 'Queued', text: null } },
   version: 1,
   sentVersion: 0,
+  sentStatus: null,
   annotations: [],
   droppedAnnotations: 0,
   lastSentAt: null,
