@@ -10,6 +10,9 @@ import type { Build } from './build.js';
 import type { BuildEnd, StopReason } from './build-lifecycle.js';
 import type { BuildLogWriter } from './build-log.js';
 import { toParamEnv } from './build-params.js';
+import { prepareEnvImage, type EnvImagePlan } from '../images/env-image.js';
+import { createSerializeByKey, type SerializeByKey } from '../serialize-by-key.js';
+import { toBuildCacheKey } from './read-cache-key.js';
 import type { BuildRequest } from './build-request.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 import { parseBuildRef, toLineageBranch } from './refs.js';
@@ -48,6 +51,8 @@ export interface ExecutionJob {
   definition: BuildDefinition;
   request: BuildRequest;
   log: BuildLogWriter;
+  /** the plan of its image when its definition names a Dockerfile (decided with its cache key); absent or null: none */
+  envImage?: EnvImagePlan | null;
 }
 
 /**
@@ -104,8 +109,11 @@ export function createLocalExecutor(deps: {
   cloneUrlRewrites: readonly CloneUrlRewrite[];
   mask: SecretMasker;
   now: () => Date;
+  /** one image build per env image tag at a time, across the builds of this host (share one between executors) */
+  imageBuilds?: SerializeByKey;
 }): BuildExecutor {
   const { checkout, workspaces, runner, artifacts, log, policy, mask, now } = deps;
+  const imageBuilds = deps.imageBuilds ?? createSerializeByKey();
 
   /** The disk-quota check of a build that failed or produced nothing; a failed read is logged, not thrown. */
   async function isOverQuota(prepared: PreparedWorkspace, blog: Logger): Promise<boolean> {
@@ -180,14 +188,40 @@ export function createLocalExecutor(deps: {
       buildLog.line(`[autobuilder] checked out ${build.sha}`);
       checkpoint();
 
-      const image = definition.baseimage ?? policy.defaultImage;
-      const collectTo = await artifacts.tempPath();
       const cap = policy.maxResources;
       const resources = {
         memoryBytes: Math.min(definition.resources.memoryBytes ?? cap.memoryBytes, cap.memoryBytes),
         cpus: Math.min(definition.resources.cpus ?? cap.cpus, cap.cpus),
         pidsLimit: Math.min(definition.resources.pidsLimit ?? cap.pidsLimit, cap.pidsLimit),
       };
+      // an image from a Dockerfile: found, or built now (its RUN steps under the build's network policy)
+      const env =
+        job.envImage === undefined || job.envImage === null
+          ? null
+          : await prepareEnvImage({
+              plan: job.envImage,
+              runner,
+              checkout,
+              owner: request.owner,
+              repo: request.repo,
+              tree: fetched.tree,
+              ...(request.fromFork === true && policy.forkNetwork === 'none' ? { network: 'none' } : {}),
+              resources,
+              log: buildLog,
+              mask,
+              maxLogBytes: policy.maxLogBytes,
+              serial: imageBuilds,
+              signal,
+            });
+      if (env !== null && !env.ok) return env.end;
+      if (env !== null && job.envImage?.rekey === true && build.cacheInputs.image !== env.imageId) {
+        // decided before the image existed: the key is its id's from now on, as later builds' will be
+        const cacheInputs = { ...build.cacheInputs, image: env.imageId };
+        report({ cacheInputs, cacheKey: toBuildCacheKey(cacheInputs, build, request) });
+      }
+      checkpoint();
+      const image = env?.tag ?? definition.baseimage ?? policy.defaultImage;
+      const collectTo = await artifacts.tempPath();
       buildLog.line(`[autobuilder] running ${definition.script} in ${image} (timeout ${timeoutSeconds} s)`);
       feedWatchdog();
       const pieceMaskers = { stdout: createPieceMasker(mask), stderr: createPieceMasker(mask) };

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { GitPluginError, type SimpleGit } from 'simple-git';
 import { AppError, toMessage } from '../errors.js';
 import { createHardenedGit } from '../git/hardened-git.js';
+import type { ContextLimits, ContextListing } from '../images/build-context.js';
+import { listGitContext, readGitBlobs } from '../images/git-context.js';
 import { withoutCredentials } from '../git/without-credentials.js';
 import { createSerializeByKey } from '../serialize-by-key.js';
 import { toPathSegment } from '../snapshots/workspaces.js';
@@ -79,6 +81,18 @@ export interface Checkout {
    * @throws AppError `GIT_FAILED`
    */
   checkout(input: { owner: string; repo: string; sha: string; workspace: string; signal?: AbortSignal | undefined }): Promise<{ dir: string }>;
+  /**
+   * The files under `dir` of tree-ish `treeish` (fetched before) in the repository's mirror,
+   * recursively, as an image build's context (see `listGitContext`); the listing stops past
+   * `limits` and says so. Never touches the network.
+   * @throws AppError `GIT_FAILED`
+   */
+  listContext(input: { owner: string; repo: string; treeish: string; dir: string; limits: ContextLimits }): Promise<ContextListing>;
+  /**
+   * The contents of blobs `ids` (from {@link Checkout.listContext}) of the repository's mirror, by id.
+   * @throws AppError `GIT_FAILED`
+   */
+  readBlobs(input: { owner: string; repo: string; ids: readonly string[] }): Promise<Map<string, Buffer>>;
 }
 
 /** Tree reads remembered by {@link Checkout.inspectTree}. */
@@ -284,6 +298,13 @@ export function createCheckout(options: {
       treeMemo.set(key, blobs);
       if (treeMemo.size > TREE_MEMO_ENTRIES) treeMemo.delete(treeMemo.keys().next().value as string);
       return [...blobs];
+    },
+    async listContext({ owner, repo, treeish, dir, limits }) {
+      if (!isSha(treeish)) throw new AppError('UNSAFE_INPUT', `not a tree id: ${JSON.stringify(treeish.slice(0, 80))}`, { status: 400 });
+      return listGitContext(await ensureMirror(owner, repo), treeish, dir, limits);
+    },
+    async readBlobs({ owner, repo, ids }) {
+      return readGitBlobs(await ensureMirror(owner, repo), ids);
     },
     async checkout({ owner, repo, sha, workspace, signal }) {
       if (!isSha(sha)) throw new AppError('UNSAFE_INPUT', `not a commit sha: ${JSON.stringify(sha.slice(0, 80))}`, { status: 400 });

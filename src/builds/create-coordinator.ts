@@ -21,6 +21,7 @@ import { createCacheKeyReader } from './read-cache-key.js';
 import { toCloneUrl, type Checkout, type CloneUrlRewrite } from './checkout.js';
 import { parseBuildRef } from './refs.js';
 import { createScheduler } from './create-scheduler.js';
+import type { EnvImagePlan } from '../images/env-image.js';
 import type { ScheduledBuild, Scheduler } from './scheduler.js';
 import { createSecretMasker, type SecretMasker } from './secret-masker.js';
 import { createBuildId, type BuildPolicy, type Coordinator } from './coordinator.js';
@@ -30,6 +31,8 @@ interface Payload {
   definition: BuildDefinition;
   request: BuildRequest;
   log: BuildLogWriter;
+  /** its image from a Dockerfile, once decided; null for an image named by the definition */
+  envImage?: EnvImagePlan | null;
 }
 
 type Job = ScheduledBuild<Payload>;
@@ -137,7 +140,11 @@ export function createCoordinator(options: {
       },
       end: ({ build, payload }, how) => finish(build, payload.log, how),
       run: ({ build, payload }, signal) =>
-        executor.execute({ build, definition: payload.definition, request: payload.request, log: payload.log }, signal, (changes) => save(build, changes)),
+        executor.execute(
+          { build, definition: payload.definition, request: payload.request, log: payload.log, envImage: payload.envImage ?? null },
+          signal,
+          (changes) => save(build, changes),
+        ),
       leading: ({ build, payload }) => ({ cacheMiss: cacheMissOf(build, payload.request) }),
       // before the slot frees: what the build wrote may have taken the volume under its reserve
       afterRun: async () => {
@@ -148,7 +155,15 @@ export function createCoordinator(options: {
     },
   });
 
-  const readCacheKey = createCacheKeyReader({ checkout, runner, defaultImage: policy.defaultImage, cloneUrlRewrites: options.cloneUrlRewrites });
+  const readCacheKey = createCacheKeyReader({
+    checkout,
+    runner,
+    defaultImage: policy.defaultImage,
+    cloneUrlRewrites: options.cloneUrlRewrites,
+    readConfigContext: (input) => configRepository.readContext(input),
+    // workers build env images on their own engines: there the tag, which names the content, is the key's
+    envImageKey: options.executor === undefined ? 'id' : 'tag',
+  });
 
   // when the volume crosses its reserve: waiting builds start (or stop starting), and say why they wait
   options.reserve?.onChange(() => scheduler.refresh());
@@ -159,7 +174,8 @@ export function createCoordinator(options: {
   async function decide(job: Job, signal: AbortSignal): Promise<void> {
     const { build, payload } = job;
     const { definition, request, log: buildLog } = payload;
-    const { cacheInputs, cacheKey } = await readCacheKey(build, definition, request, signal);
+    const { cacheInputs, cacheKey, envImage } = await readCacheKey(build, definition, request, signal);
+    payload.envImage = envImage;
     save(build, { cacheKey, cacheInputs });
     // an opaque parameter (`_NAME`) forces a new build without changing what is built
     const force = request.force === true || hasOpaqueParams(build.params ?? {});

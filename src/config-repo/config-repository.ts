@@ -9,6 +9,8 @@ import { withoutCredentials } from '../git/without-credentials.js';
 import type { Logger } from '../logger.js';
 import { buildSnapshot, indexSnapshot, type ConfigSnapshot, type DefinitionLookup, type ParseCache, type SnapshotIndex } from './config-snapshot.js';
 import type { DefinitionProblem } from './definition-error.js';
+import type { ContextLimits, ContextListing } from '../images/build-context.js';
+import { listGitContext, readDirectoryContext, readGitBlobs } from '../images/git-context.js';
 import { readDirectoryRevision, readGitRevision, type Revision } from './read-revision.js';
 
 export type { DefinitionLookup, ConfigSnapshot, MatchCandidate } from './config-snapshot.js';
@@ -70,6 +72,14 @@ export interface ConfigRepository {
   status(): ConfigStatus;
   /** `owner/repo` of every repository with definitions in the active snapshot. */
   repositories(): readonly string[];
+  /**
+   * The files under `dir` of the config repository with their contents, as the context of an
+   * image build (`dockerfile: config:…`): in git mode at commit `sha` (the revision the
+   * definitions were read at), in directory mode as the directory holds them now. The listing
+   * stops past `limits` and says so, as it does for a directory that is not there.
+   * @throws AppError `GIT_FAILED` when git fails; `NOT_FOUND` in git mode without a `sha`
+   */
+  readContext(input: { sha: string | null; dir: string; limits: ContextLimits }): Promise<ContextListing & { contents: Map<string, Buffer> }>;
   /**
    * True when a `push` payload is a push to the config repository's branch: its
    * `repository.full_name` is the configured `repository` (compared case-insensitively).
@@ -252,6 +262,17 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
     },
     status,
     repositories: () => index?.snapshot.repositories ?? [],
+    async readContext({ sha, dir, limits }) {
+      if (source.kind === 'directory') return readDirectoryContext(root, dir, limits);
+      if (sha === null) throw new AppError('NOT_FOUND', 'no revision of the config repository to read a Dockerfile from', { status: 404 });
+      const listing = await listGitContext(root, sha, dir, limits);
+      if (listing.problem !== null) return { ...listing, contents: new Map() };
+      const blobs = await readGitBlobs(
+        root,
+        listing.files.map((f) => f.id),
+      );
+      return { ...listing, contents: new Map(listing.files.map((f) => [f.path, blobs.get(f.id) ?? Buffer.alloc(0)])) };
+    },
     isConfigPush(payload) {
       if (typeof payload !== 'object' || payload === null) return false;
       const p = payload as { ref?: unknown; repository?: unknown };

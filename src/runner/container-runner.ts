@@ -1,3 +1,5 @@
+import type { ImageBuildResult, ImageBuildSpec, ListedImage } from './image-build.js';
+
 /** What to run: one build script in one container. */
 export interface ContainerSpec {
   buildId: string;
@@ -32,6 +34,8 @@ export interface ContainerSpec {
   /** Docker network of this container (e.g. `none` for a fork's build); absent: the runner's configured one */
   network?: string;
 }
+
+export type { ImageBuildResult, ImageBuildSpec, ListedImage } from './image-build.js';
 
 /** One line of a container's output, or a piece of a long one (see {@link ContainerSpec.onLines}). */
 export interface OutputLine {
@@ -76,6 +80,18 @@ export interface ContainerRunner {
   run(spec: ContainerSpec): Promise<ContainerResult>;
   /** The image's id (`sha256:…`), or null when the engine does not have it. */
   imageId(image: string): Promise<string | null>;
+  /**
+   * Builds an image from a Dockerfile and its context (see `buildImage` in image-build.ts): RUN
+   * steps on `spec.network`, never the host's, never a registry pull. A failing build is a
+   * result naming its step, not an exception. Optional: a runner without it cannot build
+   * images from Dockerfiles (such builds end `error`).
+   * @throws AppError `CONTAINER_FAILED` when Docker cannot be reached or fails
+   */
+  buildImage?(spec: ImageBuildSpec): Promise<ImageBuildResult>;
+  /** The images of `repository` on the engine (retention of env images); optional as {@link buildImage}. */
+  listImages?(repository: string): Promise<ListedImage[]>;
+  /** Takes the name `name` off its image, which goes with its last name; false when a container holds it. Optional as {@link buildImage}. */
+  removeImage?(name: string): Promise<boolean>;
   /**
    * Removes every container of this server's instance (running or not) that no `run` of
    * this process owns: what a killed process left. Returns their build ids.

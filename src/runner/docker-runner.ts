@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { BUILD_ID_LABEL, INSTANCE_LABEL, MAX_OUTPUT_LINE_BYTES, type ContainerRunner, type ContainerSpec } from './container-runner.js';
 import { createDockerEngine, isEngineName } from './docker-engine.js';
 import { readDockerOutput } from './docker-output.js';
+import { buildImage, listImages, removeImage } from './image-build.js';
 import { createImageIdCache } from './image-id-cache.js';
 
 /** Resource limits and network of build containers. */
@@ -172,6 +173,15 @@ export function createDockerRunner(options: {
 
   return {
     imageId: (image) => images.imageId(image),
+    async buildImage(spec) {
+      const docker = await loadDockerode().catch((err: unknown) => Promise.reject(unreachable(err)));
+      // RUN steps get the builds' network, as build containers do (never the host's)
+      const network = spec.network ?? limits.network;
+      await assertNetworkExists(network);
+      return buildImage(docker, { ...spec, network });
+    },
+    listImages: (repository) => listImages(engine, repository),
+    removeImage: (name) => removeImage(engine, name),
     close: () => images.close(),
     async warmUp() {
       await loadDockerode().catch((err: unknown) => Promise.reject(unreachable(err)));

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import Docker from 'dockerode';
+import type { BuildView } from '../src/http/build-view.js';
+import { CONFIG_CONTEXT_LIMITS } from '../src/images/build-context.js';
+import { planEnvImage } from '../src/images/env-image.js';
+import { readDirectoryContext } from '../src/images/git-context.js';
+import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
+import { deliver, pushPayload } from './support/webhook-delivery.js';
+
+const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+const CONFIG_REPO = join(import.meta.dirname, 'fixtures', 'config-repo');
+
+/** The build script of the env definitions: what the image holds becomes the artifact. */
+const SCRIPT = ['#!/bin/sh', 'set -eu', 'mkdir -p /tmp/out', 'cat /etc/env-marker > /tmp/out/env.txt', 'env-tool >> /tmp/out/env.txt', ''].join('\n');
+
+/** A Dockerfile for env/Dockerfile of the built commit. */
+const dockerfile = (version: number, run = `echo "$GREETING from the commit's Dockerfile, version ${version}" > /etc/env-marker`) =>
+  ['FROM autobuilder/busybox:latest', 'ARG GREETING=none', 'COPY env-tool /usr/local/bin/env-tool', `RUN ${run} && chmod +x /usr/local/bin/env-tool`, ''].join(
+    '\n',
+  );
+
+/** The id of the image `name` on the engine, or null. */
+const imageIdOf = (name: string): Promise<string | null> =>
+  docker
+    .getImage(name)
+    .inspect()
+    .then(
+      (i) => i.Id,
+      () => null,
+    );
+
+describe('build environments from Dockerfiles', () => {
+  let f: FixtureServer;
+  /** env image tags made by this test, removed at the end */
+  const made = new Set<string>();
+  let configTag: string;
+
+  before(async () => {
+    f = await startFixtureServer('env-images');
+    // the config repository's Dockerfile is the same in every run: its image must be built by this one
+    const read = await readDirectoryContext(CONFIG_REPO, 'envs', CONFIG_CONTEXT_LIMITS);
+    configTag = planEnvImage({
+      spec: { source: 'config', path: 'envs/tools/Dockerfile', context: 'envs', buildArgs: {} },
+      listing: read,
+      contents: read.contents,
+      fork: false,
+    }).tag;
+    await docker
+      .getImage(configTag)
+      .remove()
+      .catch(() => undefined);
+  });
+  after(async () => {
+    await f.close();
+    for (const tag of made)
+      await docker
+        .getImage(tag)
+        .remove()
+        .catch(() => undefined);
+  });
+
+  const push = async (ref: string, sha: string) => {
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, tree: await f.repo.treeOf(sha), cloneUrl: f.cloneUrl }),
+    });
+    assert.equal(response.status, 202);
+    return f.waitForBuild((b) => b.sha === sha && b.ref === ref, 120_000);
+  };
+  const logOf = async (b: BuildView) => (await fetch(b.logUrl)).text();
+  const artifactText = async (b: BuildView) => Buffer.from(await (await fetch(b.artifacts[0]?.url ?? '')).arrayBuffer()).toString();
+  /** The env image tag a build's log names. */
+  const tagIn = (log: string): string => {
+    const tag = /autobuilder\/env:[0-9a-f]{64}/.exec(log)?.[0];
+    assert.ok(tag !== undefined, `no env image in the log:\n${log}`);
+    made.add(tag);
+    return tag;
+  };
+
+  let first: BuildView;
+  let firstTag: string;
+  test('a Dockerfile of the built commit is built once, its output a section of the build log', async () => {
+    // a context unique to this run: its image cannot be left from an earlier one
+    const sha = await f.repo.commit(
+      {
+        'autobuild/env.sh': SCRIPT,
+        'env/Dockerfile': dockerfile(1),
+        'env/env-tool': '#!/bin/sh\necho "tool ran"\n',
+        'env/run.txt': randomBytes(8).toString('hex'),
+      },
+      'a build environment from a Dockerfile',
+    );
+    first = await push('refs/heads/env/one', sha);
+    assert.equal(first.state, 'success', first.description ?? '');
+    assert.equal(await artifactText(first), "hello from the commit's Dockerfile, version 1\ntool ran\n");
+    const log = await logOf(first);
+    firstTag = tagIn(log);
+    assert.match(log, /\[autobuilder\] image: building autobuilder\/env:[0-9a-f]{64} from env\/Dockerfile \(context env: 3 files, /);
+    assert.match(log, /^Step 1\/\d+ : FROM autobuilder\/busybox:latest$/m);
+    assert.match(log, /\[autobuilder\] image: built autobuilder\/env:[0-9a-f]{64} \(sha256:[0-9a-f]{64}\) in [\d.]+ s/);
+    assert.match(log, new RegExp(`running autobuild/env.sh in ${firstTag}`));
+    // the image id, not the tag, is the cache input once the image exists
+    const id = await imageIdOf(firstTag);
+    assert.match(id ?? '', /^sha256:/);
+    assert.equal(first.cacheInputs?.image, id);
+  });
+
+  test('a second build with the same Dockerfile and context reuses the image: no image build in its log', async () => {
+    assert.ok(first, 'needs the first build');
+    const sha = await f.repo.commit({ 'message.txt': 'only the project changed\n' }, 'not the environment');
+    const second = await push('refs/heads/env/one', sha);
+    assert.equal(second.state, 'success', second.description ?? '');
+    const log = await logOf(second);
+    assert.match(log, new RegExp(`\\[autobuilder\\] image: ${firstTag} \\(sha256:[0-9a-f]{64}\\) from env/Dockerfile, built before`));
+    assert.doesNotMatch(log, /image: building/);
+    assert.doesNotMatch(log, /^Step \d+\/\d+ :/m);
+    assert.deepEqual(second.cacheMiss?.differs, ['tree']);
+    assert.equal(second.cacheInputs?.image, first.cacheInputs?.image);
+  });
+
+  test('a changed Dockerfile is built again, and the cache miss names image', async () => {
+    const sha = await f.repo.commit({ 'env/Dockerfile': dockerfile(2) }, 'a new build environment');
+    const third = await push('refs/heads/env/one', sha);
+    assert.equal(third.state, 'success', third.description ?? '');
+    assert.equal(await artifactText(third), "hello from the commit's Dockerfile, version 2\ntool ran\n");
+    const log = await logOf(third);
+    assert.match(log, /image: building/);
+    assert.notEqual(tagIn(log), firstTag);
+    assert.ok(third.cacheMiss?.differs.includes('image'), JSON.stringify(third.cacheMiss));
+    assert.notEqual(third.cacheInputs?.image, first.cacheInputs?.image);
+  });
+
+  test('a Dockerfile of the config repository, with its context there', async () => {
+    const sha = await f.repo.commit({ 'message.txt': 'built in the config repository environment\n' }, 'env-config');
+    const built = await push('refs/heads/env-config', sha);
+    assert.equal(built.state, 'success', built.description ?? '');
+    assert.equal(await artifactText(built), 'from the config repository\ntool ran\n');
+    const log = await logOf(built);
+    assert.equal(tagIn(log), configTag);
+    assert.match(log, new RegExp(`image: building ${configTag} from config:envs/tools/Dockerfile \\(context envs: 2 files`));
+    const again = await push('refs/heads/env-config', await f.repo.commit({ 'message.txt': 'once more\n' }, 'env-config again'));
+    assert.equal(again.state, 'success', again.description ?? '');
+    const againLog = await logOf(again);
+    assert.match(againLog, /from config:envs\/tools\/Dockerfile, built before/);
+    assert.doesNotMatch(againLog, /image: building/);
+  });
+
+  test('a FROM image that is not on the engine ends the build error naming it and its line', async () => {
+    const sha = await f.repo.commit({ 'env/Dockerfile': '# no registry is reached\nFROM autobuilder/no-such-base:1\nRUN true\n' }, 'a base image nobody has');
+    const build = await push('refs/heads/env/missing', sha);
+    assert.equal(build.state, 'error');
+    assert.match(build.description ?? '', /base image autobuilder\/no-such-base:1 \(FROM at env\/Dockerfile:2\) is not on this Docker engine/);
+    assert.doesNotMatch(await logOf(build), /^Step /m, 'nothing was built');
+  });
+
+  test('a failing RUN step ends the build failure naming the image step', async () => {
+    const sha = await f.repo.commit({ 'env/Dockerfile': dockerfile(3, 'echo about to fail && exit 3') }, 'a RUN step that fails');
+    const build = await push('refs/heads/env/fails', sha);
+    assert.equal(build.state, 'failure');
+    assert.match(build.description ?? '', /^image env\/Dockerfile: build failed at Step 4\/\d+ : RUN echo about to fail && exit 3/);
+    assert.match(build.description ?? '', /returned a non-zero code: 3/);
+    const log = await logOf(build);
+    assert.match(log, /^about to fail$/m);
+    assert.equal(await imageIdOf(tagIn(log)), null, 'a failed image build tags nothing');
+  });
+});
