@@ -168,14 +168,17 @@ describe('context from git and from a directory', () => {
     const tar = extract();
     tar.on('entry', (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('data', (c: unknown) => {
+        if (Buffer.isBuffer(c)) chunks.push(c);
+      });
       stream.on('end', () => {
-        seen.push(`${header.name} ${header.type} ${(header.mode ?? 0).toString(8)} ${header.linkname ?? Buffer.concat(chunks).toString()}`);
+        const content = header.type === 'symlink' ? header.linkname : Buffer.concat(chunks).toString();
+        seen.push(`${header.name} ${header.type} ${header.mode.toString(8)} ${content}`);
         next();
       });
     });
-    await new Promise((resolve, reject) => {
-      tar.on('finish', resolve);
+    await new Promise<void>((resolve, reject) => {
+      tar.on('finish', () => resolve());
       tar.on('error', reject);
       packContext(files, contents).pipe(tar);
     });
