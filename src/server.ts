@@ -4,6 +4,7 @@ import { createBuildEvents, type BuildEvents } from './builds/build-events.js';
 import type { Coordinator } from './builds/coordinator.js';
 import { gitAuthEnv, toCloneUrl, toGitHost } from './builds/checkout.js';
 import type { Retention } from './builds/retention.js';
+import { assertHostMountsExist } from './config/host-mount.js';
 import type { Config } from './config/schema.js';
 import { createConfigRepository, repositoryOfUrl, type ConfigRepository, type ConfigRepositorySource } from './config-repo/config-repository.js';
 import { createPageAuth } from './http/page-auth.js';
@@ -57,6 +58,8 @@ export async function startServer(
 ): Promise<RunningServer> {
   const { log, webhookSecret } = options;
   const dataDir = resolve(config.dataDir);
+  // before anything is opened: a host mount that cannot be made is a configuration error
+  await assertHostMountsExist(config.builds.mounts);
   const driver = await detectDriver(join(dataDir, 'workspaces'), config.snapshotDriver);
   log.info({ dataDir, snapshotDriver: driver.name }, 'data directory ready');
 

@@ -2,13 +2,17 @@ import { unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { BuildDefinition } from '../config-repo/definition.js';
+import { CONTAINER_WORKDIR } from '../config/container-path.js';
+import type { HostMount } from '../config/host-mount.js';
 import { AppError, isAppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
+import type { Caches } from '../snapshots/caches.js';
 import type { PreparedWorkspace, Workspaces } from '../snapshots/workspaces.js';
 import type { Build } from './build.js';
 import type { BuildEnd, StopReason } from './build-lifecycle.js';
 import type { BuildLogWriter } from './build-log.js';
+import { openBuildMounts, type BuildMounts } from './build-mounts.js';
 import { toParamEnv } from './build-params.js';
 import { prepareEnvImage, type EnvImagePlan } from '../images/env-image.js';
 import { createSerializeByKey, type SerializeByKey } from '../serialize-by-key.js';
@@ -19,7 +23,7 @@ import { parseBuildRef, toLineageBranch } from './refs.js';
 import { createPieceMasker, type SecretMasker } from './secret-masker.js';
 
 /** Where builds run inside their container. */
-export const CONTAINER_WORKDIR = '/workspace';
+export { CONTAINER_WORKDIR };
 
 /** Server-wide limits and policies of running builds. */
 export interface ExecutionPolicy {
@@ -42,6 +46,10 @@ export interface ExecutionPolicy {
   maxLogBytes: number;
   /** network of builds of pull requests from forks: `none`, or `builds` (the runner's configured network) */
   forkNetwork: 'none' | 'builds';
+  /** bytes each persistent cache may hold, and the most a definition may ask for; 0: caches off */
+  cacheMaxBytes: number;
+  /** host paths bound into every build container (those of forks' builds: only with `forks`) */
+  mounts: readonly HostMount[];
 }
 
 /** One build to run: its record, definition, request and log. */
@@ -111,6 +119,8 @@ export function createLocalExecutor(deps: {
   now: () => Date;
   /** one image build per env image tag at a time, across the builds of this host (share one between executors) */
   imageBuilds?: SerializeByKey;
+  /** persistent caches of builds on this host; without them a definition's caches are not mounted */
+  caches?: Caches;
 }): BuildExecutor {
   const { checkout, workspaces, runner, artifacts, log, policy, mask, now } = deps;
   const imageBuilds = deps.imageBuilds ?? createSerializeByKey();
@@ -148,6 +158,7 @@ export function createLocalExecutor(deps: {
       clearTimeout(watchdog);
       watchdog = setTimeout(() => own.abort({ kind: 'output-timeout', seconds: outputSeconds } satisfies StopReason), outputSeconds * 1000);
     };
+    let mounts: BuildMounts | null = null;
     try {
       const prepared = await workspaces.prepare({
         scope,
@@ -168,6 +179,17 @@ export function createLocalExecutor(deps: {
           ? `[autobuilder] disk quota: the build may add ${toMiB(prepared.diskQuota.bytes)} to its workspace`
           : `[autobuilder] disk quota: not enforced (${prepared.diskQuota.reason})`,
       );
+      mounts = await openBuildMounts({
+        caches: deps.caches,
+        cacheMaxBytes: policy.cacheMaxBytes,
+        hostMounts: policy.mounts,
+        definition,
+        request,
+        ref,
+        buildId: build.id,
+        buildLog,
+        log: blog,
+      });
       checkpoint();
 
       const fetched = await checkout.fetch({
@@ -256,6 +278,7 @@ export function createLocalExecutor(deps: {
         signal,
         // anyone can open a pull request from a fork: by default its code gets no network at all
         ...(request.fromFork === true && policy.forkNetwork === 'none' ? { network: 'none' } : {}),
+        mounts: mounts.binds,
         onLines: (stream, lines) => {
           feedWatchdog();
           if (logCut) return undefined;
@@ -315,6 +338,7 @@ export function createLocalExecutor(deps: {
       const stored = await artifacts.put(collectTo);
       buildLog.line(`[autobuilder] artifact ${definition.artifact}: sha256 ${stored.digest} (${stored.size} bytes)`);
       await workspaces.promote({ scope, branch, buildId: build.id });
+      await mounts.promote();
       return {
         state: 'success',
         exitCode: 0,
@@ -332,6 +356,8 @@ export function createLocalExecutor(deps: {
     } finally {
       clearTimeout(timer);
       clearTimeout(watchdog);
+      // every end but a success leaves the caches as they were
+      await mounts?.release();
     }
   }
 

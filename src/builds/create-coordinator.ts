@@ -4,6 +4,7 @@ import type { ConfigRepository } from '../config-repo/config-repository.js';
 import { AppError, isAppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerRunner } from '../runner/container-runner.js';
+import type { Caches } from '../snapshots/caches.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build } from './build.js';
@@ -60,6 +61,8 @@ export function createCoordinator(options: {
   configRepository: ConfigRepository;
   checkout: Checkout;
   workspaces: Workspaces;
+  /** persistent caches of builds run in this process; without them definitions' caches are not mounted */
+  caches?: Caches;
   runner: ContainerRunner;
   artifacts: ArtifactStore;
   /** where builds are reported on GitHub: at the changes commit statuses show (`publish`), and at every other (`progress`) */
@@ -92,6 +95,7 @@ export function createCoordinator(options: {
       cloneUrlRewrites: options.cloneUrlRewrites,
       mask,
       now,
+      ...(options.caches === undefined ? {} : { caches: options.caches }),
     });
 
   /** Applies `changes`, stores the build, and tells listeners (a copy, so they cannot mutate it). */

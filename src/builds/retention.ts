@@ -1,6 +1,9 @@
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { ENV_IMAGE_REPOSITORY, isEnvImageTag } from '../images/build-context.js';
+import type { ContainerRunner } from '../runner/container-runner.js';
 import type { Logger } from '../logger.js';
 import { DELIVERY_RETENTION_DAYS } from '../webhooks/inbox.js';
+import type { Caches } from '../snapshots/caches.js';
 import type { Workspaces } from '../snapshots/workspaces.js';
 import { listAll, type BuildStore } from '../store/build-store.js';
 import { isTerminal, type Build, type BuildState } from './build.js';
@@ -23,6 +26,12 @@ export interface RetentionReport {
   deadRefsCleaned: number;
   /** `refs/autobuilder/<sha>` deleted from the git mirrors */
   mirrorRefsDeleted: number;
+  /** `autobuilder/env:<hash>` tags removed: images built from Dockerfiles that no kept build uses */
+  envImagesRemoved: number;
+  /** cache scopes (a repository's, a fork's pull request's) removed, not used by a build for `deadRefHeadMs` */
+  cacheScopesDeleted: number;
+  /** cache snapshots removed: of removed scopes, and those builds left behind */
+  cacheSnapshotsDeleted: number;
 }
 
 /** Retention, garbage collection and start-up clean-up of builds, workspaces and artifacts. */
@@ -37,13 +46,16 @@ export interface Retention {
    * `deadRefHeadMs` ago and not built since loses its lineage heads and the workspaces of
    * its builds (their records stay, by the rule above). Last, every `refs/autobuilder/<sha>`
    * of a mirror whose sha no build record names any more, or only builds of such a dead
-   * ref, is deleted, so `git gc` can reclaim the commit.
+   * ref, is deleted, so `git gc` can reclaim the commit. Then the persistent caches of every
+   * repository or pull request no build used for `deadRefHeadMs` are removed, and in the
+   * others the snapshots no running build holds and no head is (see `Caches.collect`).
    */
   run(): Promise<RetentionReport>;
   /**
    * At start, before any build runs: ends builds a previous process left running as
    * `error` (reporting their end: status, check run), and removes workspaces of builds that did not succeed
-   * or fail — what a crash left half-made — plus stale artifact temp files.
+   * or fail — what a crash left half-made — plus cache snapshots that are no cache's head
+   * and stale artifact temp files.
    * Lineage heads are never touched, so a crash between a build's end and its promotion
    * leaves the previous head in place. A workspace that cannot be removed is logged and
    * left: start-up never fails on one.
@@ -75,6 +87,10 @@ export function createRetention(options: {
   deadRefHeadMs?: number;
   /** the git mirrors' `refs/autobuilder/<sha>`; without it the mirrors are left alone */
   mirrors?: MirrorRefs;
+  /** the engine's images built from Dockerfiles (`autobuilder/env:*`); without it they are left alone */
+  envImages?: Required<Pick<ContainerRunner, 'listImages' | 'removeImage'>>;
+  /** persistent caches of builds; without them none are collected */
+  caches?: Caches;
   log: Logger;
   now?: () => number;
 }): Retention {
@@ -149,6 +165,43 @@ export function createRetention(options: {
     }
   }
 
+  /** Removes caches unused for `deadRefHeadMs` and cache snapshots left behind (see `run`). */
+  async function collectCaches(report: RetentionReport): Promise<void> {
+    if (options.caches === undefined) return;
+    try {
+      const running = new Set(listAll(store, { state: 'running' }).map((b) => b.id));
+      const collected = await options.caches.collect({ usedBefore: now() - (options.deadRefHeadMs ?? 0), running });
+      report.cacheScopesDeleted += collected.scopesRemoved;
+      report.cacheSnapshotsDeleted += collected.snapshotsRemoved;
+    } catch (err) {
+      log.warn({ err }, 'could not collect the persistent caches; tried again next pass');
+      report.failures++;
+    }
+  }
+
+  /**
+   * Takes every `autobuilder/env:<hash>` tag off its image when no build left in the store
+   * uses it (its cache input `image` is neither the tag nor the image's id) and the image is
+   * older than the artifact grace period (a build may have made it and not recorded it yet);
+   * the engine removes an image with its last tag, and keeps one a container uses.
+   */
+  async function collectEnvImages(report: RetentionReport): Promise<void> {
+    if (options.envImages === undefined) return;
+    try {
+      const used = new Set(listAll(store).flatMap((b) => (b.cacheInputs === null ? [] : [b.cacheInputs.image])));
+      const cutoff = now() - options.artifactGraceMs;
+      for (const image of await options.envImages.listImages(ENV_IMAGE_REPOSITORY)) {
+        if (used.has(image.id) || image.createdMs > cutoff) continue;
+        for (const tag of image.tags.filter((t) => isEnvImageTag(t) && !used.has(t))) {
+          if (await options.envImages.removeImage(tag)) report.envImagesRemoved++;
+        }
+      }
+    } catch (err) {
+      log.warn({ err }, 'could not remove unused env images; tried again next pass');
+      report.failures++;
+    }
+  }
+
   return {
     async run() {
       const report: RetentionReport = {
@@ -159,6 +212,9 @@ export function createRetention(options: {
         failures: 0,
         deadRefsCleaned: 0,
         mirrorRefsDeleted: 0,
+        envImagesRemoved: 0,
+        cacheScopesDeleted: 0,
+        cacheSnapshotsDeleted: 0,
       };
       const deadRefs = await cleanDeadRefs(report);
       const groups = new Map<string, { id: string; repo: string; ref: string; definition: string; state: string }[]>();
@@ -202,6 +258,8 @@ export function createRetention(options: {
       }
       await artifacts.removeStaleTemp(cutoff);
       await cleanMirrors(report, deadRefs);
+      await collectEnvImages(report);
+      await collectCaches(report);
       // delivery ids are kept for dedupe well past GitHub's 3 days of redeliveries
       store.pruneDeliveries(new Date(now() - DELIVERY_RETENTION_DAYS * 86_400_000).toISOString());
       log.info(report, 'retention pass done');
@@ -236,6 +294,14 @@ export function createRetention(options: {
       } catch (err) {
         log.error({ err }, 'could not list the workspaces; leftovers of an earlier process stay');
         workspacesFailed++;
+      }
+      if (options.caches !== undefined) {
+        try {
+          workspacesRemoved += await options.caches.recover();
+        } catch (err) {
+          log.error({ err }, 'could not remove the cache snapshots an earlier process left; retention tries again');
+          workspacesFailed++;
+        }
       }
       await artifacts.removeStaleTemp(now() - options.artifactGraceMs);
       if (interrupted + workspacesRemoved + workspacesFailed > 0)

@@ -57,6 +57,7 @@ describe('parseDefinitionFile', () => {
         retry: 0,
         dockerfile: null,
         params: {},
+        caches: { paths: [], maxBytes: null },
         file: FILE,
       },
       {
@@ -75,6 +76,7 @@ describe('parseDefinitionFile', () => {
         retry: 0,
         dockerfile: null,
         params: {},
+        caches: { paths: [], maxBytes: null },
         file: FILE,
       },
     ]);

@@ -2,6 +2,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import { decodeDefinitionBytes } from './decode-definition-bytes.js';
 import { DefinitionError, type DefinitionProblem } from './definition-error.js';
+import { cachesSchema, toCacheSpec, type CacheSpec } from './cache-spec.js';
 import { buildArgsSchema, contextSchema, dockerfileSchema, toDockerfileSpec, type DockerfileSpec } from './dockerfile-spec.js';
 import { paramsSchema, toParamSpecs, type ParamSpec } from './param-spec.js';
 import { readDefinitionYaml } from './read-definition-yaml.js';
@@ -43,6 +44,8 @@ export interface BuildDefinition {
   dockerfile: DockerfileSpec | null;
   /** parameters a manual build may set, by name (each reaches the build as `AUTOBUILDER_PARAM_<NAME>`) */
   params: Readonly<Record<string, ParamSpec>>;
+  /** persistent caches mounted into the build (not part of the cache key: they must not change what a build produces) */
+  caches: CacheSpec;
   /** the config-repository file this came from, relative to its root */
   file: string;
 }
@@ -85,6 +88,8 @@ const scriptOptions = z
         pids: z.number().int().positive().optional(),
         /** MiB the build may add to its workspace (capped by the server's builds.diskQuotaMiB) */
         diskMiB: z.number().int().positive().optional(),
+        /** MiB each of the build's caches may hold (capped by the server's builds.cacheMaxMiB) */
+        cacheMiB: z.number().int().positive().optional(),
       })
       .strict()
       .optional(),
@@ -97,6 +102,7 @@ const scriptOptions = z
     context: contextSchema.optional(),
     buildArgs: buildArgsSchema.optional(),
     params: paramsSchema.optional(),
+    caches: cachesSchema.optional(),
   })
   .strict();
 
@@ -240,6 +246,7 @@ export function parseDefinitionDocument(input: string | Uint8Array, file: string
       retry: o.retry ?? 0,
       dockerfile,
       params: toParamSpecs(o.params),
+      caches: toCacheSpec(o.caches, o.resources?.cacheMiB),
       file,
     });
   });

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { hostMountsSchema } from './host-mount.js';
 
 const nonEmpty = z.string().trim().min(1);
 
@@ -159,6 +160,13 @@ export const configSchema = z
           .default(1024 ** 3),
         /** MiB that must stay free on the data volume: under it, new builds wait (webhooks are still taken) */
         diskReserveMiB: z.number().int().min(0).default(2048),
+        /**
+         * MiB each persistent cache of a build may hold (a definition's `caches`; the most its
+         * `resources.cacheMiB` may ask for); 0 turns caches off. See README, Persistent caches.
+         */
+        cacheMaxMiB: z.number().int().min(0).default(2048),
+        /** host paths bound into every build container, read-only unless said; forks' builds get only those with `forks: true` */
+        mounts: hostMountsSchema,
         secretEnv: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string()).default({}),
       })
       .strict()

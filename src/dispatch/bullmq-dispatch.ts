@@ -139,7 +139,13 @@ export function createBullmqDispatch(deps: {
         cacheInputs: build.cacheInputs as NonNullable<Build['cacheInputs']>,
         params: { ...build.params },
       },
-      definition: { ...definition, env: { ...definition.env }, resources: { ...definition.resources }, runsOn: [...definition.runsOn] },
+      definition: {
+        ...definition,
+        env: { ...definition.env },
+        resources: { ...definition.resources },
+        runsOn: [...definition.runsOn],
+        caches: { ...definition.caches, paths: [...definition.caches.paths] },
+      },
       request: {
         owner: request.owner,
         repo: request.repo,
@@ -151,7 +157,7 @@ export function createBullmqDispatch(deps: {
         defaultBranch: request.defaultBranch,
       },
       // secrets never go to code from a fork, nor to its worker
-      policy: { ...deps.policy, secretEnv: request.fromFork === true ? {} : { ...deps.policy.secretEnv } },
+      policy: { ...deps.policy, mounts: deps.policy.mounts.map((m) => ({ ...m })), secretEnv: request.fromFork === true ? {} : { ...deps.policy.secretEnv } },
       gitAuth: token !== undefined && host === token.host ? { host, token: token.value } : null,
     };
   }

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { MAX_CACHES } from '../config/container-path.js';
+import { hostMountSchema, MAX_HOST_MOUNTS } from '../config/host-mount.js';
 
 /**
  * The dispatch protocol between the server and its build workers (bullmq mode):
@@ -116,6 +118,7 @@ export const buildJobSchema = z
           }),
         )
         .default({}),
+      caches: z.object({ paths: z.array(z.string()).max(MAX_CACHES), maxBytes: z.number().int().positive().nullable() }).default({ paths: [], maxBytes: null }),
       file: z.string(),
     }),
     request: z.object({
@@ -140,6 +143,8 @@ export const buildJobSchema = z
       secretEnv: envSchema,
       maxLogBytes: z.number().int().positive(),
       forkNetwork: z.enum(['none', 'builds']),
+      cacheMaxBytes: z.number().int().min(0).default(0),
+      mounts: z.array(hostMountSchema).max(MAX_HOST_MOUNTS).default([]),
     }),
     /** git's credential for the clone URL's host, when the server has one for it: never in argv or a URL */
     gitAuth: z.object({ host: z.string().min(1), token: z.string().min(1) }).nullable(),

@@ -33,6 +33,17 @@ export interface ContainerSpec {
   signal?: AbortSignal;
   /** Docker network of this container (e.g. `none` for a fork's build); absent: the runner's configured one */
   network?: string;
+  /** more bind mounts besides the workspace (persistent caches, host mounts); each `source` must exist */
+  mounts?: readonly BindMount[];
+}
+
+/** A host file or directory bound into a build container. */
+export interface BindMount {
+  /** absolute host path; it must exist (the container is refused otherwise, never an empty directory made) */
+  source: string;
+  /** absolute path in the container */
+  target: string;
+  readOnly: boolean;
 }
 
 export type { ImageBuildResult, ImageBuildSpec, ListedImage } from './image-build.js';

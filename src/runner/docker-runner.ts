@@ -96,7 +96,7 @@ async function copyOut(container: Docker.Container, path: string, to: string, ma
 }
 
 /** A {@link ContainerRunner} that holds engine resources: {@link DockerRunner.close} lets them go. */
-export interface DockerRunner extends ContainerRunner {
+export interface DockerRunner extends ContainerRunner, Required<Pick<ContainerRunner, 'buildImage' | 'listImages' | 'removeImage'>> {
   /** Ends the image events subscription and forgets remembered image ids; runs in progress are not touched. Idempotent. */
   close(): void;
 }
@@ -229,6 +229,10 @@ export function createDockerRunner(options: {
           NetworkDisabled: network === 'none',
           HostConfig: {
             Binds: [`${spec.workspace}:${spec.workdir}:rw`],
+            // the Mounts API, unlike Binds, refuses a missing source instead of making an empty directory there
+            ...(spec.mounts === undefined || spec.mounts.length === 0
+              ? {}
+              : { Mounts: spec.mounts.map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: m.readOnly })) }),
             Privileged: false,
             CapDrop: ['ALL'],
             CapAdd: [...(limits.capAdd ?? [])],

@@ -43,11 +43,12 @@ export async function createBuilds(options: {
   log: Logger;
 }): Promise<BuildParts> {
   const { config, dataDir, storage, configRepository, reports, events, log } = options;
-  const { store, logs, workspaces, artifacts, reserve, deadRefs } = storage;
+  const { store, logs, workspaces, caches, artifacts, reserve, deadRefs } = storage;
   const retention = createRetention({
     store,
     logs,
     workspaces,
+    caches,
     artifacts,
     reports,
     keepPerBranch: config.retention.keepPerBranch,
@@ -82,6 +83,8 @@ export async function createBuilds(options: {
     forkNetwork: config.builds.forkNetwork,
     diskQuotaBytes: config.builds.diskQuotaMiB > 0 ? config.builds.diskQuotaMiB * 1024 ** 2 : null,
     maxArtifactBytes: config.builds.maxArtifactBytes,
+    cacheMaxBytes: config.builds.cacheMaxMiB * 1024 ** 2,
+    mounts: config.builds.mounts,
   };
   const workers = config.dispatch.mode === 'bullmq' ? await createWorkerDispatch({ config, store, policy, log }) : null;
   const coordinator = createCoordinator({
@@ -91,6 +94,7 @@ export async function createBuilds(options: {
     configRepository,
     checkout,
     workspaces,
+    caches,
     runner,
     artifacts,
     reports,

@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { SnapshotDriver } from '../snapshots/snapshot-driver.js';
+import { createCaches, type Caches } from '../snapshots/caches.js';
 import { createWorkspaces, type Workspaces } from '../snapshots/workspaces.js';
 import type { BuildStore } from '../store/build-store.js';
 import { createSqliteBuildStore } from '../store/sqlite-build-store.js';
@@ -20,6 +21,8 @@ export interface Storage {
   logs: BuildLogs;
   artifacts: ArtifactStore;
   workspaces: Workspaces;
+  /** persistent caches of builds (`<dataDir>/caches`) */
+  caches: Caches;
   /** marks of deleted refs and closed pull requests, for retention */
   deadRefs: DeadRefs;
   /** commit statuses not yet posted */
@@ -57,6 +60,7 @@ export async function openStorage(options: {
   });
   const artifacts = createArtifactStore({ root: join(dataDir, 'artifacts') });
   const workspaces = createWorkspaces({ root: join(dataDir, 'workspaces'), driver });
+  const caches = createCaches({ root: join(dataDir, 'caches'), driver });
   if (config.builds.diskQuotaMiB > 0) {
     // Btrfs quotas are per filesystem: on once, they bound every workspace (see README, disk)
     await workspaces.enableQuotas().then(
@@ -78,5 +82,5 @@ export async function openStorage(options: {
   const deadRefs = createSqliteDeadRefs({ path, writer: writer.share() });
   const outbox = createSqliteStatusOutbox({ path, writer: writer.share() });
   const checkRuns = createSqliteCheckRunOutbox({ path, writer: writer.share() });
-  return { store, logs, artifacts, workspaces, deadRefs, outbox, checkRuns, reserve };
+  return { store, logs, artifacts, workspaces, caches, deadRefs, outbox, checkRuns, reserve };
 }

@@ -67,6 +67,8 @@ async function coordinatorOver(store: BuildStore, dir: string, statuses: CommitS
       maxLogBytes: 1024 ** 2,
       maxArtifactBytes: 1024 ** 2,
       diskQuotaBytes: null,
+      cacheMaxBytes: 0,
+      mounts: [],
     },
     cloneUrlRewrites: [],
   });

@@ -27,6 +27,7 @@ import { AppError, toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createDockerRunner } from '../runner/docker-runner.js';
 import { detectDriver } from '../snapshots/detect-driver.js';
+import { createCaches } from '../snapshots/caches.js';
 import { createWorkspaces } from '../snapshots/workspaces.js';
 import type { WorkerConfig } from './worker-config.js';
 
@@ -64,6 +65,10 @@ export async function startWorker(config: WorkerConfig, options: { log: Logger; 
   await mkdir(config.dataDir, { recursive: true });
   const driver = await detectDriver(join(config.dataDir, 'workspaces'), config.snapshotDriver);
   const workspaces = createWorkspaces({ root: join(config.dataDir, 'workspaces'), driver });
+  // a worker keeps its own caches, as its own lineages: on its disk, by the same rules
+  const caches = createCaches({ root: join(config.dataDir, 'caches'), driver });
+  const leftovers = await caches.recover();
+  if (leftovers > 0) log.warn({ snapshots: leftovers }, 'removed cache snapshots a killed worker left');
   const runner = createDockerRunner({
     socketPath: config.docker.socketPath,
     limits: config.docker,
@@ -166,6 +171,7 @@ export async function startWorker(config: WorkerConfig, options: { log: Logger; 
         cloneUrlRewrites: [],
         mask: createSecretMasker([...Object.values(data.policy.secretEnv), data.gitAuth?.token]),
         now: () => new Date(),
+        caches,
       });
       const report = (changes: Partial<Build>) => {
         const fields = reportSchema.safeParse(changes);
