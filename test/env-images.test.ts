@@ -39,7 +39,7 @@ describe('build environments from Dockerfiles', () => {
   let configTag: string;
 
   before(async () => {
-    f = await startFixtureServer('env-images');
+    f = await startFixtureServer('env-images', { retention: { keepPerBranch: 1, intervalSeconds: 3600, artifactGraceSeconds: 0 } });
     // the config repository's Dockerfile is the same in every run: its image must be built by this one
     const read = await readDirectoryContext(CONFIG_REPO, 'envs', CONFIG_CONTEXT_LIMITS);
     configTag = planEnvImage({
@@ -83,6 +83,7 @@ describe('build environments from Dockerfiles', () => {
 
   let first: BuildView;
   let firstTag: string;
+  let thirdTag: string;
   test('a Dockerfile of the built commit is built once, its output a section of the build log', async () => {
     // a context unique to this run: its image cannot be left from an earlier one
     const sha = await f.repo.commit(
@@ -129,7 +130,8 @@ describe('build environments from Dockerfiles', () => {
     assert.equal(await artifactText(third), "hello from the commit's Dockerfile, version 2\ntool ran\n");
     const log = await logOf(third);
     assert.match(log, /image: building/);
-    assert.notEqual(tagIn(log), firstTag);
+    thirdTag = tagIn(log);
+    assert.notEqual(thirdTag, firstTag);
     assert.ok(third.cacheMiss?.differs.includes('image'), JSON.stringify(third.cacheMiss));
     assert.notEqual(third.cacheInputs?.image, first.cacheInputs?.image);
   });
@@ -166,5 +168,16 @@ describe('build environments from Dockerfiles', () => {
     const log = await logOf(build);
     assert.match(log, /^about to fail$/m);
     assert.equal(await imageIdOf(tagIn(log)), null, 'a failed image build tags nothing');
+  });
+
+  test('retention removes the env images no kept build uses, and keeps the others', async () => {
+    assert.ok(thirdTag, 'needs the rebuilt image');
+    assert.notEqual(await imageIdOf(firstTag), null);
+    // keepPerBranch 1: the two builds of env/one in the first image go, the one in the second stays
+    const report = await f.server.retention.run();
+    assert.ok(report.envImagesRemoved >= 1, JSON.stringify(report));
+    assert.equal(await imageIdOf(firstTag), null, 'the first image is used by no kept build');
+    assert.notEqual(await imageIdOf(thirdTag), null, 'the image of the kept build stays');
+    assert.notEqual(await imageIdOf(configTag), null, 'the config repository image of kept builds stays');
   });
 });

@@ -96,7 +96,10 @@ async function copyOut(container: Docker.Container, path: string, to: string, ma
 }
 
 /** A {@link ContainerRunner} that holds engine resources: {@link DockerRunner.close} lets them go. */
-export interface DockerRunner extends ContainerRunner, Required<Pick<ContainerRunner, 'buildImage' | 'listImages' | 'removeImage'>> {
+export interface DockerRunner extends ContainerRunner {
+  buildImage: NonNullable<ContainerRunner['buildImage']>;
+  listImages: NonNullable<ContainerRunner['listImages']>;
+  removeImage: NonNullable<ContainerRunner['removeImage']>;
   /** Ends the image events subscription and forgets remembered image ids; runs in progress are not touched. Idempotent. */
   close(): void;
 }

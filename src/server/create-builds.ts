@@ -56,6 +56,8 @@ export async function createBuilds(options: {
     deadRefs,
     deadRefHeadMs: config.retention.deadRefHeadSeconds * 1000,
     mirrors: createMirrorRefs({ mirrorsDir: join(dataDir, 'git') }),
+    // images built from Dockerfiles on this engine (the runner is made below; retention runs later)
+    envImages: { listImages: (repository) => runner.listImages(repository), removeImage: (name) => runner.removeImage(name) },
     log: log.child({ component: 'retention' }),
   });
   // containers are labelled with this instance (its data directory), so servers sharing a
