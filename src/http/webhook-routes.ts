@@ -5,6 +5,7 @@ import type { Coordinator } from '../builds/coordinator.js';
 import { toPullRequestRef } from '../builds/refs.js';
 import { AppError, toMessage } from '../errors.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
+import type { GitHubAuth } from '../github/github-auth.js';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../store/build-store.js';
 import type { DeadRefs } from '../store/sqlite-dead-refs.js';
@@ -39,7 +40,8 @@ export function toDeliveryId(headerValue: string | string[] | undefined, body: B
  * and parsed (400). Every delivery is stored under {@link toDeliveryId}.
  * Answers `ping` and ignored events with 200 and the reason, build requests, re-runs of check
  * runs and suites (see to-rebuild-requests.ts) and closed pull requests with 202 and the
- * delivery id; the build lookup and queueing, and the
+ * delivery id; `installation` and `installation_repositories` with 200, after dropping what
+ * `installations` holds about the installation and its repositories; the build lookup and queueing, and the
  * cancelling of a closed pull request's waiting builds, happen after the answer.
  * Each delivery writes one line at info, `delivery handled`, with its `deliveryId`, `event`,
  * `repo`, `ref`, `outcome` and `ms` (since it came in), once its outcome is known: for a build
@@ -60,6 +62,8 @@ export function createWebhookRoutes(deps: {
   appId?: number | null | undefined;
   /** marks deleted branches and tags and closed pull requests, whose lineage heads retention drops later */
   deadRefs?: Pick<DeadRefs, 'mark'> | undefined;
+  /** the GitHub App's cache of installations, dropped for what an installation webhook names */
+  installations?: Pick<GitHubAuth, 'forget'> | undefined;
   log: Logger;
 }): Router {
   const router = new Router();
@@ -160,6 +164,16 @@ export function createWebhookRoutes(deps: {
         setImmediate(() => {
           for (const request of accepted) void inbox.handOn(request.deliveryId ?? deliveryId, request, { log, startedAt });
         });
+        return;
+      }
+      case 'installation': {
+        const { change } = outcome;
+        deps.installations?.forget({ installationId: change.installationId, repositories: [...change.added, ...change.removed] });
+        await inbox.record({ id: deliveryId, event, receivedAt, outcome: `installation ${change.action}` });
+        const { action, installationId, account, added, removed } = change;
+        log.info({ outcome: 'installation', action, installationId, account, added, removed, ms: ms() }, 'delivery handled');
+        ctx.status = 200;
+        ctx.body = { ok: true, event, deliveryId, installation: change };
         return;
       }
       case 'cancel': {

@@ -397,3 +397,46 @@ describe('toBuildRequest of check runs and check suites', () => {
     assert.equal(long.target.appId, null);
   });
 });
+
+describe('toBuildRequest of installation events', () => {
+  test("GitHub's installation examples name the installation, its account and the repositories gained or lost", () => {
+    const seen = examplePayloads('installation').map((payload) => {
+      const outcome = toBuildRequest('installation', payload, 'd1');
+      assert.equal(outcome.kind, 'installation');
+      return outcome.change;
+    });
+    assert.deepEqual(
+      seen.find((c) => c.action === 'created'),
+      { action: 'created', installationId: 957387, account: 'Codertocat', added: ['Codertocat/Hello-World'], removed: [] },
+    );
+    assert.deepEqual(
+      seen.find((c) => c.action === 'deleted'),
+      { action: 'deleted', installationId: 2, account: 'octocat', added: [], removed: ['octocat/Hello-World'] },
+    );
+    assert.deepEqual(
+      seen.find((c) => c.action === 'suspend'),
+      { action: 'suspend', installationId: 16598467, account: 'Codertocat', added: [], removed: [] },
+    );
+  });
+
+  test("GitHub's installation_repositories examples list what was added and removed", () => {
+    const changes = examplePayloads('installation_repositories').map((payload) => toBuildRequest('installation_repositories', payload, 'd2'));
+    assert.deepEqual(
+      changes.map((o) => (o.kind === 'installation' ? [o.change.action, o.change.added, o.change.removed] : o.kind)),
+      [
+        ['added', ['Codertocat/Space'], []],
+        ['added', ['Codertocat/Space'], []],
+        ['removed', [], ['octocat/Hello-World']],
+      ],
+    );
+  });
+
+  test('a hostile installation payload yields only well-formed names and no id', () => {
+    const outcome = toBuildRequest(
+      'installation_repositories',
+      { action: 'added', installation: { id: '7; drop', account: 'x' }, repositories_added: [{ full_name: '../../etc' }, { full_name: 'a/b' }, 'c/d'] },
+      'd3',
+    );
+    assert.deepEqual(outcome, { kind: 'installation', change: { action: 'added', installationId: null, account: null, added: ['a/b'], removed: [] } });
+  });
+});

@@ -11,6 +11,7 @@ export type WebhookOutcome =
   | { kind: 'cancel'; target: PullRequestTarget; reason: string }
   | { kind: 'ping'; zen: string | null }
   | { kind: 'rebuild'; target: RebuildTarget }
+  | { kind: 'installation'; change: InstallationChange }
   | { kind: 'ignored'; reason: string; deletedRef?: { owner: string; repo: string; ref: string } };
 
 type Ignored = Extract<WebhookOutcome, { kind: 'ignored' }>;
@@ -224,11 +225,59 @@ function fromCheckSuite(payload: Record<string, unknown>): WebhookOutcome {
 }
 
 /**
+ * What an `installation` or `installation_repositories` delivery says changed about the GitHub
+ * App's installation `installationId` of `account`: the repositories it now reaches
+ * (`added`) and no longer reaches (`removed`), `owner/name` each (at most 1,000 of either).
+ */
+export interface InstallationChange {
+  /** the event's action: `created`, `deleted`, `suspend`, `unsuspend`, `new_permissions_accepted`, `added`, `removed` */
+  action: string;
+  installationId: number | null;
+  /** the login of the account the App is installed on */
+  account: string | null;
+  added: string[];
+  removed: string[];
+}
+
+/** Installation actions after which the App no longer reaches the listed repositories. */
+const INSTALLATION_GONE: ReadonlySet<string> = new Set(['deleted', 'suspend']);
+
+/**
+ * `installation` (https://docs.github.com/webhooks/webhook-events-and-payloads#installation) and
+ * `installation_repositories` (…#installation_repositories): which repositories the App's
+ * installation gained or lost. Nothing is built; the App's cache of installations is dropped.
+ */
+function fromInstallation(event: string, payload: Record<string, unknown>): WebhookOutcome {
+  const installation = isRecord(payload['installation']) ? payload['installation'] : {};
+  const account = isRecord(installation['account']) ? str(installation['account']['login']) : null;
+  const id = installation['id'];
+  const names = (value: unknown): string[] =>
+    (Array.isArray(value) ? value : [])
+      .slice(0, 1000)
+      .map((r) => (isRecord(r) ? str(r['full_name']) : null))
+      .filter((n): n is string => n !== null && /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(n));
+  const action = (str(payload['action']) ?? '').slice(0, 60);
+  const listed = names(payload['repositories']);
+  const gone = event === 'installation' && INSTALLATION_GONE.has(action);
+  return {
+    kind: 'installation',
+    change: {
+      action,
+      installationId: typeof id === 'number' && Number.isSafeInteger(id) && id > 0 ? id : null,
+      account,
+      added: event === 'installation' ? (gone ? [] : listed) : names(payload['repositories_added']),
+      removed: event === 'installation' ? (gone ? listed : []) : names(payload['repositories_removed']),
+    },
+  };
+}
+
+/**
  * Maps a verified, parsed delivery onto what it asks for. Pure: no I/O, never throws.
  * Handles `ping`; `push` of `refs/heads/*` and `refs/tags/*` (a deleted ref is ignored, naming it in `deletedRef`);
  * `create` of a tag; `pull_request` opened, synchronize, reopened (build) and closed
  * (cancel); `check_run` rerequested or its rebuild-without-cache button and `check_suite`
- * rerequested (rebuild). `delete`, every other event, action or ref is ignored with the reason.
+ * rerequested (rebuild); `installation` and `installation_repositories` (what the App reaches
+ * now). `delete`, every other event, action or ref is ignored with the reason.
  * Payload shapes: https://docs.github.com/webhooks/webhook-events-and-payloads
  */
 export function toBuildRequest(event: string, payload: unknown, deliveryId: string | null): WebhookOutcome {
@@ -246,6 +295,9 @@ export function toBuildRequest(event: string, payload: unknown, deliveryId: stri
       return fromCheckRun(payload);
     case 'check_suite':
       return fromCheckSuite(payload);
+    case 'installation':
+    case 'installation_repositories':
+      return fromInstallation(event, payload);
     case 'delete':
       // queued builds of a deleted ref still run: their commits are fetched by sha
       return ignored(`deleting ${str(payload['ref_type']) ?? 'a ref'} ${quote(str(payload['ref']) ?? '')} builds nothing`);
