@@ -58,6 +58,11 @@ const config: ConfigInput = {
     // write") and a `publicUrl` GitHub can reach; without either it is skipped with a warning.
     // Failures are logged and shown at GET /api/webhooks; the server runs on.
     registerWebhooks: false,
+    // What a build reports on its commit: 'statuses' (commit statuses), 'checks' (a check run
+    // per build: summary, log tail, annotations, a rebuild button) or 'both'. Default: 'checks'
+    // in GitHub App mode (`app`), else 'statuses'; check runs need App mode. The config
+    // repository's `autobuilder/config` follows it. See README, Check runs.
+    // reporting: 'both',
   },
 
   docker: {
