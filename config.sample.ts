@@ -1,8 +1,9 @@
 /**
  * autobuilder server configuration. Copy to `config.ts` (or point AUTOBUILDER_CONFIG at
  * another file) and change what you need: every setting is optional, and the values shown
- * are the defaults. Secrets are better kept in the environment: GITHUB_WEBHOOK_SECRET and
- * GITHUB_TOKEN override `github.webhookSecret` and `github.token`.
+ * are the defaults. Secrets are better kept in the environment: GITHUB_WEBHOOK_SECRET,
+ * GITHUB_TOKEN, GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY override `github.webhookSecret`,
+ * `github.token` and `github.app`.
  */
 import type { ConfigInput } from './src/config/index.js';
 
@@ -58,6 +59,17 @@ const config: ConfigInput = {
     // write") and a `publicUrl` GitHub can reach; without either it is skipped with a warning.
     // Failures are logged and shown at GET /api/webhooks; the server runs on.
     registerWebhooks: false,
+    // GitHub App mode (see README, GitHub App): the App's id and private key, instead of a
+    // token. Installation tokens per repository are found and refreshed by the server; the App
+    // needs Checks and Commit statuses (write), Contents, Metadata and Pull requests (read).
+    // GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (the PEM, `\n` escapes allowed) override them.
+    // Webhook registration is skipped (the App has one webhook); `webhookSecret` here is that
+    // webhook's secret and is used over github.webhookSecret.
+    // app: {
+    //   appId: 123456,
+    //   privateKeyPath: '/etc/autobuilder/github-app.pem', // or privateKey: '-----BEGIN RSA PRIVATE KEY-----\n…'
+    //   webhookSecret: '…',
+    // },
     // What a build reports on its commit: 'statuses' (commit statuses), 'checks' (a check run
     // per build: summary, log tail, annotations, a rebuild button) or 'both'. Default: 'checks'
     // in GitHub App mode (`app`), else 'statuses'; check runs need App mode. The config
