@@ -48,7 +48,7 @@ export interface AppDeps {
   log: Logger;
   /** what the control API (manual trigger, rebuild, cancel) needs */
   control: { checkout: Checkout; token: string | undefined; cloneUrlRewrites: readonly { from: string; to: string }[]; gitHost: string };
-  /** build events, for the live log stream's build updates */
+  /** build events, for the live log stream's build updates and the API's `?wait=` */
   events: BuildEvents;
   metrics: Metrics;
   /** who may see the pages (see config `pages.credentials`) */
@@ -93,9 +93,9 @@ export function createApp(deps: AppDeps): Koa {
       log: deps.log.child({ component: 'webhooks' }),
     }),
     createArtifactRoutes({ access, store: deps.store, artifacts: deps.artifacts }),
-    createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, publicUrl: deps.publicUrl, ...deps.control }),
+    createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, events: deps.events, publicUrl: deps.publicUrl, ...deps.control }),
     createConfigRoutes({ access, configRepository: deps.configRepository }),
-    createBuildRoutes({ access, store: deps.store, logs: deps.logs, publicUrl: deps.publicUrl }),
+    createBuildRoutes({ access, store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createLogRoutes({ access, store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createMonitorRoutes({ access, socketToken: deps.pageAuth.socketToken }),
     createBadgeRoutes({ access, store: deps.store }),

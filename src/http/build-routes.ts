@@ -1,13 +1,16 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import type { Build } from '../builds/build.js';
+import type { BuildEvents } from '../builds/build-events.js';
 import type { BuildLogs } from '../builds/build-log.js';
+import { waitForEnd } from '../builds/wait-for-end.js';
 import { AppError } from '../errors.js';
 import type { BuildQuery, BuildStore } from '../store/build-store.js';
 import { renderBuildPage, sendPage } from './build-page.js';
 import { toBuildView } from './build-view.js';
 import { findBuild } from './find-build.js';
 import type { RouteGuards } from './route-access.js';
+import { parseWaitMs, toClosedSignal } from './wait-query.js';
 
 const listQuery = z
   .object({
@@ -56,11 +59,12 @@ export function listBuildPage(store: BuildStore, query: BuildQuery & { cursor?: 
 
 /**
  * The read side of the HTTP contract (DESIGN §6): `GET /api/builds` (filters `repo`, `ref` or
- * `branch`, `state`; pages of `limit` with `cursor`), `/api/builds/:id`, the seed's
+ * `branch`, `state`; pages of `limit` with `cursor`), `/api/builds/:id` (with `?wait=SECONDS`:
+ * answered when the build has ended or the wait expired, 200 either way), the seed's
  * `/build/status` (running builds) and `/build/history` (the last 25), and the HTML page
  * `/builds/:id`. Artifacts are served by artifact-routes.ts, logs by log-routes.ts.
  */
-export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; publicUrl: string }): Router {
+export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore; logs: BuildLogs; events: BuildEvents; publicUrl: string }): Router {
   const { access, store, logs, publicUrl } = deps;
   const router = new Router();
   const views = (builds: Build[]) => builds.map((b) => toBuildView(b, publicUrl));
@@ -88,8 +92,15 @@ export function createBuildRoutes(deps: { access: RouteGuards; store: BuildStore
     ctx.body = { builds: views(page.builds), nextCursor: page.nextCursor };
   });
 
-  router.get('/api/builds/:id', access.protected, (ctx) => {
-    ctx.body = toBuildView(findBuild(store, ctx.params['id'] ?? ''), publicUrl);
+  router.get('/api/builds/:id', access.protected, async (ctx) => {
+    const waitMs = parseWaitMs(ctx);
+    const build = findBuild(store, ctx.params['id'] ?? '');
+    if (waitMs === null) {
+      ctx.body = toBuildView(build, publicUrl);
+      return;
+    }
+    const { builds } = await waitForEnd({ store, events: deps.events }, [build.id], { timeoutMs: waitMs, signal: toClosedSignal(ctx) });
+    ctx.body = toBuildView(builds[0] ?? build, publicUrl);
   });
 
   router.get('/build/status', access.protected, (ctx) => {
