@@ -140,6 +140,20 @@ const config: ConfigInput = {
     // half of it running builds are stopped (`error`). Checked every 2 s and whenever a build
     // ends. 0: no reserve.
     diskReserveMiB: 2048,
+    // MiB each persistent cache of a build may hold (a definition's `caches`, e.g.
+    // /root/.npm): a Btrfs qgroup limit on the build's snapshot of the cache when quotas are
+    // on, and checked before the snapshot is promoted (a cache over it is not promoted; the
+    // build log says so). A definition's `resources.cacheMiB` may ask for less, never more.
+    // 0 turns caches off. See README, Persistent caches.
+    cacheMaxMiB: 2048,
+    // Host paths bound into every build container (mistry's `mounts`), read-only unless
+    // `readOnly: false`. The host path must exist at start. Builds of pull requests from forks
+    // get only those with `forks: true`. A writable mount is a way out of the build's sandbox:
+    // see README, Host mounts.
+    mounts: [
+      // { host: '/opt/sdk', container: '/opt/sdk' },
+      // { host: '/srv/ca/ca-certificates.crt', container: '/etc/ssl/certs/ca-certificates.crt', forks: true },
+    ],
     // Env every build gets, except builds of pull requests from forks. Values are masked as
     // *** in build logs, like every other secret the server knows.
     secretEnv: {},

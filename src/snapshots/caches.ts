@@ -149,7 +149,7 @@ export interface Caches {
  * `toPathSegment` except the cache name ({@link toCacheName}):
  * `<root>/<owner>/<repo>/<scope>/<cache name>/<build-id>` for snapshots,
  * `<root>/<owner>/<repo>/<scope>/<cache name>/head` → `<build-id>` for heads and
- * `<root>/<owner>/<repo>/<scope>/+used` (its mtime: the last build that used the scope).
+ * `<root>/<owner>/<repo>/<scope>/+used` (its mtime: when a build last started or succeeded with the scope).
  * Snapshots and promotions of one cache are serialised within the process. `du` measures a
  * cache whose cap no qgroup holds.
  */
@@ -282,6 +282,13 @@ export function createCaches(options: { root: string; driver: SnapshotDriver; du
     }
   }
 
+  /** Marks the scope at `dir` used now. */
+  async function markUsed(dir: string): Promise<void> {
+    const mark = join(dir, USED_MARK);
+    const now = new Date();
+    await utimes(mark, now, now).catch(() => writeFile(mark, ''));
+  }
+
   /** ms since the epoch when a build last used the scope at `dir`; 0 when never marked. */
   async function usedAt(dir: string): Promise<number> {
     return stat(join(dir, USED_MARK)).then(
@@ -324,9 +331,7 @@ export function createCaches(options: { root: string; driver: SnapshotDriver; du
       // one scope's preparations and its collection never interleave (see `collect`)
       return serial(`scope:${dir}`, async () => {
         await mkdir(dir, { recursive: true });
-        const mark = join(dir, USED_MARK);
-        const now = new Date();
-        await utimes(mark, now, now).catch(() => writeFile(mark, ''));
+        await markUsed(dir);
         const prepared: PreparedCache[] = [];
         try {
           for (const path of paths) prepared.push(await prepareOne(join(dir, toCacheName(path)), path, buildId, capBytes));
@@ -339,6 +344,8 @@ export function createCaches(options: { root: string; driver: SnapshotDriver; du
     },
     async promote({ buildId, caches, ...owner }) {
       const dir = scopeDir(owner);
+      // a scope is used until its last build ends, not only when one starts
+      await markUsed(dir).catch(() => undefined);
       const outcomes: CacheOutcome[] = [];
       for (const cache of caches) outcomes.push(await promoteOne(join(dir, toCacheName(cache.path)), buildId, cache));
       return outcomes;
