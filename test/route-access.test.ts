@@ -35,6 +35,7 @@ const POLICY: Record<string, RouteAccess> = {
   'GET /api/repos/:owner/:repo/artifacts/:name': 'protected',
   'GET /api/queue': 'protected',
   'GET /api/config': 'protected',
+  'GET /api/github': 'protected',
   'GET /api/config/match': 'protected',
   'GET /api/webhooks': 'protected',
   'POST /api/builds': 'token',

@@ -7,7 +7,8 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { startGitHubStandIn, type GitHubStandIn, type GitHubStandInAppOptions } from '../../test/support/github-stand-in.js';
 import { createLogger } from '../logger.js';
-import { createGitHubAppAuth, readGitHubAppKey, toRefreshAt, TOKEN_REFRESH_MARGIN_MS } from './github-app-auth.js';
+import { createPieceMasker, createSecretMasker } from '../builds/secret-masker.js';
+import { createGitHubAppAuth, readGitHubAppKey, toKeyMaskValues, toRefreshAt, TOKEN_REFRESH_MARGIN_MS } from './github-app-auth.js';
 import { GitHubAuthError, type GitHubAuth } from './github-auth.js';
 
 const APP_ID = 4242;
@@ -88,6 +89,21 @@ describe('toRefreshAt', () => {
   });
   test('replaces a two-second token a quarter of its life before it expires', () => {
     assert.equal(toRefreshAt({ obtainedAt: 10_000, expiresAt: 12_000 }), 11_500);
+  });
+});
+
+describe('toKeyMaskValues', () => {
+  test('a build log that prints the key shows none of it, line by line or cut anywhere', () => {
+    const mask = createSecretMasker(toKeyMaskValues(key.privateKey));
+    const lines = key.privateKey.trim().split('\n');
+    const masked = lines.map((line) => mask(`leak: ${line}`));
+    const body = lines.slice(1, -1);
+    assert.ok(body.length > 10);
+    for (const [i, line] of body.entries()) assert.equal(masked[i + 1], 'leak: ***', line);
+    const pieces = createPieceMasker(mask);
+    const cut = body[3] ?? '';
+    const out = `${pieces.piece(`x ${cut.slice(0, 20)}`, false) ?? ''}${pieces.piece(`${cut.slice(20)} y`, true) ?? ''}`;
+    assert.equal(out, 'x *** y');
   });
 });
 

@@ -63,6 +63,18 @@ export async function readGitHubAppKey(app: Pick<GitHubAppSettings, 'privateKey'
   return text;
 }
 
+/**
+ * What a build log masks of the App's private key: the whole PEM and each base64 line of it
+ * (a log is masked line by line, so a key printed whole is masked one line at a time).
+ */
+export function toKeyMaskValues(pem: string): string[] {
+  const lines = pem
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length >= 16 && !line.startsWith('-----'));
+  return [pem.trim(), ...lines];
+}
+
 /** The hook of an Octokit auth strategy, typed as @octokit/auth-app declares it. */
 type AuthHook = ReturnType<typeof createAppAuth>['hook'];
 
@@ -85,9 +97,9 @@ type Discovery = { installationId: number; error: null; at: number } | { install
  * installation's token is kept until {@link toRefreshAt}, then replaced at the next call:
  * auth-app's own token cache keeps every token 59 minutes whatever its `expires_at`, so it is
  * bypassed (`refresh: true`) and this one, which reads `expires_at`, is used. A request that
- * GitHub answers 401 with a token held a while gets one more try with a new token (a token
- * revoked early); with a token just made, one more try after a second (GitHub's replication
- * delay). Discoveries and token requests for the same repository or installation are shared.
+ * GitHub answers 401 with a token held a while, or due for refresh, gets one more try with a
+ * new token (a token revoked early, or one that expired on the way); with a token just made,
+ * one more try after a second (GitHub's replication delay). Discoveries and token requests for the same repository or installation are shared.
  *
  * Errors are {@link GitHubAuthError}s: `GITHUB_APP_KEY_INVALID` (the key cannot be read),
  * `GITHUB_APP_KEY_REFUSED` (GitHub answers 401 to the JWT: wrong key or App id),
@@ -203,7 +215,7 @@ export function createGitHubAppAuth(options: {
         return await send(held.token);
       } catch (err) {
         if (statusOf(err) !== 401) throw err;
-        if (now() - held.obtainedAt < 5000) {
+        if (now() - held.obtainedAt < 5000 && now() < toRefreshAt(held)) {
           // a new token may not have reached every GitHub server yet (as @octokit/auth-app waits too)
           await new Promise((resolve) => setTimeout(resolve, 1000));
           return send(held.token);

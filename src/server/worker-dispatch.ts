@@ -2,6 +2,7 @@ import { toGitHost } from '../builds/checkout.js';
 import type { ExecutionJob, ExecutionPolicy } from '../builds/build-execution.js';
 import { toLineageBranch } from '../builds/refs.js';
 import type { Config } from '../config/schema.js';
+import type { GitHubAuth } from '../github/github-auth.js';
 import type { BullmqDispatch, DispatchSettings } from '../dispatch/bullmq-dispatch.js';
 import { createWorkerRegistry, type WorkerRegistry } from '../dispatch/worker-registry.js';
 import type { Logger } from '../logger.js';
@@ -16,6 +17,13 @@ export interface WorkerDispatch {
   tokens: Readonly<Record<string, string>>;
 }
 
+/**
+ * ms a git token in a worker's job stays valid at least: the job may wait in the worker's
+ * queue, and a GitHub App's installation token lives an hour (a token is asked for anew when
+ * the one held would not last this long).
+ */
+export const WORKER_TOKEN_VALIDITY_MS = 30 * 60_000;
+
 /** Builds of one lineage looked at to find the worker that holds its head. */
 const LINEAGE_LOOKBACK = 50;
 
@@ -24,11 +32,14 @@ const LINEAGE_LOOKBACK = 50;
  * lineage worker is the one that ran the last green build (neither cached nor coalesced, so
  * its workspace was promoted) of the same repository, definition and branch; failing that,
  * of the repository's default branch (not for a fork's build, which never starts from it).
+ * A job for a build cloning from the GitHub host carries its repository's token from `auth`
+ * (an App's installation token valid {@link WORKER_TOKEN_VALIDITY_MS} more at least).
  */
 export async function createWorkerDispatch(options: {
   config: Readonly<Config>;
   store: BuildStore;
   policy: ExecutionPolicy;
+  auth: Pick<GitHubAuth, 'gitTokenFor'>;
   log: Logger;
 }): Promise<WorkerDispatch> {
   // bullmq and ioredis are loaded only here: a server in local mode never needs them (about 400 modules)
@@ -60,7 +71,10 @@ export async function createWorkerDispatch(options: {
     lineageWorker,
     policy: options.policy,
     cloneUrlRewrites: config.cloneUrlRewrites,
-    gitToken: config.github.token === undefined ? undefined : { value: config.github.token, host: toGitHost(config.github.apiUrl) },
+    gitCredentials: {
+      host: toGitHost(config.github.apiUrl),
+      tokenFor: (repository) => options.auth.gitTokenFor(repository, { validForMs: WORKER_TOKEN_VALIDITY_MS }),
+    },
     log: log.child({ component: 'dispatch' }),
   });
   return { registry, dispatch, settings, tokens: Object.fromEntries(Object.entries(d.workers).map(([id, w]) => [id, w.token])) };
