@@ -7,8 +7,11 @@ import type { BuildView } from '../src/http/build-view.js';
 import { CONFIG_CONTEXT_LIMITS } from '../src/images/build-context.js';
 import { planEnvImage } from '../src/images/env-image.js';
 import { readDirectoryContext } from '../src/images/git-context.js';
+import type { RunningWorker } from '../src/worker/start-worker.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
+import { startRedisServer, type RunningRedis } from './support/redis-server.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
+import { startTestWorker } from './support/worker-process.js';
 
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 const CONFIG_REPO = join(import.meta.dirname, 'fixtures', 'config-repo');
@@ -179,5 +182,73 @@ describe('build environments from Dockerfiles', () => {
     assert.equal(await imageIdOf(firstTag), null, 'the first image is used by no kept build');
     assert.notEqual(await imageIdOf(thirdTag), null, 'the image of the kept build stays');
     assert.notEqual(await imageIdOf(configTag), null, 'the config repository image of kept builds stays');
+  });
+});
+
+describe('build environments from Dockerfiles on a build worker', () => {
+  let redis: RunningRedis;
+  let f: FixtureServer;
+  let worker: RunningWorker | null = null;
+  const made = new Set<string>();
+
+  before(async () => {
+    redis = await startRedisServer({ password: 'redis-test-password' });
+    f = await startFixtureServer('env-images-worker', {
+      dispatch: { mode: 'bullmq', redis: { url: redis.url }, workers: { w1: { token: 'env-worker-token-0123456789' } } },
+    });
+    worker = await startTestWorker({ id: 'w1', token: 'env-worker-token-0123456789', serverUrl: f.server.url, redisUrl: redis.url, dir: f.dir });
+  });
+  after(async () => {
+    await worker?.close().catch(() => undefined);
+    await f.close({ graceMs: 0 });
+    await redis.stop();
+    for (const tag of made)
+      await docker
+        .getImage(tag)
+        .remove()
+        .catch(() => undefined);
+  });
+
+  const push = async (sha: string) => {
+    const ref = 'refs/heads/env/worker';
+    const response = await deliver(f.server.url, {
+      event: 'push',
+      secret: f.secret,
+      payload: pushPayload({ owner: 'acme', repo: 'widget', ref, sha, tree: await f.repo.treeOf(sha), cloneUrl: f.cloneUrl }),
+    });
+    assert.equal(response.status, 202);
+    return f.waitForBuild((b) => b.sha === sha && b.ref === ref, 120_000);
+  };
+
+  test('the worker builds the image on its engine, keyed by its tag, and reuses it for the next build', async () => {
+    const sha = await f.repo.commit(
+      {
+        'autobuild/env.sh': SCRIPT,
+        'env/Dockerfile': dockerfile(1),
+        'env/env-tool': '#!/bin/sh\necho "tool ran"\n',
+        'env/run.txt': randomBytes(8).toString('hex'),
+      },
+      'a build environment built on a worker',
+    );
+    const first = await push(sha);
+    assert.equal(first.state, 'success', first.description ?? '');
+    assert.equal(first.worker, 'w1');
+    assert.equal(
+      Buffer.from(await (await fetch(first.artifacts[0]?.url ?? '')).arrayBuffer()).toString(),
+      "hello from the commit's Dockerfile, version 1\ntool ran\n",
+    );
+    const log = await (await fetch(first.logUrl)).text();
+    const tag = /image: building (autobuilder\/env:[0-9a-f]{64})/.exec(log)?.[1];
+    assert.ok(tag !== undefined, log);
+    made.add(tag);
+    // each worker builds on its own engine: the tag, which names the content, is the key's input
+    assert.equal(first.cacheInputs?.image, tag);
+
+    const second = await push(await f.repo.commit({ 'message.txt': 'on the worker again\n' }, 'not the environment'));
+    assert.equal(second.state, 'success', second.description ?? '');
+    const secondLog = await (await fetch(second.logUrl)).text();
+    assert.match(secondLog, /from env\/Dockerfile, built before/);
+    assert.doesNotMatch(secondLog, /image: building/);
+    assert.deepEqual(second.cacheMiss?.differs, ['tree']);
   });
 });

@@ -58,6 +58,31 @@ const cacheInputsSchema = z.object({
   params: z.string().optional(),
 });
 
+const contextFileSchema = z.object({
+  path: z.string().min(1).max(4096),
+  kind: z.enum(['file', 'executable', 'symlink']),
+  id: z.string().regex(/^[0-9a-f]{40,64}$/),
+  size: z.number().int().nonnegative(),
+});
+
+/** An EnvImagePlan (src/images/env-image.ts) as a job carries it; a config repository context's files come with it, base64. */
+const envImagePlanSchema = z.object({
+  tag: z.string().regex(/^autobuilder\/env:[0-9a-f]{64}$/),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  name: z.string().min(1).max(2000),
+  source: z.enum(['commit', 'config']),
+  context: z.string().min(1).max(1000),
+  dockerfile: z.string().min(1).max(1000),
+  buildArgs: z.record(z.string(), z.string()),
+  fork: z.boolean(),
+  files: z
+    .array(contextFileSchema.extend({ data: z.string() }))
+    .max(1000)
+    .nullable(),
+  problem: z.string().max(2000).nullable(),
+  rekey: z.boolean(),
+});
+
 /** A build's end as an attempt reports it. */
 export const buildEndSchema = z.object({
   state: z.enum(['success', 'failure', 'error', 'cancelled']),
@@ -148,6 +173,8 @@ export const buildJobSchema = z
     }),
     /** git's credential for the clone URL's host, when the server has one for it: never in argv or a URL */
     gitAuth: z.object({ host: z.string().min(1), token: z.string().min(1) }).nullable(),
+    /** the plan of the build's image when its definition names a Dockerfile (see EnvImagePlan): the worker builds it on its own engine */
+    envImage: envImagePlanSchema.nullable().default(null),
   })
   .strict();
 

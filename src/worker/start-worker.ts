@@ -29,6 +29,7 @@ import { createDockerRunner } from '../runner/docker-runner.js';
 import { detectDriver } from '../snapshots/detect-driver.js';
 import { createCaches } from '../snapshots/caches.js';
 import { createWorkspaces } from '../snapshots/workspaces.js';
+import { createSerializeByKey } from '../serialize-by-key.js';
 import type { WorkerConfig } from './worker-config.js';
 
 /** A running build worker. */
@@ -81,6 +82,8 @@ export async function startWorker(config: WorkerConfig, options: { log: Logger; 
   const orphans = await runner.removeOrphans();
   if (orphans.length > 0) log.warn({ buildIds: orphans }, 'removed containers a killed worker left');
   const checkout = createCheckout({ mirrorsDir: join(config.dataDir, 'git'), timeoutMs: config.builds.gitTimeoutSeconds * 1000 });
+  // builds of one env image on this engine wait for the first to make it
+  const imageBuilds = createSerializeByKey();
 
   const beat = (): Heartbeat => ({
     id: config.id,
@@ -171,6 +174,7 @@ export async function startWorker(config: WorkerConfig, options: { log: Logger; 
         cloneUrlRewrites: [],
         mask: createSecretMasker([...Object.values(data.policy.secretEnv), data.gitAuth?.token]),
         now: () => new Date(),
+        imageBuilds,
         caches,
       });
       const report = (changes: Partial<Build>) => {
@@ -192,6 +196,7 @@ export async function startWorker(config: WorkerConfig, options: { log: Logger; 
             deliveryId: null,
           },
           log: stream,
+          envImage: data.envImage,
         },
         controller.signal,
         report,
