@@ -11,7 +11,10 @@ import { makeTestDir } from './support/data-dir.js';
 import { startFixtureServer, TEST_IMAGE, type FixtureServer } from './support/fixture-server.js';
 import { createGitRepository, type GitRepository } from './support/git-repository.js';
 import { startGitHubStandIn, type GitHubStandIn, type RecordedRequest } from './support/github-stand-in.js';
+import { startRedisServer, type RunningRedis } from './support/redis-server.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
+import { startTestWorker } from './support/worker-process.js';
+import type { RunningWorker } from '../src/worker/start-worker.js';
 
 const FIXTURES = resolve(import.meta.dirname, 'fixtures');
 const APP_ID = 4242;
@@ -51,7 +54,8 @@ interface AppFixture {
   close(): Promise<void>;
 }
 
-async function startAppFixture(name: string): Promise<AppFixture> {
+/** `more` is merged over the fixture's settings (dispatch, …). */
+async function startAppFixture(name: string, more: ConfigInput = {}): Promise<AppFixture> {
   const dir = await makeTestDir(name);
   const key = generateKeyPairSync('rsa', {
     modulusLength: 2048,
@@ -78,6 +82,7 @@ async function startAppFixture(name: string): Promise<AppFixture> {
     docker: { defaultImage: TEST_IMAGE, network: 'none' },
     cloneUrlRewrites: [{ from: CLONE_URL, to: repo.url }],
     logLevel: 'silent',
+    ...more,
   };
   const run = (overrides: ConfigInput['github'] = {}) =>
     startServer(loadConfig({ ...input, github: { ...input.github, ...overrides } }, {}), { log: createLogger({ level: 'silent' }), webhookSecret: SECRET });
@@ -332,6 +337,44 @@ describe('check runs in GitHub App mode (reporting defaults to checks)', () => {
     );
     const { requests } = await completedCheckRun(f.github, build.id);
     assert.equal(bodyOf(requests.at(-1) as RecordedRequest).conclusion, 'success');
+  });
+});
+
+describe('check runs of builds on a build worker', () => {
+  const token = 'check-runs-worker-token-0123456789';
+  let redis: RunningRedis;
+  let f: AppFixture;
+  let worker: RunningWorker | undefined;
+
+  before(async () => {
+    redis = await startRedisServer({ password: 'redis-test-password' });
+    f = await startAppFixture('check-runs-worker', { dispatch: { mode: 'bullmq', redis: { url: redis.url }, workers: { w1: { token } } } });
+    worker = await startTestWorker({ id: 'w1', token, serverUrl: f.server.url, redisUrl: redis.url, dir: f.dir });
+  });
+  after(async () => {
+    await worker?.close().catch(() => undefined);
+    await f.close();
+    await redis.stop();
+  });
+
+  test('the log lines a worker sends become the annotations of the build’s check run', async () => {
+    const sha = f.repo.head as string;
+    await f.push('cwarn', 'refs/heads/gcc/worker', sha);
+    const build = await f.waitForBuild((b) => b.sha === sha && b.context === 'autobuilder/gcc');
+    assert.equal(build.state, 'success', build.description ?? '');
+    assert.equal(build.worker, 'w1');
+    const { requests } = await completedCheckRun(f.github, build.id);
+    const output = bodyOf(requests.at(-1) as RecordedRequest).output;
+    assert.ok(output !== undefined);
+    assert.deepEqual(
+      (output.annotations ?? []).map((a) => [a.path, a.start_line, a.annotation_level]),
+      [
+        ['main.c', 3, 'warning'],
+        ['lib/extra.c', 2, 'warning'],
+      ],
+    );
+    assert.match(output.summary, /\*\*Worker:\*\* `w1`/);
+    assert.match(output.text ?? '', /hello from a check run/);
   });
 });
 
