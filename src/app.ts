@@ -19,8 +19,10 @@ import { createMonitorRoutes } from './http/monitor-routes.js';
 import type { PageAuth } from './http/page-auth.js';
 import { assertRoutesGuarded, createRouteGuards } from './http/route-access.js';
 import { createConfigRoutes } from './http/config-routes.js';
+import { createGitHubRoutes } from './http/github-routes.js';
 import { createWebhookRegistrationRoutes } from './http/webhook-registration-routes.js';
 import { createWebhookRoutes } from './http/webhook-routes.js';
+import type { GitHubAuth } from './github/github-auth.js';
 import type { WebhookRegistrar } from './github/webhook-registration.js';
 import type { ConfigRepository } from './config-repo/config-repository.js';
 import type { Logger } from './logger.js';
@@ -59,6 +61,8 @@ export interface AppDeps {
   workers: WorkerDispatch | null;
   /** bytes a build's artifact may have (a worker's upload too) */
   maxArtifactBytes: number;
+  /** the server's GitHub credentials: shown at GET /api/github, their installation cache dropped by installation webhooks */
+  githubAuth: GitHubAuth;
   /** the GitHub App's id (config `github.app.appId`), whose check runs a re-run webhook may name; absent without an App */
   githubAppId?: number | undefined;
 }
@@ -90,11 +94,13 @@ export function createApp(deps: AppDeps): Koa {
       deadRefs: deps.deadRefs,
       coordinator: deps.coordinator,
       configRepository: deps.configRepository,
+      installations: deps.githubAuth,
       log: deps.log.child({ component: 'webhooks' }),
     }),
     createArtifactRoutes({ access, store: deps.store, artifacts: deps.artifacts }),
     createControlRoutes({ access, coordinator: deps.coordinator, store: deps.store, events: deps.events, publicUrl: deps.publicUrl, ...deps.control }),
     createConfigRoutes({ access, configRepository: deps.configRepository }),
+    createGitHubRoutes({ access, auth: deps.githubAuth, repositories: () => deps.configRepository.repositories() }),
     createBuildRoutes({ access, store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createLogRoutes({ access, store: deps.store, logs: deps.logs, events: deps.events, publicUrl: deps.publicUrl }),
     createMonitorRoutes({ access, socketToken: deps.pageAuth.socketToken }),

@@ -2,11 +2,12 @@ import { join, resolve } from 'node:path';
 import { createApp } from './app.js';
 import { createBuildEvents, type BuildEvents } from './builds/build-events.js';
 import type { Coordinator } from './builds/coordinator.js';
-import { gitAuthEnv, toCloneUrl, toGitHost } from './builds/checkout.js';
+import { gitAuthEnv, gitAuthEnvFor, toCloneUrl, toGitHost } from './builds/checkout.js';
 import type { Retention } from './builds/retention.js';
 import { assertHostMountsExist } from './config/host-mount.js';
 import type { Config } from './config/schema.js';
 import { createConfigRepository, repositoryOfUrl, type ConfigRepository, type ConfigRepositorySource } from './config-repo/config-repository.js';
+import type { GitHubAuth } from './github/github-auth.js';
 import { createPageAuth } from './http/page-auth.js';
 import { listRoutes, type DeclaredRoute } from './http/route-access.js';
 import type { Logger } from './logger.js';
@@ -67,7 +68,9 @@ export async function startServer(
   const { server, gate, url, publicUrl } = await listenEarly(config, log);
   const storage = await openStorage({ config, dataDir, driver, log, freeBytes: options.freeBytes });
   const { store, logs, artifacts, deadRefs, reserve } = storage;
-  const configRepository = createConfigRepository({ source: toConfigRepositorySource(config), log: log.child({ component: 'config-repo' }) });
+  // the config repository is fetched with a token of the GitHub side's, made next, asked for at each fetch (not before its first reload)
+  const gitTokens: Pick<GitHubAuth, 'gitTokenFor'> = { gitTokenFor: (repository) => github.auth.gitTokenFor(repository) };
+  const configRepository = createConfigRepository({ source: toConfigRepositorySource(config, gitTokens), log: log.child({ component: 'config-repo' }) });
   const events = createBuildEvents();
   const metrics = createMetrics({ events, store });
   const github = createGitHubSide({
@@ -88,6 +91,7 @@ export async function startServer(
     storage,
     configRepository,
     reports: github.reports,
+    auth: github.auth,
     events,
     webhookSecret,
     log,
@@ -104,6 +108,7 @@ export async function startServer(
     apiToken: config.api.token,
     webhookSecret,
     githubAppId,
+    installations: github.auth,
     log,
   });
 
@@ -134,6 +139,7 @@ export async function startServer(
     workers,
     maxArtifactBytes: config.builds.maxArtifactBytes,
     githubAppId,
+    githubAuth: github.auth,
   });
   gate.open(app);
   // after the app's listener: socket.io passes on every request that is not its own
@@ -193,6 +199,7 @@ export async function startServer(
       statuses.close();
       await checks.flush();
       checks.close();
+      github.auth.close();
       store.close();
       deadRefs.close();
     },
@@ -203,9 +210,11 @@ export async function startServer(
  * Where the config repository comes from: git mode when `url` or `repository` is set (the
  * URL of a `repository` is its clone URL on the GitHub host of `github.apiUrl`; either goes
  * through `cloneUrlRewrites`, and the token is sent only to the GitHub host), else the
- * local directory `path`.
+ * local directory `path`. In GitHub App mode with `auth`, the token is the installation
+ * token of the repository the URL names, asked of `auth` at each fetch (it expires within
+ * the hour); otherwise `github.token`.
  */
-export function toConfigRepositorySource(config: Config): ConfigRepositorySource {
+export function toConfigRepositorySource(config: Config, auth?: Pick<GitHubAuth, 'gitTokenFor'>): ConfigRepositorySource {
   const { url, repository, branch, path } = config.configRepository;
   if (url === undefined && repository === undefined) return { kind: 'directory', path };
   const host = toGitHost(config.github.apiUrl);
@@ -217,6 +226,9 @@ export function toConfigRepositorySource(config: Config): ConfigRepositorySource
     branch,
     repository: repository ?? repositoryOfUrl(url ?? '') ?? undefined,
     gitDir: join(resolve(config.dataDir), 'config-repo.git'),
-    env: gitAuthEnv(fetchUrl, token),
+    env:
+      config.github.app !== undefined && auth !== undefined
+        ? async () => (await gitAuthEnvFor(fetchUrl, { host, tokenFor: (r) => auth.gitTokenFor(r) })).env
+        : gitAuthEnv(fetchUrl, token),
   };
 }

@@ -24,7 +24,13 @@ export type { DefinitionLookup, ConfigSnapshot, MatchCandidate } from './config-
  */
 export type ConfigRepositorySource =
   | { kind: 'directory'; path: string; repository?: string | undefined }
-  | { kind: 'git'; url: string; branch: string; gitDir: string; repository?: string | undefined; env?: Readonly<Record<string, string>> | undefined };
+  | { kind: 'git'; url: string; branch: string; gitDir: string; repository?: string | undefined; env?: GitEnvironment | undefined };
+
+/**
+ * The environment git fetches a config repository with: fixed, or made afresh for each fetch
+ * (a GitHub App's installation token expires within the hour, so it is asked for each time).
+ */
+export type GitEnvironment = Readonly<Record<string, string>> | (() => Promise<Readonly<Record<string, string>>>);
 
 /** What made a reload happen. */
 export type ReloadTrigger = 'start' | 'webhook' | 'watch' | 'poll' | 'api';
@@ -103,7 +109,8 @@ export function repositoryOfUrl(url: string): string | null {
  * Creates the config repository. Nothing is read until the first {@link ConfigRepository.reload}.
  * In git mode `gitDir` is created as a bare repository on the first reload and fetched into
  * (`+refs/heads/<branch>`) on every later one; `env` is the environment git runs with
- * (e.g. an `http.extraHeader` with a token, given as `GIT_CONFIG_*`).
+ * (e.g. an `http.extraHeader` with a token, given as `GIT_CONFIG_*`), or, a function, the
+ * environment of each fetch, called before it (git's other commands then run without one).
  */
 export function createConfigRepository(options: { source: ConfigRepositorySource; log: Logger; now?: () => Date }): ConfigRepository {
   const { source, log } = options;
@@ -120,7 +127,8 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
   let parseCache: ParseCache = new Map();
   const listeners: ((outcome: ReloadOutcome, status: ConfigStatus) => void)[] = [];
 
-  const git = (): SimpleGit => createHardenedGit({ baseDir: root, env: source.kind === 'git' ? source.env : undefined });
+  const fixedEnv = source.kind === 'git' && typeof source.env !== 'function' ? source.env : source.kind === 'git' ? {} : undefined;
+  const git = (env = fixedEnv): SimpleGit => createHardenedGit({ baseDir: root, env });
 
   async function readRevision(): Promise<Revision> {
     if (source.kind === 'directory') {
@@ -143,7 +151,8 @@ export function createConfigRepository(options: { source: ConfigRepositorySource
       await git().raw(['init', '--bare', '--quiet']);
     }
     const ref = `refs/heads/${source.branch}`;
-    await git().raw(['fetch', '--quiet', '--force', '--no-tags', '--', source.url, `+${ref}:${ref}`]);
+    const fetchEnv = typeof source.env === 'function' ? await source.env() : fixedEnv;
+    await git(fetchEnv).raw(['fetch', '--quiet', '--force', '--no-tags', '--', source.url, `+${ref}:${ref}`]);
     const sha = (await git().raw(['rev-parse', '--verify', '--end-of-options', `${ref}^{commit}`])).trim();
     return { sha, files: await readGitRevision(git(), root, sha) };
   }

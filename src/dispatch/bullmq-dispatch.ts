@@ -2,7 +2,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Build } from '../builds/build.js';
 import type { BuildEnd, StopReason } from '../builds/build-lifecycle.js';
 import { toStopEnd, type BuildExecutor, type ExecutionJob, type ExecutionPolicy } from '../builds/build-execution.js';
-import { toCloneUrl, type CloneUrlRewrite } from '../builds/checkout.js';
+import { toCloneUrl, toRepositoryOfUrl, type CloneUrlRewrite, type GitCredentials } from '../builds/checkout.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { readAttemptStream } from './attempt-stream.js';
@@ -59,6 +59,38 @@ const JOB_CHECK_MS = 2000;
 type AttemptResult = { kind: 'end'; end: BuildEnd } | { kind: 'lost'; worker: string } | { kind: 'replace' };
 
 /**
+ * The git credential a worker's job for a build cloning `cloneUrl` carries: with
+ * `gitCredentials`, the token of the repository the URL names when it is an https URL of their
+ * host (asked for now: a GitHub App's installation token); else the one `gitToken` for an https
+ * URL of its host; null for any other URL, and when there is no token (the worker then fetches
+ * without one; a public repository still works; the reason is logged).
+ */
+export async function toJobGitAuth(
+  cloneUrl: string,
+  deps: { gitToken?: { value: string; host: string } | undefined; gitCredentials?: GitCredentials | undefined; log: Logger },
+): Promise<{ host: string; token: string } | null> {
+  const credentials = deps.gitCredentials;
+  if (credentials === undefined) {
+    const token = deps.gitToken;
+    if (token === undefined || !cloneUrl.startsWith('https://')) return null;
+    try {
+      return new URL(cloneUrl).host === token.host ? { host: token.host, token: token.value } : null;
+    } catch {
+      return null;
+    }
+  }
+  const repository = toRepositoryOfUrl(cloneUrl, credentials.host);
+  if (repository === null) return null;
+  try {
+    const token = await credentials.tokenFor(repository);
+    return token === undefined ? null : { host: credentials.host, token };
+  } catch (err) {
+    deps.log.warn({ repository, err: toMessage(err) }, 'no git token for a worker job');
+    return null;
+  }
+}
+
+/**
  * Creates the dispatcher that runs builds on workers (see protocol.ts): it places each build
  * on a live worker with the labels its definition's `runs-on` asks for (the worker that holds
  * its workspace lineage first, for up to `affinityWaitMs`), queues it there, follows its
@@ -76,6 +108,12 @@ export function createBullmqDispatch(deps: {
   cloneUrlRewrites: readonly CloneUrlRewrite[];
   /** the GitHub token and its git host: a build cloning from that host gets it as git's credential */
   gitToken?: { value: string; host: string } | undefined;
+  /**
+   * per-repository tokens, over `gitToken`: a build cloning from the host gets its
+   * repository's token, asked for when the job is queued (a GitHub App's installation token:
+   * the job carries one that stays valid a while, see worker-dispatch.ts)
+   */
+  gitCredentials?: GitCredentials | undefined;
   log: Logger;
   now?: () => number;
 }): BullmqDispatch {
@@ -117,16 +155,10 @@ export function createBullmqDispatch(deps: {
 
   const place = createPlacement({ registry, affinityWaitMs: settings.affinityWaitMs, lineageWorker: deps.lineageWorker, isClosed: () => closed, now });
 
-  function jobData(job: ExecutionJob, attempt: number): BuildJob {
+  async function jobData(job: ExecutionJob, attempt: number): Promise<BuildJob> {
     const { build, definition, request } = job;
     const cloneUrl = toCloneUrl(request.cloneUrl, deps.cloneUrlRewrites);
-    let host: string | null = null;
-    try {
-      host = cloneUrl.startsWith('https://') ? new URL(cloneUrl).host : null;
-    } catch {
-      host = null;
-    }
-    const token = deps.gitToken;
+    const gitAuth = await toJobGitAuth(cloneUrl, deps);
     return {
       v: DISPATCH_PROTOCOL_VERSION,
       buildId: build.id,
@@ -159,7 +191,7 @@ export function createBullmqDispatch(deps: {
       // secrets never go to code from a fork, nor to its worker
       policy: { ...deps.policy, mounts: deps.policy.mounts.map((m) => ({ ...m })), secretEnv: request.fromFork === true ? {} : { ...deps.policy.secretEnv } },
       envImage: job.envImage ?? null,
-      gitAuth: token !== undefined && host === token.host ? { host, token: token.value } : null,
+      gitAuth,
     };
   }
 
@@ -179,7 +211,7 @@ export function createBullmqDispatch(deps: {
       report({ description: `Dispatched to worker ${worker}` });
       const queue = queueOf(worker);
       // a failed job is kept a while: its reason is what the build's description says
-      await queue.add('build', jobData(job, state.attempt), { jobId, removeOnComplete: true, removeOnFail: { age: 3600 }, attempts: 1 });
+      await queue.add('build', await jobData(job, state.attempt), { jobId, removeOnComplete: true, removeOnFail: { age: 3600 }, attempts: 1 });
       let after = '0-0';
       let lookedAt = now();
       /** set once the job has ended without an end entry read: one more read, then this */

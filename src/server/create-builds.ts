@@ -10,6 +10,8 @@ import { createRetention, type Retention } from '../builds/retention.js';
 import { createSecretMasker } from '../builds/secret-masker.js';
 import type { Config } from '../config/schema.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
+import { readGitHubAppKey, toKeyMaskValues } from '../github/github-app-auth.js';
+import type { GitHubAuth } from '../github/github-auth.js';
 import type { Logger } from '../logger.js';
 import { createDockerRunner, type DockerRunner } from '../runner/docker-runner.js';
 import type { Storage } from './open-storage.js';
@@ -40,6 +42,8 @@ export async function createBuilds(options: {
   reports: BuildReporter;
   events: BuildEvents;
   webhookSecret: string;
+  /** the server's GitHub credentials: git's token for the GitHub host, per repository */
+  auth: GitHubAuth;
   log: Logger;
 }): Promise<BuildParts> {
   const { config, dataDir, storage, configRepository, reports, events, log } = options;
@@ -72,8 +76,10 @@ export async function createBuilds(options: {
   const checkout = createCheckout({
     mirrorsDir: join(dataDir, 'git'),
     timeoutMs: config.builds.gitTimeoutSeconds * 1000,
-    ...(config.github.token === undefined ? {} : { token: { value: config.github.token, host: toGitHost(config.github.apiUrl) } }),
+    credentials: { host: toGitHost(config.github.apiUrl), tokenFor: (repository) => options.auth.gitTokenFor(repository) },
   });
+  // a key that cannot be read is the GitHub side's error to report; there is nothing to mask then
+  const appKey = config.github.app === undefined ? [] : await readGitHubAppKey(config.github.app).then(toKeyMaskValues, () => []);
   const policy = {
     defaultImage: config.docker.defaultImage,
     defaultTimeoutSeconds: config.builds.defaultTimeoutSeconds,
@@ -88,7 +94,7 @@ export async function createBuilds(options: {
     cacheMaxBytes: config.builds.cacheMaxMiB * 1024 ** 2,
     mounts: config.builds.mounts,
   };
-  const workers = config.dispatch.mode === 'bullmq' ? await createWorkerDispatch({ config, store, policy, log }) : null;
+  const workers = config.dispatch.mode === 'bullmq' ? await createWorkerDispatch({ config, store, policy, auth: options.auth, log }) : null;
   const coordinator = createCoordinator({
     events,
     store,
@@ -104,7 +110,7 @@ export async function createBuilds(options: {
     concurrency: config.jobConcurrency,
     policy: { ...policy, cancelRunningOnSupersede: config.builds.cancelRunningOnSupersede, backlog: config.jobBacklog ?? 2 * config.jobConcurrency },
     reserve,
-    mask: createSecretMasker([config.github.token, options.webhookSecret, config.api.token, ...Object.values(config.builds.secretEnv)]),
+    mask: createSecretMasker([config.github.token, options.webhookSecret, config.api.token, ...Object.values(config.builds.secretEnv), ...appKey]),
     cloneUrlRewrites: config.cloneUrlRewrites,
     ...(workers === null ? {} : { executor: workers.dispatch }),
   });

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type Router from '@koa/router';
 import type { Coordinator } from '../builds/coordinator.js';
 import type { ConfigRepository } from '../config-repo/config-repository.js';
+import type { GitHubAuth } from '../github/github-auth.js';
 import type { PageAuth } from '../http/page-auth.js';
 import { createRouteGuards } from '../http/route-access.js';
 import { createWebhookRoutes } from '../http/webhook-routes.js';
@@ -41,6 +42,8 @@ export async function openIntake(options: {
   webhookSecret: string;
   /** the GitHub App's id (config `github.app.appId`), whose check runs a re-run webhook may name; absent without an App */
   githubAppId?: number | undefined;
+  /** the GitHub App's cache of installations, dropped by installation webhooks */
+  installations?: Pick<GitHubAuth, 'forget'> | undefined;
   log: Logger;
 }): Promise<Intake> {
   const { coordinator, log } = options;
@@ -56,6 +59,7 @@ export async function openIntake(options: {
     inbox,
     store: options.store,
     appId: options.githubAppId,
+    installations: options.installations,
     deadRefs: options.deadRefs,
     coordinator: { cancelPullRequest: async (target, reason) => whenResumed.then(() => coordinator.cancelPullRequest(target, reason)) },
     configRepository: options.configRepository,
