@@ -31,3 +31,6 @@ export {
   type RepositoryAuthStatus,
 } from './github-auth.js';
 export { toReporting, type Reporting } from './reporting.js';
+export { createBuildReporter } from './build-reporting.js';
+export { createCheckRunPublisher, CHECK_RUN_INTERVAL_MS, MAX_BUILD_ANNOTATIONS, type CheckRunPublisher, type NewCheckRun } from './check-runs.js';
+export { MAX_OUTPUT_BYTES, REBUILD_ACTION, toBuildOutput, toConclusion, toConfigOutput, toProblemAnnotations } from './check-run-output.js';
