@@ -1,7 +1,11 @@
 import { Command, CommanderError } from 'commander';
+import { registerArtifactCommand } from './artifact-command.js';
+import { registerBuildCommand } from './build-command.js';
 import { addGlobalOptions } from './cli-context.js';
 import { registerConfigCommands } from './config-commands.js';
+import { registerControlCommands } from './control-commands.js';
 import { CliError, EXIT } from './exit-codes.js';
+import { registerReadCommands } from './read-commands.js';
 
 /**
  * The `autobuilder` command line (bin/autobuilder.js): `worker` runs a build worker; the other
@@ -21,6 +25,10 @@ export function createProgram(): Command {
       const { runWorkerCommand } = await import('../worker/main.js');
       await runWorkerCommand();
     });
+  registerBuildCommand(program);
+  registerReadCommands(program);
+  registerControlCommands(program);
+  registerArtifactCommand(program);
   registerConfigCommands(program);
   return program;
 }
