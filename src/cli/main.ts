@@ -4,8 +4,10 @@ import { registerBuildCommand } from './build-command.js';
 import { addGlobalOptions } from './cli-context.js';
 import { registerConfigCommands } from './config-commands.js';
 import { registerControlCommands } from './control-commands.js';
+import { registerDoctorCommand } from './doctor.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { registerReadCommands } from './read-commands.js';
+import { registerWebhookCommands } from './webhook-test.js';
 
 /**
  * The `autobuilder` command line (bin/autobuilder.js): `worker` runs a build worker; the other
@@ -30,6 +32,8 @@ export function createProgram(): Command {
   registerControlCommands(program);
   registerArtifactCommand(program);
   registerConfigCommands(program);
+  registerWebhookCommands(program);
+  registerDoctorCommand(program);
   return program;
 }
 
