@@ -4,6 +4,12 @@
  * projects-config-repo-example/octocat/hello-make/main.yaml), send it a signed push webhook
  * (GitHub's own example push payload, rewritten), follow the build log, and print the
  * artifact's digest and URLs. Run again, it pushes a new commit and builds incrementally.
+ *
+ * Then it keeps the server up, so the build page and /monitor URLs it printed work, until
+ * Ctrl-C (SIGINT) or SIGTERM close it cleanly. `--exit` ends after the build instead (for
+ * scripts and tests), and so does a run whose stdin is not a terminal (nobody is there to
+ * press Ctrl-C: CI, a pipe) unless `--serve` asks to keep serving. Exit code 0 when the build
+ * succeeded, else 1.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -17,7 +23,32 @@ import { deliver, pushPayload } from '../test/support/webhook-delivery.js';
 
 const say = (text: string) => process.stdout.write(`\x1b[1m[demo]\x1b[0m ${text}\n`);
 
-async function main(): Promise<void> {
+/** Whether the demo keeps serving after the build: `--exit` no, `--serve` yes, else only with a terminal on stdin. */
+function keepsServing(argv: readonly string[]): boolean {
+  const unknown = argv.filter((a) => a !== '--exit' && a !== '--serve');
+  if (unknown.length > 0 || (argv.includes('--exit') && argv.includes('--serve'))) {
+    throw new Error(`usage: npm run demo [-- --exit | --serve] (got ${argv.join(' ')})`);
+  }
+  if (argv.includes('--exit')) return false;
+  return argv.includes('--serve') || process.stdin.isTTY;
+}
+
+/** Resolves at the first SIGINT or SIGTERM (a second one ends the process at once). */
+function untilStopped(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      process.once('SIGINT', () => process.exit(130));
+      resolve(signal);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+async function main(): Promise<number> {
+  const serve = keepsServing(process.argv.slice(2));
   const root = resolve(import.meta.dirname, '..');
   process.chdir(root);
   const dataDir = resolve('data');
@@ -41,6 +72,7 @@ async function main(): Promise<void> {
 
   const server = await startServer(config, { log: createLogger({ level: 'warn' }), webhookSecret: secret.secret });
   say(`autobuilder listening on ${server.url} (snapshot driver: ${server.snapshotDriver})`);
+  let succeeded = false;
   try {
     const payload = pushPayload({ owner: 'octocat', repo: 'hello-make', ref: 'refs/heads/main', sha, tree: await repo.treeOf(sha), cloneUrl });
     const delivery = await deliver(server.url, { event: 'push', payload, secret: secret.secret });
@@ -65,7 +97,8 @@ async function main(): Promise<void> {
 
     const done = (await (await fetch(`${server.url}/api/builds/${build.id}`)).json()) as BuildView;
     say(`build ${done.id}: ${done.state} (${done.description ?? ''}), incremental: ${done.incremental}`);
-    if (done.state !== 'success') throw new Error(`the build ended ${done.state}`);
+    succeeded = done.state === 'success';
+    if (!succeeded) process.stderr.write(`[demo] failed: the build ended ${done.state}\n`);
     for (const artifact of done.artifacts) {
       const bytes = Buffer.from(await (await fetch(artifact.url)).arrayBuffer());
       const digest = createHash('sha256').update(bytes).digest('hex');
@@ -73,12 +106,25 @@ async function main(): Promise<void> {
       say(`artifact URL: ${artifact.url}`);
     }
     say(`build page: ${done.pageUrl}`);
+    say(`monitor: ${server.publicUrl}/monitor`);
+    if (serve) {
+      say(`the command line reads from it too: node bin/autobuilder.js --url ${server.url} list (or status ${done.id}, logs ${done.id})`);
+      say('serving until Ctrl-C');
+      const signal = await untilStopped();
+      say(`${signal}: closing the server`);
+    } else if (!process.argv.includes('--exit')) {
+      say('stdin is not a terminal: closing the server (npm run demo -- --serve keeps it up)');
+    }
   } finally {
     await server.close();
   }
+  return succeeded ? 0 : 1;
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`[demo] failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`[demo] failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
