@@ -231,6 +231,31 @@ describe('createCheckRunPublisher', () => {
     assert.equal(bodyOf(requests[1] as RecordedRequest).conclusion, 'cancelled');
   });
 
+  test('a change of the build that comes after its end never takes the completed check run back', async () => {
+    const { publisher } = start({ intervalMs: 50 });
+    const queued = newBuild();
+    const buildLog = logs.open(queued.id);
+    await publisher.publish(queued);
+    const running = { ...queued, state: 'running' as const, description: 'Running', startedAt: new Date().toISOString() };
+    publisher.progress(running);
+    buildLog.line('a line while it runs');
+    await github.waitFor((r) => r.operationId === 'checks/update' && bodyOf(r).status === 'in_progress', 1, 5000);
+    // the end waits for the log to close; meanwhile a late change and more lines arrive
+    const ended = publisher.publish(finished(running, { state: 'success', description: 'Built' }));
+    publisher.progress({ ...running, description: 'Running, still' });
+    buildLog.line('the last line');
+    await new Promise((r) => setTimeout(r, 200));
+    buildLog.close();
+    await ended;
+    await publisher.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    await publisher.flush();
+    const statuses = checksOf(queued).map((r) => bodyOf(r).status ?? '(annotations)');
+    assert.equal(statuses.at(-1), 'completed', statuses.join());
+    assert.equal(statuses.indexOf('completed'), statuses.length - 1, statuses.join());
+    assert.match(bodyOf(checksOf(queued).at(-1) as RecordedRequest).output?.text ?? '', /the last line/);
+  });
+
   test('annotations past 50 go in further updates of 50; past the cap they are counted in the summary', async () => {
     const { publisher } = start({ maxAnnotations: 120 });
     const queued = newBuild();

@@ -188,7 +188,9 @@ export function createCheckRunPublisher(options: {
     final: { annotations: StoredAnnotation[]; dropped: number } | null,
   ): boolean {
     const existing = outbox.get(key);
-    if (existing !== null && JSON.stringify(existing.desired) === JSON.stringify(state) && final === null) return false;
+    if (existing !== null && final === null && JSON.stringify(existing.desired) === JSON.stringify(state)) return false;
+    // a completed check run is never taken back to running (a late refresh of its build)
+    if (existing?.desired.status === 'completed' && final === null) return false;
     const entry: CheckRunEntry = existing ?? {
       ...base,
       checkRunId: null,
@@ -246,18 +248,19 @@ export function createCheckRunPublisher(options: {
       if (isClosed()) return;
       put(build.id, base, state, { annotations: annotations.map((a) => ({ ...a })), dropped });
     } else {
+      // a build no longer followed has ended: its completed state is stored, or on its way
+      if (followed === undefined) return;
       const tail = build.state === 'running' ? await readTail(build.id, RUNNING_TAIL.lines) : null;
-      const collector = followed?.collector;
+      const { collector } = followed;
       const state = toBuildCheckRunState(build, {
         publicUrl,
         logTail: tail,
-        annotations: { count: collector?.annotations.length ?? 0, dropped: collector?.dropped ?? 0 },
+        annotations: { count: collector.annotations.length, dropped: collector.dropped },
         maxTextBytes: RUNNING_TAIL.bytes,
       });
-      if (isClosed() || (followed !== undefined && live.get(build.id) !== followed)) return;
+      if (isClosed() || live.get(build.id) !== followed) return;
       put(build.id, base, state, null);
-      const current = live.get(build.id);
-      if (current !== undefined) current.lastPutAt = now();
+      followed.lastPutAt = now();
     }
     await outbox.flush();
     void drain();
