@@ -209,7 +209,7 @@ describe('autobuilder config match', () => {
   test('exits 2 for a ref git would refuse, 1 for a checkout the server would refuse', async () => {
     const bad = await runCliProcess(['config', 'match', '--repo', 'octocat/hello-make', '--ref', 'refs/heads/a..b', EXAMPLE]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /not a branch or tag ref git would accept/);
+    assert.match(bad.stderr, /give a branch name \(main\), refs\/heads\/<branch> or refs\/tags\/<tag>/);
     const dir = await mkdtemp(join(tmpdir(), 'autobuilder-cli-match-'));
     try {
       await cp(join(EXAMPLE, REPO_DIR, 'main.yaml'), join(dir, REPO_DIR, 'main.yaml'), { recursive: true });

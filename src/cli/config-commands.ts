@@ -8,6 +8,7 @@ import { toMatchAnswer, type MatchAnswer } from '../config-repo/match-answer.js'
 import { readDirectoryRevision } from '../config-repo/read-revision.js';
 import { isAppError, toMessage } from '../errors.js';
 import { createHardenedGit } from '../git/hardened-git.js';
+import { parseRefArgument, parseRepoArgument } from './cli-arguments.js';
 import { createCliContext, createCliOutput, globalOptionsOf, type CliOutput } from './cli-context.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { toErrorAnnotation } from './workflow-command.js';
@@ -89,11 +90,6 @@ export async function checkConfigDirectory(dir: string): Promise<ConfigCheckResu
     contexts: [...new Set(snapshot?.files.flatMap((f) => f.definitions.map((d) => `autobuilder/${d.name}`)) ?? [])].sort(),
     problems: built.problems,
   };
-}
-
-/** `refs/heads/x` and `refs/tags/x` as given; a bare name is a branch (`main` → `refs/heads/main`). */
-export function toFullRef(ref: string): string {
-  return ref.startsWith('refs/') ? ref : `refs/heads/${ref}`;
 }
 
 /** `owner/name` split; throws CliError (exit 2) for anything else. */
@@ -221,15 +217,14 @@ export function registerConfigCommands(program: Command, env: NodeJS.ProcessEnv 
     .description(
       'which builds a push of REF to REPO would run, from which files, and why each file matched or not: offline from the checkout DIR (its working tree), or from the server with --server',
     )
-    .requiredOption('--repo <owner/name>', 'the repository pushed to')
-    .requiredOption('--ref <ref>', 'refs/heads/<branch> or refs/tags/<tag>; a bare name is a branch')
+    .requiredOption('--repo <owner/name>', 'the repository pushed to', parseRepoArgument)
+    .requiredOption('--ref <ref>', 'refs/heads/<branch> or refs/tags/<tag>; a bare name is a branch', parseRefArgument)
     .option('--server', 'ask the server (GET /api/config/match, its active config) instead of reading DIR')
     .argument('[dir]', 'the config repository checkout (offline)')
     .action(async (dir: string | undefined, options: { repo: string; ref: string; server?: boolean }, command: Command) => {
-      const ref = toFullRef(options.ref);
+      const { ref } = options;
       if (options.server === true) {
         if (dir !== undefined) throw new CliError(EXIT.usage, 'give either DIR (offline) or --server, not both');
-        splitRepo(options.repo);
         const context = createCliContext(command, { env });
         const answer = await context.api.get('/api/config/match', matchAnswerSchema, { query: { repo: options.repo, ref } });
         context.out.result(answer, () => formatMatch(context.out, answer, `server ${context.connection.url}`));
