@@ -236,8 +236,10 @@ export function createLocalExecutor(deps: {
               signal,
             });
       if (env !== null && !env.ok) return env.end;
-      if (env !== null && job.envImage?.rekey === true && build.cacheInputs.image !== env.imageId) {
-        // decided before the image existed: the key is its id's from now on, as later builds' will be
+      // keyed by the image id (not the tag, as on workers) but decided before this image existed
+      // (or before retention removed the one it was decided with): the key is this id's, as later builds' will be
+      const rekey = job.envImage?.rekey === true || build.cacheInputs.image.startsWith('sha256:');
+      if (env !== null && rekey && build.cacheInputs.image !== env.imageId) {
         const cacheInputs = { ...build.cacheInputs, image: env.imageId };
         report({ cacheInputs, cacheKey: toBuildCacheKey(cacheInputs, build, request) });
       }
