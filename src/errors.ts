@@ -22,7 +22,6 @@ export type AppErrorCode =
   | 'CONTAINER_FAILED'
   | 'ILLEGAL_TRANSITION'
   | 'PARAMS_INVALID'
-  | 'IMAGE_BUILD_FAILED'
   | 'INTERNAL';
 
 /**
