@@ -33,7 +33,7 @@ BUSYBOX_IMAGE=autobuilder/busybox:latest
 DEBIAN_IMAGE=autobuilder/debian-build:bookworm
 # Bump when the way an image is made changes: an image with another recipe label is remade.
 BUSYBOX_RECIPE=1
-DEBIAN_RECIPE=1
+DEBIAN_RECIPE=2 # 2: ccache added
 PACKAGES=(docker.io btrfs-progs busybox-static debootstrap git iptables chromium redis-server openssl)
 STATE_DIR=/var/lib/autobuilder
 DOCKERD_LOG=/var/log/dockerd.log
@@ -353,17 +353,23 @@ make_busybox_image() {
   rm -rf --one-file-system "$dir"
 }
 
+# make_debian_image [keep-old]: with keep-old, a failed debootstrap (no mirror reachable) sets
+# DEBIAN_KEPT=1 and returns, leaving the image of an older recipe in place, instead of dying.
 make_debian_image() {
   local dir mirror
   mirror=$(debian_mirror)
   dir=$(mktemp -d /var/tmp/autobuilder-debootstrap.XXXXXX)
   STAGING_DIRS+=("$dir")
   detail "debootstrap --variant=minbase bookworm from $mirror (about 30 s)"
-  if ! debootstrap --variant=minbase --include=gcc,make,libc6-dev,tar,gzip \
+  if ! debootstrap --variant=minbase --include=gcc,make,libc6-dev,tar,gzip,ccache \
     bookworm "$dir" "$mirror" >"$dir.log" 2>&1; then
     tail -n 20 "$dir.log" >&2
     [[ -f $dir/debootstrap/debootstrap.log ]] && tail -n 20 "$dir/debootstrap/debootstrap.log" >&2
     rm -f "$dir.log"
+    if [[ ${1:-} == keep-old ]]; then
+      DEBIAN_KEPT=1
+      return 0
+    fi
     die "debootstrap failed"
   fi
   rm -f "$dir.log"
@@ -379,7 +385,7 @@ make_debian_image() {
       -c 'CMD ["/bin/bash"]' \
       -c "LABEL org.autobuilder.recipe=$DEBIAN_RECIPE" \
       -c "LABEL org.autobuilder.source=debootstrap-minbase-bookworm" \
-      -m "autobuilder host-setup: debootstrap --variant=minbase bookworm + gcc make libc6-dev" \
+      -m "autobuilder host-setup: debootstrap --variant=minbase bookworm + gcc make libc6-dev ccache" \
       - "$DEBIAN_IMAGE" >/dev/null
   rm -rf --one-file-system "$dir"
 }
@@ -393,12 +399,21 @@ step_images() {
     make_busybox_image
     did+=("built $BUSYBOX_IMAGE in $(fmt_s $(($(now_us) - t0))) s")
   fi
-  if [[ $(image_recipe "$DEBIAN_IMAGE" || echo absent) == "$DEBIAN_RECIPE" ]]; then
+  local debian_recipe
+  debian_recipe=$(image_recipe "$DEBIAN_IMAGE" || echo absent)
+  if [[ $debian_recipe == "$DEBIAN_RECIPE" ]]; then
     kept+=("$DEBIAN_IMAGE")
   else
     local t0; t0=$(now_us)
-    make_debian_image
-    did+=("built $DEBIAN_IMAGE in $(fmt_s $(($(now_us) - t0))) s")
+    DEBIAN_KEPT=0
+    # an image of an older recipe stays when it cannot be remade: a host set up once still sets up offline
+    make_debian_image "$([[ $debian_recipe == absent ]] || echo keep-old)"
+    if ((DEBIAN_KEPT)); then
+      detail "WARNING: could not remake $DEBIAN_IMAGE (recipe $debian_recipe, wanted $DEBIAN_RECIPE): the one present is kept"
+      kept+=("$DEBIAN_IMAGE (recipe $debian_recipe: not remade)")
+    else
+      did+=("built $DEBIAN_IMAGE in $(fmt_s $(($(now_us) - t0))) s")
+    fi
   fi
   local IFS=,
   if ((${#did[@]} == 0)); then
@@ -514,12 +529,17 @@ step_verify() {
   [[ $out == root*lo* && $out != *eth0* ]] || die "busybox check failed: $out"
   checks+=("busybox ok")
   checks+=("--network none ok (lo only)")
-  # debian image: compile and run a C program
+  # debian image: compile and run a C program, and compile through ccache (recipe 2 on)
   out=$(docker run --rm --network none "$DEBIAN_IMAGE" sh -c '
     printf "#include <stdio.h>\nint main(void) { puts(\"hello from gcc\"); return 0; }\n" >/tmp/h.c &&
-    gcc -O2 -o /tmp/h /tmp/h.c && /tmp/h')
-  [[ $out == "hello from gcc" ]] || die "debian-build check failed: $out"
+    gcc -O2 -o /tmp/h /tmp/h.c && /tmp/h &&
+    if command -v ccache >/dev/null; then CCACHE_DIR=/tmp/cc ccache gcc -c -o /tmp/h.o /tmp/h.c && echo "ccache ok"; fi')
+  [[ $out == "hello from gcc"* ]] || die "debian-build check failed: $out"
   checks+=("gcc ok")
+  if [[ $(image_recipe "$DEBIAN_IMAGE") == "$DEBIAN_RECIPE" ]]; then
+    [[ $out == *"ccache ok" ]] || die "debian-build ccache check failed: $out"
+    checks+=("ccache ok")
+  fi
   # default bridge network: an address, a route, the gateway and (best effort) the mirror
   local gw mirror_host
   gw=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
