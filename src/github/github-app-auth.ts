@@ -99,7 +99,8 @@ type Discovery = { installationId: number; error: null; at: number } | { install
  * bypassed (`refresh: true`) and this one, which reads `expires_at`, is used. A request that
  * GitHub answers 401 with a token held a while, or due for refresh, gets one more try with a
  * new token (a token revoked early, or one that expired on the way); with a token just made,
- * one more try after a second (GitHub's replication delay). Discoveries and token requests for the same repository or installation are shared.
+ * one more try after a second (GitHub's replication delay). Discoveries and token requests
+ * for the same repository or installation are shared.
  *
  * Errors are {@link GitHubAuthError}s: `GITHUB_APP_KEY_INVALID` (the key cannot be read),
  * `GITHUB_APP_KEY_REFUSED` (GitHub answers 401 to the JWT: wrong key or App id),
