@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { BuildView } from '../src/http/build-view.js';
+import { launchBrowser, openPage } from './support/browser.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { deliver, pushPayload } from './support/webhook-delivery.js';
 
@@ -120,5 +121,22 @@ describe('build parameters: validation, env, cache key and opaque parameters', (
     const rebuilt = await f.waitForBuild((b) => b.id === id);
     assert.deepEqual(rebuilt.params, { TARGET: 'darwin', LEVEL: '1' });
     assert.equal(await artifactText(rebuilt), 'target=darwin level=1 nonce=unset\n');
+  });
+
+  test('the build page and /monitor show the parameters of a build, in a real browser', async () => {
+    assert.ok(darwin, 'needs the build with parameters');
+    const browser = await launchBrowser();
+    try {
+      const { page, problems } = await openPage(browser, darwin.pageUrl);
+      const shown = await page.locator('[data-field="params"] code.param').allTextContents();
+      assert.deepEqual(shown, ['TARGET=darwin', 'LEVEL=1']);
+      await page.goto(`${f.server.url}/monitor`);
+      const row = page.locator(`#history tr[data-build-id="${darwin.id}"]`);
+      await row.waitFor();
+      assert.deepEqual(await row.locator('code.param').allTextContents(), ['TARGET=darwin', 'LEVEL=1']);
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
+    }
   });
 });
