@@ -227,6 +227,12 @@ describe('the autobuilder CLI against a real server', () => {
     assert.match(missing.stderr, /has no artifact "nope\.txt"/);
   });
 
+  test('build --param sends the parameters: a definition that declares none refuses them, exit 3 with the reason', async () => {
+    const run = await cli(['build', '--repo', 'acme/widget', '--ref', 'main', '--param', 'GREETING=hello']);
+    assert.equal(run.code, 3);
+    assert.match(run.stderr, /^autobuilder: POST \/api\/builds: 422 PARAMS_INVALID: invalid parameters: GREETING: /);
+  });
+
   test('the URL and token come from the CLI config file when no flag or env gives them', async () => {
     const home = join(tmp, 'xdg');
     await mkdir(join(home, 'autobuilder'), { recursive: true });

@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { buildListSchema, type BuildViewAnswer } from './api-schemas.js';
 import { assertArtifactFileName, saveArtifact, type SavedArtifact } from './artifact-download.js';
 import { toBuildLine } from './build-format.js';
@@ -69,6 +69,15 @@ interface BuildOptions {
   wait: boolean;
   follow?: boolean;
   target?: string;
+  /** `--param NAME=VALUE`, repeated */
+  param?: Record<string, string>;
+}
+
+/** Collects `--param NAME=VALUE` flags into one object (a later value of a name wins). */
+function collectParam(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new InvalidArgumentError('give a parameter as NAME=VALUE');
+  return { ...previous, [value.slice(0, at)]: value.slice(at + 1) };
 }
 
 /**
@@ -87,6 +96,7 @@ export function registerBuildCommand(program: Command, deps: CliContextDeps = {}
     .option('--force', 'build even when an identical earlier build could be reused')
     .option('--no-wait', 'print the builds and return at once')
     .option('--follow', 'print the build logs as they are written')
+    .option('--param <NAME=VALUE>', "a value for a definition's parameter (repeat for several; see README, Parameters)", collectParam)
     .option('--target <dir>', 'download every artifact into DIR, each checked against its sha256')
     .action(async (options: BuildOptions, command: Command) => {
       if (!options.wait && (options.follow === true || options.target !== undefined)) {
@@ -98,6 +108,7 @@ export function registerBuildCommand(program: Command, deps: CliContextDeps = {}
         ref: options.ref,
         ...(options.sha === undefined ? {} : { sha: options.sha }),
         ...(options.force === true ? { force: true } : {}),
+        ...(options.param === undefined ? {} : { params: options.param }),
       };
       const waitSeconds = options.wait && options.follow !== true ? TRIGGER_WAIT_SECONDS : undefined;
       const triggered = await ctx.api.json('/api/builds', buildListSchema, { body, ...(waitSeconds === undefined ? {} : { query: { wait: waitSeconds } }) });

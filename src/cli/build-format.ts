@@ -38,14 +38,13 @@ export function toBuildLine(build: BuildViewAnswer, style: Styles): string {
 /** Why a queued build waits, from `GET /api/queue`: its place in line and the server's reason; null when the queue does not hold it. */
 export function toWaitingText(buildId: string, queue: QueueAnswer): string | null {
   const waiting = queue.waiting.find((w) => w.buildId === buildId);
-  let text: string | null = null;
   if (waiting !== undefined) {
+    // the server's reason already names a full disk or a stopping server
     const place = waiting.position === null ? '' : `position ${waiting.position} of ${queue.waiting.filter((w) => w.position !== null).length}, `;
-    text = `${place}${waiting.reason}${waiting.backlogNote === null ? '' : ` (${waiting.backlogNote})`}`;
-  } else if (queue.deciding.includes(buildId)) {
-    text = 'being decided (commit tree, image, cache)';
+    return `${place}${waiting.reason}${waiting.backlogNote === null ? '' : ` (${waiting.backlogNote})`}`;
   }
-  if (text === null) return null;
+  if (!queue.deciding.includes(buildId)) return null;
+  let text = 'being decided (commit tree, image, cache)';
   if (queue.blocked !== null) text += `; nothing starts now: ${queue.blocked}`;
   if (queue.stopping) text += '; the server is stopping';
   return text;
