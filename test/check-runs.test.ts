@@ -281,6 +281,18 @@ describe('check runs in GitHub App mode (reporting defaults to checks)', () => {
     assert.equal(requests.filter((r) => r.operationId === 'checks/create').length, 1);
   });
 
+  test('a build stopped by its timeout ends its check run timed_out', async () => {
+    const sha = f.repo.head as string;
+    await f.push('cwarn', 'refs/heads/timeout/one', sha);
+    const build = await f.waitForBuild((b) => b.sha === sha && b.context === 'autobuilder/timeout');
+    assert.equal(build.state, 'error');
+    const { requests } = await completedCheckRun(f.github, build.id);
+    const end = bodyOf(requests.at(-1) as RecordedRequest);
+    assert.equal(end.conclusion, 'timed_out');
+    assert.equal(end.output?.title, 'Error: timed out after 2 s');
+    assert.match(end.output?.text ?? '', /slow build starts/);
+  });
+
   test('a refused config revision gets a failing autobuilder/config check run with an annotation at each problem; an activated one a success', async () => {
     const active = f.config.head as string;
     const success = f.github.requests.find((r) => r.operationId === 'checks/create' && bodyOf(r).head_sha === active);
@@ -320,7 +332,7 @@ describe('check runs in GitHub App mode (reporting defaults to checks)', () => {
     await f.push('config', 'refs/heads/main', good);
     const [activated] = await f.github.waitFor((r) => r.operationId === 'checks/create' && bodyOf(r).head_sha === good, 1, 30_000);
     assert.equal(bodyOf(activated as RecordedRequest).conclusion, 'success');
-    assert.equal(bodyOf(activated as RecordedRequest).output?.title, 'Active: 3 definition files');
+    assert.equal(bodyOf(activated as RecordedRequest).output?.title, 'Active: 4 definition files');
     assert.deepEqual(bodyOf(activated as RecordedRequest).output?.annotations, undefined);
   });
 
