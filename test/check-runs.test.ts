@@ -289,8 +289,10 @@ describe('check runs in GitHub App mode (reporting defaults to checks)', () => {
     const { requests } = await completedCheckRun(f.github, build.id);
     const end = bodyOf(requests.at(-1) as RecordedRequest);
     assert.equal(end.conclusion, 'timed_out');
-    assert.equal(end.output?.title, 'Error: timed out after 2 s');
-    assert.match(end.output?.text ?? '', /slow build starts/);
+    const output = end.output;
+    assert.ok(output !== undefined);
+    assert.equal(output.title, 'Error: timed out after 2 s');
+    assert.match(output.text ?? '', /slow build starts/);
   });
 
   test('a refused config revision gets a failing autobuilder/config check run with an annotation at each problem; an activated one a success', async () => {
