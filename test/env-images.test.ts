@@ -10,7 +10,8 @@ import { readDirectoryContext } from '../src/images/git-context.js';
 import type { RunningWorker } from '../src/worker/start-worker.js';
 import { startFixtureServer, type FixtureServer } from './support/fixture-server.js';
 import { startRedisServer, type RunningRedis } from './support/redis-server.js';
-import { deliver, pushPayload } from './support/webhook-delivery.js';
+import { simpleGit } from 'simple-git';
+import { deliver, pullRequestPayload, pushPayload } from './support/webhook-delivery.js';
 import { startTestWorker } from './support/worker-process.js';
 
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
@@ -250,5 +251,70 @@ describe('build environments from Dockerfiles on a build worker', () => {
     assert.match(secondLog, /from env\/Dockerfile, built before/);
     assert.doesNotMatch(secondLog, /image: building/);
     assert.deepEqual(second.cacheMiss?.differs, ['tree']);
+  });
+});
+
+describe("the network of an env image's RUN steps", () => {
+  let f: FixtureServer;
+  const made = new Set<string>();
+  before(async () => {
+    f = await startFixtureServer('env-images-network', { docker: { defaultImage: 'autobuilder/busybox:latest', network: 'autobuilder-builds' } });
+  });
+  after(async () => {
+    await f.close({ graceMs: 0 });
+    for (const tag of made)
+      await docker
+        .getImage(tag)
+        .remove()
+        .catch(() => undefined);
+  });
+
+  test("is the builds' network for a push, none for a pull request from a fork, whose image is its own", async () => {
+    const send = async (event: string, payload: Record<string, unknown>) => {
+      const response = await deliver(f.server.url, { event, payload, secret: f.secret });
+      assert.equal(response.status, 202, JSON.stringify(response.body));
+    };
+    const files = {
+      'autobuild/env.sh': SCRIPT,
+      'env/Dockerfile': dockerfile(1, 'echo "interfaces: $(ls /sys/class/net | tr "\\n" " ")" > /etc/env-marker'),
+      'env/env-tool': '#!/bin/sh\necho "tool ran"\n',
+      'env/run.txt': randomBytes(8).toString('hex'),
+    };
+    const pushSha = await f.repo.commit(files, 'trusted');
+    await send('push', pushPayload({ owner: 'acme', repo: 'widget', ref: 'refs/heads/env/net', sha: pushSha, cloneUrl: f.cloneUrl }));
+    const pushed = await f.waitForBuild((b) => b.sha === pushSha, 120_000);
+    assert.equal(pushed.state, 'success', pushed.description ?? '');
+    const pushedLog = await (await fetch(pushed.logUrl)).text();
+    const trustedTag = /image: building (autobuilder\/env:[0-9a-f]{64})/.exec(pushedLog)?.[1] ?? '';
+    made.add(trustedTag);
+    assert.match(Buffer.from(await (await fetch(pushed.artifacts[0]?.url ?? '')).arrayBuffer()).toString(), /^interfaces: eth0 lo \n/);
+
+    const forkSha = await f.repo.commit({ 'message.txt': 'from a fork\n' }, 'fork');
+    await simpleGit({ baseDir: f.repo.dir }).raw(['update-ref', 'refs/pull/9/head', forkSha]);
+    await send(
+      'pull_request',
+      pullRequestPayload({
+        owner: 'acme',
+        repo: 'widget',
+        cloneUrl: f.cloneUrl,
+        action: 'opened',
+        number: 9,
+        head: 'env/net',
+        sha: forkSha,
+        base: 'env/net',
+        fork: 'mallory/widget',
+      }),
+    );
+    const fork = await f.waitForBuild((b) => b.sha === forkSha, 120_000);
+    assert.equal(fork.state, 'success', fork.description ?? '');
+    const forkLog = await (await fetch(fork.logUrl)).text();
+    const forkTag = /image: building (autobuilder\/env:[0-9a-f]{64})/.exec(forkLog)?.[1];
+    assert.ok(forkTag !== undefined, `the fork's build makes its own image:\n${forkLog}`);
+    made.add(forkTag);
+    assert.notEqual(forkTag, trustedTag);
+    // its steps share no cached layer with the trusted image: they ran, without a network
+    assert.match(forkLog, /^Step 2\/\d+ : ENV AUTOBUILDER_FORK_BUILD=true$/m);
+    assert.doesNotMatch(forkLog, /Using cache/);
+    assert.equal(Buffer.from(await (await fetch(fork.artifacts[0]?.url ?? '')).arrayBuffer()).toString(), 'interfaces: lo \ntool ran\n');
   });
 });

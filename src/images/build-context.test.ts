@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { extract } from 'tar-stream';
 import { checkContext, isEnvImageTag, packContext, toEnvImageHash, toEnvImageTag, toGitBlobId, type ContextFile } from './build-context.js';
-import { baseImagesOf } from './dockerfile-bases.js';
+import { baseImagesOf, toForkDockerfile } from './dockerfile-bases.js';
 import { listGitContext, readDirectoryContext, readGitBlobs } from './git-context.js';
 
 const file = (path: string, content: string, kind: ContextFile['kind'] = 'file'): ContextFile => ({
@@ -92,6 +92,26 @@ describe('baseImagesOf', () => {
       { image: 'autobuilder/debian-build:bookworm', line: 9 },
     ]);
     assert.deepEqual((await baseImagesOf(text, { BASE: 'other', TAG: '2' }))[0], { image: 'other:2', line: 4 });
+  });
+});
+
+describe('toForkDockerfile', () => {
+  test('sets AUTOBUILDER_FORK_BUILD right after every FROM, after its continuation lines', async () => {
+    const text = ['ARG BASE=a', 'FROM ${BASE} \\', '  AS build', 'RUN make', 'FROM b', 'COPY --from=build /x /x', ''].join('\n');
+    assert.equal(
+      await toForkDockerfile(text),
+      [
+        'ARG BASE=a',
+        'FROM ${BASE} \\',
+        '  AS build',
+        'ENV AUTOBUILDER_FORK_BUILD=true',
+        'RUN make',
+        'FROM b',
+        'ENV AUTOBUILDER_FORK_BUILD=true',
+        'COPY --from=build /x /x',
+        '',
+      ].join('\n'),
+    );
   });
 });
 

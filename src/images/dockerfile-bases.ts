@@ -62,3 +62,24 @@ export async function baseImagesOf(dockerfile: string, buildArgs: Readonly<Recor
   }
   return bases;
 }
+
+/** The variable every stage of an image built for a pull request from a fork gets (see {@link toForkDockerfile}). */
+export const FORK_BUILD_ENV = 'AUTOBUILDER_FORK_BUILD';
+
+/**
+ * The Dockerfile of an image built for a pull request from a fork: `ENV AUTOBUILDER_FORK_BUILD=true`
+ * right after every FROM. The engine's build cache reuses a step's layer for the same
+ * instruction on the same parent, whatever the network it ran with: with the fork's own
+ * first layer in every stage, its steps never reuse a trusted build's layers (they run, under
+ * the fork's network policy) and a trusted build never reuses one a fork's build made.
+ */
+export async function toForkDockerfile(dockerfile: string): Promise<string> {
+  const { DockerfileParser } = await import('dockerfile-ast');
+  const ends = new Set(
+    DockerfileParser.parse(dockerfile)
+      .getFROMs()
+      .map((from) => from.getRange().end.line),
+  );
+  const lines = dockerfile.split('\n');
+  return lines.flatMap((line, i) => (ends.has(i) ? [line, `ENV ${FORK_BUILD_ENV}=true`] : [line])).join('\n');
+}

@@ -16,7 +16,7 @@ import {
   type ContextFile,
   type ContextListing,
 } from './build-context.js';
-import { baseImagesOf } from './dockerfile-bases.js';
+import { baseImagesOf, toForkDockerfile } from './dockerfile-bases.js';
 
 /** A context file carried with a plan: its content base64 (JSON-safe, so a worker's job can hold it). */
 export interface CarriedFile extends ContextFile {
@@ -179,6 +179,9 @@ export async function prepareEnvImage(input: {
       );
     }
   }
+
+  // a fork's image shares no cached layer with trusted builds' images, either way
+  if (plan.fork) contents.set(plan.dockerfile, Buffer.from(await toForkDockerfile(text)));
 
   return input.serial(plan.tag, async () => {
     // another build of the same tag may have made it while this one waited
