@@ -4,6 +4,7 @@
  * Pass names to run a subset: `npm run bench -- snapshots cache`.
  */
 import { benchCacheHit, benchIncrementalC } from './cache.js';
+import { benchCaches } from './caches.js';
 import { benchChaos } from './chaos.js';
 import { benchConfigReload } from './config.js';
 import { benchHostile } from './hostile.js';
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<void>> = {
   snapshots: benchSnapshots,
   cache: benchCacheHit,
   'incremental-c': benchIncrementalC,
+  caches: benchCaches,
   logs: benchLogs,
   load: () => benchLoad(),
   chaos: benchChaos,
