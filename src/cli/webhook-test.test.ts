@@ -57,7 +57,7 @@ describe('webhook test', () => {
       toMeaning(401, { error: { code: 'SIGNATURE_INVALID', message: 'x' } }, 'GITHUB_WEBHOOK_SECRET'),
       /^the secrets differ: .*from GITHUB_WEBHOOK_SECRET/,
     );
-    assert.match(toMeaning(403, { error: { code: 'HOST_NOT_ALLOWED', message: 'x' } }, 's'), /listen\.allowedHosts/);
+    assert.match(toMeaning(421, { error: { code: 'HOST_NOT_ALLOWED', message: 'x' } }, 's'), /listen\.allowedHosts/);
     assert.match(toMeaning(404, 'Not Found', 's'), /nothing answers POST \/hooks\/github/);
     assert.match(toMeaning(500, { error: { code: 'INTERNAL', message: 'x' } }, 's'), /unexpected answer 500 INTERNAL/);
   });

@@ -87,8 +87,7 @@ export function toMeaning(status: number, body: unknown, secretSource: string): 
   if (status >= 200 && status < 300) return 'the server verified the signature and took the ping: this URL and secret work for GitHub deliveries';
   if (status === 401)
     return `the secrets differ: the server refused the signature (${code ?? 'unauthorized'}); set the server's webhook secret (GITHUB_WEBHOOK_SECRET, github.webhookSecret or its data directory's webhook-secret) and the one used here (from ${secretSource}) and GitHub's to the same value`;
-  if (status === 403 && code === 'HOST_NOT_ALLOWED')
-    return 'the server refused the Host header of this URL: set publicUrl to it or add its host to listen.allowedHosts';
+  if (code === 'HOST_NOT_ALLOWED') return 'the server refused the Host header of this URL: set publicUrl to it or add its host to listen.allowedHosts';
   if (status === 404) return 'nothing answers POST /hooks/github at this URL: is it the autobuilder server (and the path a proxy forwards)?';
   if (status === 503) return 'the server is starting or stopping: try again in a moment';
   if (status === 413) return 'the server (or a proxy in front of it) refused the body as too large';
