@@ -50,7 +50,7 @@ describe('build parameters: validation, env, cache key and opaque parameters', (
     const answer = await trigger({ params: { TARGET: 'plan9', LEVEL: '12', EXTRA: 'x', 'NOT A NAME': 'y' } });
     assert.equal(answer.status, 422);
     assert.equal(answer.body.error?.code, 'PARAMS_INVALID');
-    const message = answer.body.error?.message ?? '';
+    const message = answer.body.error.message;
     assert.match(message, /TARGET: "plan9" is not one of "linux", "darwin", "windows"/);
     assert.match(message, /LEVEL: "12" does not match the pattern "\[0-9\]"/);
     assert.match(message, /EXTRA: not declared by the build/);
