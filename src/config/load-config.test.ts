@@ -48,6 +48,8 @@ describe('loadConfig', () => {
       diskQuotaMiB: 4096,
       maxArtifactBytes: 1024 ** 3,
       diskReserveMiB: 2048,
+      cacheMaxMiB: 2048,
+      mounts: [],
       secretEnv: {},
     });
     assert.deepEqual(config.api, {});
