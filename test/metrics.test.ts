@@ -107,7 +107,7 @@ describe('GET /metrics', () => {
       'lines reach the sockets within 100 ms',
     );
     assert.ok(f.github.failedCount >= 2);
-    assert.equal(value(m, 'autobuilder_status_post_failures_total'), f.github.failedCount);
+    assert.equal(value(m, 'autobuilder_github_request_failures_total'), f.github.failedCount);
     assert.ok(value(m, 'autobuilder_process_resident_memory_bytes') > 0);
     // builds run here (local mode): no worker metric at all
     assert.deepEqual(

@@ -12,7 +12,7 @@ export interface Metrics {
   registry: Registry;
   /** Records how long a log line took from the file to the monitor's sockets, in seconds. */
   observeLogLag(seconds: number): void;
-  /** Wraps the `fetch` of the commit-status publisher so failed GitHub requests are counted. */
+  /** Wraps the `fetch` every GitHub API call of the server goes through (statuses, check runs, the App's tokens) so failed requests are counted. */
   instrumentFetch(fetch: typeof globalThis.fetch): typeof globalThis.fetch;
   /**
    * Adds the build-worker metrics of a bullmq-mode server (see {@link createWorkerMetrics}),
@@ -35,7 +35,7 @@ const seconds = (from: string | null, to: string | null): number | null => {
  * Creates the metrics (names prefixed `autobuilder_`): builds by state, queue depth and the age
  * of the oldest queued build, histograms of webhook → queued, queued → started, build
  * duration and workspace preparation (the snapshot), cache hits and misses, log broadcast lag,
- * failed status posts, Node's process metrics, and those of build workers once
+ * failed GitHub requests, Node's process metrics, and those of build workers once
  * {@link Metrics.followWorkers} is called. Everything is derived from `events` and
  * `store`; `now` is injectable for tests.
  */
@@ -123,12 +123,12 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [registry],
   });
-  const statusFailures = new Counter({
-    name: 'autobuilder_status_post_failures_total',
-    help: 'Failed requests to the GitHub commit status API (an error answer or no answer; each retry counts).',
+  const githubFailures = new Counter({
+    name: 'autobuilder_github_request_failures_total',
+    help: "Failed requests to GitHub's REST API: commit statuses, check runs, App installations and tokens (an error answer or no answer; each retry counts).",
     registers: [registry],
   });
-  statusFailures.inc(0);
+  githubFailures.inc(0);
 
   const onQueued = (build: Build) => {
     const delivery = build.deliveryId === null ? null : store.getDelivery(build.deliveryId);
@@ -175,10 +175,10 @@ export function createMetrics(options: { events: BuildEvents; store: BuildStore;
       return async (input, init) => {
         try {
           const response = await fetch(input, init);
-          if (response.status >= 400) statusFailures.inc();
+          if (response.status >= 400) githubFailures.inc();
           return response;
         } catch (err) {
-          statusFailures.inc();
+          githubFailures.inc();
           throw err;
         }
       };
