@@ -9,6 +9,7 @@ import type { CheckRunEntry, CheckRunOutbox, CheckRunState, StoredAnnotation } f
 import { createAnnotationCollector, toAnnotationBatches, type AnnotationCollector } from './annotations.js';
 import { REBUILD_ACTION, toBuildCheckRunState, type LogTail } from './check-run-output.js';
 import { toRetryDelay } from './commit-statuses.js';
+import { createOutboxSender } from './outbox-sender.js';
 import { GitHubAuthError, type GitHubAuth } from './github-auth.js';
 
 /** Least time between two updates of one check run while it is not completed, in ms (default of `intervalMs`). */
@@ -121,12 +122,31 @@ export function createCheckRunPublisher(options: {
   const serialize = createSerializeByKey();
   const live = new Map<string, LiveBuild>();
 
-  let draining: Promise<void> | null = null;
-  let again = false;
-  let timer: NodeJS.Timeout | undefined;
   let closed = false;
   /** read through a call: `close` may run while a pass awaits */
   const isClosed = () => closed;
+  const sender = createOutboxSender({
+    pass: async () => {
+      let sent = false;
+      for (const listed of outbox.due(now(), 100)) {
+        if (isClosed()) return false;
+        // changed since it was listed: sent as it is now, or later
+        const entry = outbox.get(listed.key);
+        if (entry === null || entry.nextAttemptAt > now()) continue;
+        await send(entry);
+        sent = true;
+      }
+      return sent;
+    },
+    nextDueAt: () => {
+      const at = outbox.nextDueAt();
+      return at !== null && at < IDLE ? at : null;
+    },
+    now,
+    // the outbox itself failing (its database closed, full): said, never an unhandled rejection
+    onError: (err) => log.error({ err: toMessage(err) }, 'check run outbox failed; check runs wait for the next change'),
+  });
+  const track = (work: Promise<void>) => sender.track(work);
 
   const stopFollowing = logs.onAppend(({ buildId, text }) => {
     const followed = live.get(buildId);
@@ -263,7 +283,7 @@ export function createCheckRunPublisher(options: {
       followed.lastPutAt = now();
     }
     await outbox.flush();
-    void drain();
+    void sender.send();
   }
 
   /** Sends the newest state of `entry` (or its next batch of annotations) and records what GitHub took. */
@@ -373,54 +393,7 @@ export function createCheckRunPublisher(options: {
     outbox.put(entry);
   }
 
-  function schedule(): void {
-    clearTimeout(timer);
-    const at = closed ? null : outbox.nextDueAt();
-    if (at !== null && at < IDLE) timer = setTimeout(() => void drain(), Math.min(Math.max(0, at - now()), 2 ** 31 - 1)).unref();
-  }
-
-  /** Sends what is due, one request at a time; a call during a pass makes another pass follow. */
-  function drain(): Promise<void> {
-    if (closed) return Promise.resolve();
-    again = true;
-    if (draining !== null) return draining;
-    draining = (async () => {
-      while (again && !isClosed()) {
-        again = false;
-        for (const listed of outbox.due(now(), 100)) {
-          if (isClosed()) return;
-          // changed since it was listed: sent as it is now, or later
-          const entry = outbox.get(listed.key);
-          if (entry === null || entry.nextAttemptAt > now()) continue;
-          await send(entry);
-          again = true;
-        }
-      }
-    })()
-      // the outbox itself failing (its database closed, full): said, never an unhandled rejection
-      .catch((err: unknown) => log.error({ err: toMessage(err) }, 'check run outbox failed; check runs wait for the next change'))
-      .finally(() => {
-        draining = null;
-        try {
-          if (again) void drain();
-          else schedule();
-        } catch (err) {
-          log.error({ err: toMessage(err) }, 'check run outbox failed; check runs wait for the next change');
-        }
-      });
-    return draining;
-  }
-
-  /** publishes in flight: their changes may not be stored yet */
-  const pending = new Set<Promise<void>>();
-  const track = (work: Promise<void>): Promise<void> => {
-    pending.add(work);
-    const untrack = () => pending.delete(work);
-    work.then(untrack, untrack);
-    return work;
-  };
-
-  void drain(); // what an earlier process left
+  void sender.send(); // what an earlier process left
   return {
     publish(build) {
       const copy = structuredClone(build);
@@ -449,18 +422,16 @@ export function createCheckRunPublisher(options: {
           const { state, annotations, ...base } = check;
           put(check.key, { ...base, actions: [] }, state, state.status === 'completed' ? { annotations, dropped: 0 } : null);
           await outbox.flush();
-          void drain();
+          void sender.send();
         }),
       );
     },
-    async flush() {
-      while (pending.size > 0) await Promise.allSettled([...pending]);
-      // a pass may have been running when the last change came: it leaves `again` set
-      while (draining !== null) await draining;
+    flush() {
+      return sender.flush();
     },
     close() {
       closed = true;
-      clearTimeout(timer);
+      sender.close();
       stopFollowing();
       for (const followed of live.values()) clearTimeout(followed.refresh);
       live.clear();

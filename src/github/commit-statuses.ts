@@ -2,6 +2,7 @@ import type { Build, BuildState } from '../builds/build.js';
 import { toMessage } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { createSqliteStatusOutbox, type NewOutboxEntry, type OutboxEntry, type StatusOutbox } from '../store/sqlite-status-outbox.js';
+import { createOutboxSender } from './outbox-sender.js';
 import { createTokenAuth, GitHubAuthError, type GitHubAuth } from './github-auth.js';
 
 /** GitHub's commit status states (https://docs.github.com/rest/commits/statuses). */
@@ -109,12 +110,22 @@ export function createCommitStatusPublisher(options: {
   }
   const outbox = options.outbox ?? createSqliteStatusOutbox({ path: ':memory:' });
 
-  let draining: Promise<void> | null = null;
-  let again = false;
-  let timer: NodeJS.Timeout | undefined;
   let closed = false;
   /** read through a call: `close` may run while a pass awaits */
   const isClosed = () => closed;
+  const sender = createOutboxSender({
+    pass: async () => {
+      for (const entry of outbox.due(now(), 100)) {
+        if (isClosed()) return false;
+        if (outbox.has(entry.id)) await post(entry);
+      }
+      return false;
+    },
+    nextDueAt: () => outbox.nextDueAt(),
+    now,
+    // the outbox itself failing (its database closed, full, locked): said, never an unhandled rejection
+    onError: (err) => log.error({ err: toMessage(err) }, 'commit status outbox failed; statuses wait for the next one'),
+  });
 
   async function post(entry: OutboxEntry): Promise<void> {
     const fields = { buildId: entry.buildId, state: entry.state, context: entry.context, attempt: entry.attempts + 1 };
@@ -145,49 +156,6 @@ export function createCommitStatusPublisher(options: {
     }
   }
 
-  function schedule(): void {
-    clearTimeout(timer);
-    const at = closed ? null : outbox.nextDueAt();
-    if (at !== null) timer = setTimeout(() => void drain(), Math.max(0, at - now())).unref();
-  }
-
-  /** Posts what is due, one pass at a time; a call during a pass makes another pass follow. */
-  function drain(): Promise<void> {
-    if (closed) return Promise.resolve();
-    again = true;
-    if (draining !== null) return draining;
-    draining = (async () => {
-      while (again && !isClosed()) {
-        again = false;
-        for (const entry of outbox.due(now(), 100)) {
-          if (isClosed()) return;
-          if (outbox.has(entry.id)) await post(entry);
-        }
-      }
-    })()
-      // the outbox itself failing (its database closed, full, locked): said, never an unhandled rejection
-      .catch((err: unknown) => log.error({ err: toMessage(err) }, 'commit status outbox failed; statuses wait for the next one'))
-      .finally(() => {
-        draining = null;
-        // a call that came after the last pass looked at `again`, but before this settled
-        try {
-          if (again) void drain();
-          else schedule();
-        } catch (err) {
-          log.error({ err: toMessage(err) }, 'commit status outbox failed; statuses wait for the next one');
-        }
-      });
-    return draining;
-  }
-
-  /** publishes in flight: their statuses may not be on disk yet */
-  const pending = new Set<Promise<void>>();
-  const track = (work: Promise<void>): Promise<void> => {
-    pending.add(work);
-    const untrack = () => pending.delete(work);
-    work.then(untrack, untrack);
-    return work;
-  };
   async function publishBuild(build: Build): Promise<void> {
     const [owner, repo] = build.repo.split('/') as [string, string];
     outbox.enqueue(
@@ -205,31 +173,29 @@ export function createCommitStatusPublisher(options: {
     );
     // stored, then posted: the outbox's writer commits it first (a refused write rejects here)
     await outbox.flush();
-    void drain();
+    void sender.send();
   }
 
-  void drain(); // what an earlier process left
+  void sender.send(); // what an earlier process left
   return {
     publish(build) {
-      return track(publishBuild(build));
+      return sender.track(publishBuild(build));
     },
     publishStatus(status) {
-      return track(
+      return sender.track(
         (async () => {
           outbox.enqueue({ ...status, description: toDescription(status.description) }, now());
           await outbox.flush();
-          void drain();
+          void sender.send();
         })(),
       );
     },
-    async flush() {
-      // statuses queued but not yet on disk are posted too: close() after flush() loses none
-      while (pending.size > 0) await Promise.allSettled([...pending]);
-      while (draining !== null) await draining;
+    flush() {
+      return sender.flush();
     },
     close() {
       closed = true;
-      clearTimeout(timer);
+      sender.close();
       outbox.close();
     },
   };
