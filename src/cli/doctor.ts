@@ -330,10 +330,17 @@ async function checkConfigRepository(config: Readonly<Config>): Promise<{ row: D
     return { row: row('config repository', 'ok', describeSnapshot(dir, built.snapshot)), snapshot: built.snapshot };
   }
   // git mode: fetched as the server fetches it, into a bare repository of our own (the server's copy is left alone)
-  const [{ toConfigRepositorySource }, { createConfigRepository }] = await Promise.all([import('../server.js'), import('../config-repo/config-repository.js')]);
+  const [{ toConfigRepositorySource }, { createConfigRepository }, { createGitHubAuth }] = await Promise.all([
+    import('../server.js'),
+    import('../config-repo/config-repository.js'),
+    import('../github/create-github-auth.js'),
+  ]);
+  const silent = createLogger({ level: 'silent' });
+  // a GitHub App's private config repository takes an installation token, as the server's fetch does
+  const auth = config.github.app === undefined ? undefined : createGitHubAuth(config, { log: silent });
   const gitDir = await mkdtemp(join(tmpdir(), 'autobuilder-doctor-'));
-  const source = { ...toConfigRepositorySource(config), gitDir };
-  const repo = createConfigRepository({ source, log: createLogger({ level: 'silent' }) });
+  const source = { ...toConfigRepositorySource(config, auth), gitDir };
+  const repo = createConfigRepository({ source, log: silent });
   const where = `${source.kind === 'git' ? withoutCredentials(source.url) : path} (${branch})`;
   try {
     const outcome = await repo.reload('api');
@@ -345,7 +352,7 @@ async function checkConfigRepository(config: Readonly<Config>): Promise<{ row: D
           'config repository',
           'fail',
           `${where} cannot be fetched: ${summarize(outcome.problems)}`,
-          'check configRepository.url / repository and branch, and github.token (its access to the repository)',
+          'check configRepository.url / repository and branch, and github.token or the GitHub App installation (its access to the repository)',
         ),
         snapshot: null,
       };
@@ -360,6 +367,7 @@ async function checkConfigRepository(config: Readonly<Config>): Promise<{ row: D
     };
   } finally {
     await repo.close();
+    auth?.close();
     await rm(gitDir, { recursive: true, force: true });
   }
 }
