@@ -10,7 +10,8 @@ import type { Logger } from '../logger.js';
 import { buildSnapshot, indexSnapshot, type ConfigSnapshot, type DefinitionLookup, type ParseCache, type SnapshotIndex } from './config-snapshot.js';
 import type { DefinitionProblem } from './definition-error.js';
 import type { ContextLimits, ContextListing } from '../images/build-context.js';
-import { listGitContext, readDirectoryContext, readGitBlobs } from '../images/git-context.js';
+import { listGitContext, readDirectoryContext } from '../images/git-context.js';
+import { readGitBlobs } from '../git/read-git-blobs.js';
 import { readDirectoryRevision, readGitRevision, type Revision } from './read-revision.js';
 
 export type { DefinitionLookup, ConfigSnapshot, MatchCandidate } from './config-snapshot.js';

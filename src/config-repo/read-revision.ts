@@ -1,8 +1,7 @@
-import { spawn } from 'node:child_process';
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SimpleGit } from 'simple-git';
-import { AppError } from '../errors.js';
+import { readGitBlobs } from '../git/read-git-blobs.js';
 import { definitionFileKey, MAX_DEFINITION_FILES, type RevisionFile } from './config-snapshot.js';
 import { MAX_DEFINITION_BYTES } from './decode-definition-bytes.js';
 
@@ -53,42 +52,9 @@ export async function readGitRevision(git: SimpleGit, gitDir: string, sha: strin
     if (m !== null && definitionFileKey(m[3] as string) !== null) wanted.push({ oid: m[1] as string, size: Number(m[2]), file: m[3] as string });
   }
   const small = wanted.filter((w) => w.size <= MAX_DEFINITION_BYTES).slice(0, MAX_DEFINITION_FILES);
-  const blobs = await catFileBatch(
+  const blobs = await readGitBlobs(
     gitDir,
     small.map((w) => w.oid),
   );
   return wanted.map((w) => ({ file: w.file, size: w.size, bytes: blobs.get(w.oid) ?? null }));
-}
-
-/** Reads blobs with one `git cat-file --batch` process; resolves oid → bytes. */
-function catFileBatch(gitDir: string, oids: readonly string[]): Promise<Map<string, Buffer>> {
-  if (oids.length === 0) return Promise.resolve(new Map());
-  return new Promise((ok, fail) => {
-    const child = spawn('git', ['--git-dir', gitDir, 'cat-file', '--batch'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/' },
-    });
-    const chunks: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => chunks.push(c));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', fail);
-    child.once('close', (code) => {
-      if (code !== 0) return fail(new AppError('GIT_FAILED', `git cat-file failed (${code}): ${stderr.trim().slice(0, 300)}`));
-      const out = Buffer.concat(chunks);
-      const blobs = new Map<string, Buffer>();
-      let at = 0;
-      while (at < out.length) {
-        const eol = out.indexOf(0x0a, at);
-        if (eol < 0) break;
-        const [oid = '', type, size] = out.subarray(at, eol).toString().split(' ');
-        if (type !== 'blob' || size === undefined) return fail(new AppError('GIT_FAILED', `git cat-file: unexpected answer for ${oid}`));
-        const start = eol + 1;
-        blobs.set(oid, out.subarray(start, start + Number(size)));
-        at = start + Number(size) + 1;
-      }
-      ok(blobs);
-    });
-    child.stdin.end(oids.map((o) => `${o}\n`).join(''));
-  });
 }

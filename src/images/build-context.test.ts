@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { extract } from 'tar-stream';
 import { checkContext, isEnvImageTag, packContext, toEnvImageHash, toEnvImageTag, toGitBlobId, type ContextFile } from './build-context.js';
 import { baseImagesOf, toForkDockerfile } from './dockerfile-bases.js';
-import { listGitContext, readDirectoryContext, readGitBlobs } from './git-context.js';
+import { listGitContext, readDirectoryContext } from './git-context.js';
+import { readGitBlobs } from '../git/read-git-blobs.js';
 
 const file = (path: string, content: string, kind: ContextFile['kind'] = 'file'): ContextFile => ({
   path,
