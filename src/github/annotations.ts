@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { StoredAnnotation } from '../store/check-run-outbox.js';
 
 /**
  * One check run annotation, as the Checks API takes it in `output.annotations`
@@ -6,17 +7,7 @@ import path from 'node:path';
  * repository root with `/` separators; lines and columns are 1-based; `start_column` and
  * `end_column` are given only when `start_line === end_line`, as GitHub requires.
  */
-export interface CheckAnnotation {
-  path: string;
-  start_line: number;
-  end_line: number;
-  start_column?: number;
-  end_column?: number;
-  annotation_level: 'notice' | 'warning' | 'failure';
-  message: string;
-  title?: string;
-  raw_details?: string;
-}
+export type CheckAnnotation = StoredAnnotation;
 
 /** Annotation levels of the Checks API. */
 export type AnnotationLevel = CheckAnnotation['annotation_level'];

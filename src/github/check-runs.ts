@@ -28,15 +28,7 @@ const LOG_CLOSE_WAIT_MS = 10_000;
 const IDLE = Number.MAX_SAFE_INTEGER;
 
 /** A check run that belongs to no build, e.g. `autobuilder/config` on a config repository commit. */
-export interface NewCheckRun {
-  /** unique per check run (see {@link CheckRunEntry.key}) */
-  key: string;
-  owner: string;
-  repo: string;
-  headSha: string;
-  name: string;
-  externalId: string;
-  detailsUrl: string;
+export interface NewCheckRun extends Pick<CheckRunEntry, 'key' | 'owner' | 'repo' | 'headSha' | 'name' | 'externalId' | 'detailsUrl'> {
   state: CheckRunState;
   /** sent with the completed state, 50 a request */
   annotations: StoredAnnotation[];
